@@ -1,0 +1,167 @@
+"""Conversion of DeepMind's TensorFlow I3D checkpoints to PyTorch state dicts.
+
+Every TensorFlow variable is mapped explicitly to a parameter or buffer of
+:class:`~i3d_lightning.models.i3d.InceptionI3d`; a checkpoint with a missing, unexpected or
+mis-shaped variable is refused with the full list. TensorFlow is imported only here, and only when a
+checkpoint is read (``pip install 'i3d-lightning[tf]'``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.models.i3d import INCEPTION_CHANNELS, InceptionI3d
+
+#: Optimizer slots saved beside the weights (rgb_scratch_kin600 has SGD momentum for every
+#: trainable variable); they are not part of the model.
+IGNORED_VARIABLES = re.compile(r".*/Momentum$|^global_step$")
+
+_STEM_UNITS = ("Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3")
+
+
+class CheckpointMismatchError(UserInputError, ValueError):
+    """A checkpoint's variables do not fit the I3D model."""
+
+
+def unit_scopes() -> dict[str, str]:
+    """PyTorch module path -> TensorFlow variable scope (below ``inception_i3d/``) of every Unit3D."""
+    scopes = {f"blocks.{name}": name for name in _STEM_UNITS}
+    for block in INCEPTION_CHANNELS:
+        # The release's quirk: Mixed_5b's branch-2 3x3 convolution is named Conv3d_0a_3x3.
+        branch2_conv = "Conv3d_0a_3x3" if block == "Mixed_5b" else "Conv3d_0b_3x3"
+        scopes |= {
+            f"blocks.{block}.branch0": f"{block}/Branch_0/Conv3d_0a_1x1",
+            f"blocks.{block}.branch1.0": f"{block}/Branch_1/Conv3d_0a_1x1",
+            f"blocks.{block}.branch1.1": f"{block}/Branch_1/Conv3d_0b_3x3",
+            f"blocks.{block}.branch2.0": f"{block}/Branch_2/Conv3d_0a_1x1",
+            f"blocks.{block}.branch2.1": f"{block}/Branch_2/{branch2_conv}",
+            f"blocks.{block}.branch3.1": f"{block}/Branch_3/Conv3d_0b_1x1",
+        }
+    return scopes
+
+
+def variable_map() -> dict[str, str]:
+    """TensorFlow variable name (without the ``RGB/inception_i3d/`` scope) -> PyTorch state-dict key."""
+    mapping: dict[str, str] = {}
+    for module, scope in unit_scopes().items():
+        mapping[f"{scope}/conv_3d/w"] = f"{module}.conv.weight"
+        mapping[f"{scope}/batch_norm/beta"] = f"{module}.bn.bias"
+        mapping[f"{scope}/batch_norm/moving_mean"] = f"{module}.bn.running_mean"
+        mapping[f"{scope}/batch_norm/moving_variance"] = f"{module}.bn.running_var"
+    mapping["Logits/Conv3d_0c_1x1/conv_3d/w"] = "logits.weight"
+    mapping["Logits/Conv3d_0c_1x1/conv_3d/b"] = "logits.bias"
+    return mapping
+
+
+def _tf_shape(torch_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """TensorFlow shape of a conv kernel [out, in, t, h, w] -> [t, h, w, in, out]; vectors unchanged."""
+    if len(torch_shape) == 5:
+        out, cin, t, h, w = torch_shape
+        return (t, h, w, cin, out)
+    return torch_shape
+
+
+def _to_torch(array: np.ndarray, torch_shape: tuple[int, ...]) -> torch.Tensor:
+    if len(torch_shape) == 5:
+        array = array.transpose(4, 3, 0, 1, 2)
+    # Batch-norm statistics are [C] in most checkpoints and [1, 1, 1, 1, C] in rgb_scratch_kin600.
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(torch_shape)
+
+
+def checkpoint_scope(names: list[str]) -> str:
+    """The variable-name prefix of a checkpoint: ``"RGB/inception_i3d/"``, ``"Flow/inception_i3d/"``
+    or ``""``, found from its first convolution."""
+    for name in names:
+        if name.endswith("Conv3d_1a_7x7/conv_3d/w"):
+            return name.removesuffix("Conv3d_1a_7x7/conv_3d/w")
+    raise CheckpointMismatchError("not an I3D checkpoint: it has no Conv3d_1a_7x7/conv_3d/w variable")
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """What a checkpoint holds: its scope, input channels and number of classes."""
+
+    scope: str
+    in_channels: int
+    num_classes: int
+
+
+def check_variables(shapes: Mapping[str, list[int] | tuple[int, ...]]) -> CheckpointLayout:
+    """Check that a checkpoint's ``{variable name: shape}`` fits I3D; return its layout.
+
+    Raises :class:`CheckpointMismatchError` listing every missing, unexpected and mis-shaped variable.
+    """
+    scope = checkpoint_scope(list(shapes))
+    model_vars = {name.removeprefix(scope): tuple(shape) for name, shape in shapes.items()
+                  if not IGNORED_VARIABLES.fullmatch(name)}
+    first, logits = model_vars.get("Conv3d_1a_7x7/conv_3d/w"), model_vars.get("Logits/Conv3d_0c_1x1/conv_3d/b")
+    if first is None or len(first) != 5 or logits is None or len(logits) != 1:
+        raise CheckpointMismatchError("not an I3D checkpoint: its first convolution or logits bias "
+                                      "is missing or has the wrong rank")
+    layout = CheckpointLayout(scope, in_channels=first[3], num_classes=logits[0])
+    expected = {name: _tf_shape(tuple(tensor.shape)) for name, tensor in
+                _state_dict_by_variable(layout.in_channels, layout.num_classes).items()}
+    missing = sorted(set(expected) - set(model_vars))
+    unexpected = sorted(set(model_vars) - set(expected))
+    mismatched = [f"{name}: checkpoint {list(model_vars[name])}, model {list(shape)}"
+                  for name, shape in expected.items() if name in model_vars
+                  and tuple(model_vars[name]) != shape
+                  and (len(shape) != 1 or model_vars[name] != (1, 1, 1, 1, shape[0]))]
+    if missing or unexpected or mismatched:
+        parts = [f"{title} ({len(items)}):\n    " + "\n    ".join(scope + item for item in items)
+                 for title, items in (("missing", missing), ("unexpected", unexpected))
+                 if items]
+        if mismatched:
+            parts.append(f"mismatched shapes ({len(mismatched)}):\n    " + "\n    ".join(mismatched))
+        raise CheckpointMismatchError("the checkpoint does not fit I3D:\n  " + "\n  ".join(parts))
+    return layout
+
+
+def _state_dict_by_variable(in_channels: int, num_classes: int) -> dict[str, torch.Tensor]:
+    state = InceptionI3d(num_classes, in_channels).state_dict()
+    return {variable: state[key] for variable, key in variable_map().items()}
+
+
+def import_tensorflow():
+    """Import TensorFlow, with a clear message when it is not installed.
+
+    TensorFlow and Triton (which ``torch._dynamo`` loads, e.g. when torchvision or Lightning are
+    imported) carry clashing native libraries: Triton's extension segfaults when it is loaded after
+    TensorFlow's, while the other order works. So torch's compiler stack is loaded first.
+    """
+    import torch._dynamo  # noqa: F401  (see the docstring: must precede TensorFlow)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise ImportError("converting a TensorFlow checkpoint needs TensorFlow: "
+                          "pip install 'i3d-lightning[tf]' (or tensorflow-cpu)") from error
+    return tf
+
+
+def read_tf_checkpoint(prefix: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointLayout]:
+    """Convert the TensorFlow checkpoint at ``prefix`` (e.g. ``.../rgb_scratch/model.ckpt``).
+
+    Returns the complete PyTorch state dict of an :class:`InceptionI3d` (batch-norm gamma = 1) and
+    the checkpoint's layout.
+    """
+    tf = import_tensorflow()
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        layout = check_variables(reader.get_variable_to_shape_map())
+        model = InceptionI3d(layout.num_classes, layout.in_channels)
+        state = model.state_dict()
+        for variable, key in variable_map().items():
+            state[key] = _to_torch(reader.get_tensor(layout.scope + variable), tuple(state[key].shape))
+    except tf.errors.OpError as error:
+        raise CheckpointMismatchError(f"TensorFlow could not read the checkpoint {prefix}: it is "
+                                      f"missing, truncated or corrupt ({error.message})") from error
+    return state, layout

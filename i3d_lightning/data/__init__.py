@@ -1,0 +1,1 @@
+"""Video decoding, input files and datasets."""

@@ -1,0 +1,104 @@
+"""Single-clip inputs in the release's formats, for the sample evaluation.
+
+* ``.npy``: the release's arrays, ``(1, T, 224, 224, C)`` float in [-1, 1] (C = 3 rgb, 2 flow);
+* ``.gif``: the release's renders of them: rgb as ``(x + 1) / 2`` (so ``pixel / 255 * 2 - 1`` gives the
+  input back), flow as ``clip(flow + 0.5, 0, 1)`` in R (x) and G (y) (so ``pixel / 255 - 0.5``);
+* any other file (rgb only): a video, preprocessed as the release did: 25 fps, shorter side 256 with
+  bilinear resize, centre crop 224, values scaled to [-1, 1].
+
+Every loader returns a float32 tensor ``[1, C, T, H, W]``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from i3d_lightning import release
+from i3d_lightning.data import decoding
+from i3d_lightning.data.sampling import resample_indices
+from i3d_lightning.data.transforms import center_crop, resize_short_side, rgb_to_model_range
+from i3d_lightning.errors import UserInputError
+
+CHANNELS = {"rgb": 3, "flow": 2}
+SAMPLE_NAME = "v_CricketShot_g04_c01"
+#: The release's sample clip is 25 fps, shorter side 256, centre crop 224.
+RELEASE_FPS = 25.0
+RESIZE_SHORT_SIDE = 256
+CROP_SIZE = 224
+# Slack for the range check of .npy inputs: float rounding of values computed as x / 127.5 - 1.
+_RANGE_TOLERANCE = 1e-3
+
+
+def release_sample(stream: str, **fetch_options) -> Path:
+    """The release's sample clip of ``stream``: its ``.npy`` if a mirror or the cache has it or it
+    can be downloaded, else the ``.gif`` render from a mirror (as in ``shared/deepmind-i3d``)."""
+    npy, gif = f"{SAMPLE_NAME}_{stream}.npy", f"{SAMPLE_NAME}_{stream}.gif"
+    for name in (npy, gif):
+        found = release.find_in_mirror(name, fetch_options.get("mirror"))
+        if found is not None:
+            return found
+    return release.fetch_release_file(npy, **fetch_options)
+
+
+def load_input(path: str | os.PathLike, stream: str) -> torch.Tensor:
+    """Load ``path`` (``.npy``, ``.gif`` or, for rgb, a video) as a ``[1, C, T, H, W]`` input."""
+    if stream not in CHANNELS:
+        raise ValueError(f"stream must be one of {sorted(CHANNELS)}, got {stream!r}")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserInputError(f"{stream} input {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        clip = _load_npy(path, stream)
+    elif suffix == ".gif":
+        clip = _load_gif(path, stream)
+    elif stream == "rgb":
+        clip = _load_video(path)
+    else:
+        raise UserInputError(f"flow input {path}: expected the release's .npy or .gif format "
+                             f"(flow is not computed from a video here)")
+    return clip.unsqueeze(0)
+
+
+def _load_npy(path: Path, stream: str) -> torch.Tensor:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"{path}: not a readable .npy array ({error})") from error
+    channels = CHANNELS[stream]
+    if array.ndim != 5 or array.shape[0] != 1 or array.shape[-1] != channels:
+        raise UserInputError(f"{path}: expected the release's layout (1, T, H, W, {channels}) for "
+                             f"{stream}, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise UserInputError(f"{path}: expected float values in [-1, 1], got dtype {array.dtype}")
+    low, high = float(array.min()), float(array.max())
+    if low < -1 - _RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
+        raise UserInputError(f"{path}: values span [{low:.3g}, {high:.3g}], expected [-1, 1] "
+                             f"(rescale pixels as x / 127.5 - 1)")
+    return torch.from_numpy(array[0].astype(np.float32)).permute(3, 0, 1, 2)
+
+
+def _load_gif(path: Path, stream: str) -> torch.Tensor:
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            frames = np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)])
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise UserInputError(f"{path}: not a readable GIF ({error})") from error
+    pixels = torch.from_numpy(frames).permute(3, 0, 1, 2).float()  # [3, T, H, W] in [0, 255]
+    if stream == "rgb":
+        return pixels / 255 * 2 - 1
+    return pixels[:2] / 255 - 0.5
+
+
+def _load_video(path: Path) -> torch.Tensor:
+    info = decoding.probe(path)
+    indices = resample_indices(info.num_frames, info.fps, RELEASE_FPS)
+    frames = torch.from_numpy(decoding.read_frames(path, indices)).permute(0, 3, 1, 2)  # [T, 3, H, W]
+    frames = center_crop(resize_short_side(frames, RESIZE_SHORT_SIDE), CROP_SIZE)
+    return rgb_to_model_range(frames).permute(1, 0, 2, 3)

@@ -1,0 +1,208 @@
+"""DeepMind's five released I3D checkpoints, converted to PyTorch, by name.
+
+In the spirit of torchvision's weights enums: each member of :class:`I3DWeights` carries the
+metadata a user needs (stream, classes, published accuracy, expected preprocessing, release files)
+and :func:`load_state_dict` returns its converted state dict, from the cache when it was converted
+before, else converting the release's TensorFlow files (see :mod:`i3d_lightning.release` for where
+they come from). Converted files are ``<cache>/weights/<name>.safetensors`` with the metadata in
+the safetensors header.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from i3d_lightning import release
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.models.i3d import InceptionI3d
+
+#: How the release preprocessed its inputs (README of kinetics-i3d).
+RGB_PREPROCESSING = ("25 fps; resize (bilinear) so the shorter side is 256; centre crop 224x224; "
+                     "RGB values rescaled to [-1, 1]")
+FLOW_PREPROCESSING = ("25 fps; grayscale; TV-L1 optical flow; clipped to [-20, 20] and rescaled to "
+                      "[-1, 1]; resize so the shorter side is 256; centre crop 224x224; channels (x, y)")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Metadata of one released checkpoint."""
+
+    stream: str  # "rgb" or "flow"
+    num_classes: int
+    pretraining: str
+    #: Published accuracy of the release's README, in percent: {"top1": ..., "top5": ...} and the
+    #: evaluation set it was measured on.
+    accuracy: dict[str, float] = field(default_factory=dict)
+    accuracy_set: str = "Kinetics-400 test"
+
+    @property
+    def in_channels(self) -> int:
+        return 3 if self.stream == "rgb" else 2
+
+    @property
+    def preprocessing(self) -> str:
+        return RGB_PREPROCESSING if self.stream == "rgb" else FLOW_PREPROCESSING
+
+
+class I3DWeights(enum.Enum):
+    """The release's checkpoints; ``I3DWeights["rgb_imagenet"]`` or ``I3DWeights.from_name(...)``."""
+
+    rgb_imagenet = CheckpointInfo("rgb", 400, "ImageNet Inception-v1, inflated; then Kinetics-400",
+                                  {"top1": 71.1, "top5": 89.3})
+    flow_imagenet = CheckpointInfo("flow", 400, "ImageNet Inception-v1, inflated; then Kinetics-400",
+                                   {"top1": 63.4, "top5": 84.9})
+    rgb_scratch = CheckpointInfo("rgb", 400, "Kinetics-400 from scratch", {"top1": 68.4, "top5": 88.0})
+    flow_scratch = CheckpointInfo("flow", 400, "Kinetics-400 from scratch", {"top1": 61.5, "top5": 83.4})
+    rgb_scratch_kin600 = CheckpointInfo("rgb", 600, "Kinetics-600 from scratch", {"top1": 71.9},
+                                        "Kinetics-600 validation")
+
+    @classmethod
+    def from_name(cls, name: str) -> I3DWeights:
+        try:
+            return cls[name]
+        except KeyError:
+            raise UserInputError(f"unknown I3D weights {name!r}; choose one of: "
+                           f"{', '.join(member.name for member in cls)} (or give a file path)") from None
+
+    @property
+    def info(self) -> CheckpointInfo:
+        return self.value
+
+    @property
+    def release_files(self) -> tuple[str, str]:
+        """Paths under the release's ``data/`` folder: (index file, data file)."""
+        base = f"checkpoints/{self.name}/model.ckpt"
+        return f"{base}.index", f"{base}.data-00000-of-00001"
+
+    @property
+    def categories(self) -> list[str]:
+        """Class names in logit order."""
+        return kinetics_categories(self.info.num_classes)
+
+
+def kinetics_categories(num_classes: int, **fetch_options) -> list[str]:
+    """Kinetics-400 or -600 class names in the checkpoints' logit order.
+
+    Kinetics-400's list is torchvision's (identical to the release's ``label_map.txt``, same order);
+    Kinetics-600's is the release's ``label_map_600.txt``, fetched like the checkpoints.
+    """
+    if num_classes == 400:
+        from torchvision.models.video import R3D_18_Weights
+
+        return list(R3D_18_Weights.KINETICS400_V1.meta["categories"])
+    if num_classes == 600:
+        return _label_map_600(**fetch_options)
+    raise ValueError(f"no Kinetics class list has {num_classes} classes (400 or 600)")
+
+
+@cache
+def _label_map_600(**fetch_options) -> list[str]:
+    path = release.fetch_release_file("label_map_600.txt", **fetch_options)
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def converted_path(weights: I3DWeights, cache: str | os.PathLike | None = None) -> Path:
+    """Where the converted state dict of ``weights`` is cached."""
+    return release.cache_dir(cache) / "weights" / f"{weights.name}.safetensors"
+
+
+def convert_release_checkpoint(weights: I3DWeights, output: str | os.PathLike, *,
+                               mirror: str | os.PathLike | None = None,
+                               cache: str | os.PathLike | None = None,
+                               base_url: str | None = None, progress: bool = True) -> Path:
+    """Fetch and verify the release files of ``weights``, convert them, write ``output`` atomically."""
+    from i3d_lightning.conversion import read_tf_checkpoint
+
+    index, data = (release.fetch_release_file(relpath, mirror=mirror, cache=cache,
+                                              base_url=base_url, progress=progress)
+                   for relpath in weights.release_files)
+    # TensorFlow reads a checkpoint by prefix, so both files must sit side by side under one name.
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = Path(tmp) / "model.ckpt"
+        for source, suffix in ((index, ".index"), (data, ".data-00000-of-00001")):
+            (prefix.parent / f"model.ckpt{suffix}").symlink_to(source.resolve())
+        state, layout = read_tf_checkpoint(prefix)
+    if (layout.in_channels, layout.num_classes) != (weights.info.in_channels, weights.info.num_classes):
+        raise ValueError(f"{weights.name}: checkpoint has {layout.in_channels} input channels and "
+                         f"{layout.num_classes} classes, the registry says "
+                         f"{weights.info.in_channels} and {weights.info.num_classes}")
+    metadata = {"name": weights.name, "stream": weights.info.stream,
+                "num_classes": str(weights.info.num_classes),
+                "source": f"kinetics-i3d data/{weights.release_files[1]}",
+                "git_blob_sha1": release.RELEASE_BLOBS[weights.release_files[1]]}
+    return save_state_dict(state, output, metadata)
+
+
+def save_state_dict(state: dict[str, torch.Tensor], output: str | os.PathLike,
+                    metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (temporary file in the same folder, then rename)."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.{os.getpid()}.part")
+    try:
+        save_file({key: value.contiguous() for key, value in state.items()}, str(partial), metadata)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return output
+
+
+def load_state_dict(name_or_path: str | os.PathLike, *, cache: str | os.PathLike | None = None,
+                    mirror: str | os.PathLike | None = None, base_url: str | None = None,
+                    progress: bool = True) -> dict[str, torch.Tensor]:
+    """State dict of a registry name (``"rgb_imagenet"``, ...) or of a converted weights file.
+
+    A name is taken from the cache if converted before; otherwise its release files are fetched
+    (mirror, cache or download), verified, converted (needs TensorFlow) and cached.
+    """
+    text = str(name_or_path)
+    if text in I3DWeights.__members__:
+        weights = I3DWeights.from_name(text)
+        path = converted_path(weights, cache)
+        if not path.is_file():
+            convert_release_checkpoint(weights, path, mirror=mirror, cache=cache,
+                                       base_url=base_url, progress=progress)
+        return load_file(str(path))
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UserInputError(f"I3D weights {text!r} are neither a registry name "
+                                f"({', '.join(I3DWeights.__members__)}) nor an existing file")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def i3d(*, weights: I3DWeights | str | os.PathLike | None = None, num_classes: int | None = None,
+        in_channels: int | None = None, dropout: float = 0.5, **load_options) -> InceptionI3d:
+    """Build an I3D, optionally initialised from ``weights`` (registry member, name or file).
+
+    With weights, ``in_channels`` and the number of classes come from them; a different
+    ``num_classes`` replaces the logits layer with a fresh one (fine-tuning). Without weights the
+    model is randomly initialised with ``num_classes`` (default 400) and ``in_channels`` (default 3).
+    ``load_options`` go to :func:`load_state_dict` (``cache``, ``mirror``, ``base_url``, ``progress``).
+    """
+    if weights is None:
+        return InceptionI3d(num_classes or 400, in_channels or 3, dropout)
+    name = weights.name if isinstance(weights, I3DWeights) else weights
+    state = load_state_dict(name, **load_options)
+    try:
+        source_channels = state["blocks.Conv3d_1a_7x7.conv.weight"].shape[1]
+        source_classes = state["logits.weight"].shape[0]
+    except KeyError as error:
+        raise ValueError(f"{name} is not an I3D state dict: it has no {error.args[0]}") from None
+    if in_channels is not None and in_channels != source_channels:
+        raise ValueError(f"weights {name} take {source_channels} input channels, not {in_channels}")
+    model = InceptionI3d(source_classes, source_channels, dropout)
+    model.load_state_dict(state)
+    if num_classes is not None and num_classes != source_classes:
+        model.replace_logits(num_classes)
+    return model

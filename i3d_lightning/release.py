@@ -1,0 +1,150 @@
+"""Files of DeepMind's kinetics-i3d release: where to find them, how to fetch and verify them.
+
+Every file is identified by its path under the release's ``data/`` folder and its git blob SHA-1
+(``git hash-object FILE``). A file is taken, in this order, from
+
+1. a local mirror of the release's ``data/`` folder or of its ``data/checkpoints`` folder
+   (argument ``mirror``, else the environment variable ``I3D_WEIGHTS_MIRROR``), used in place;
+2. the cache (``$I3D_HOME/release``, default ``~/.cache/i3d_lightning/release``);
+3. a download from the release's repository (``I3D_RELEASE_URL`` overrides the address), written
+   to a temporary file, verified, then renamed into the cache, so that no half-written or corrupt
+   file is ever used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from i3d_lightning.errors import UserInputError
+
+RELEASE_URL = "https://raw.githubusercontent.com/google-deepmind/kinetics-i3d/master/data"
+
+#: Git blob SHA-1 of the release files this project uses (from the release's git tree).
+RELEASE_BLOBS: dict[str, str] = {
+    "checkpoints/rgb_imagenet/model.ckpt.data-00000-of-00001": "2958652e0c9c48a65010c0ebda5c9cfd4edc7c18",
+    "checkpoints/rgb_imagenet/model.ckpt.index": "5ab1058b8f4f89a896c01f67c0a4c96a31548af7",
+    "checkpoints/flow_imagenet/model.ckpt.data-00000-of-00001": "bf56831f663abc3de0d35f193030b73a3df7fb61",
+    "checkpoints/flow_imagenet/model.ckpt.index": "8217f9450d851d24782aaf1af01c5c3b35b81a35",
+    "checkpoints/rgb_scratch/model.ckpt.data-00000-of-00001": "fa7df95674dbf3579e7fccd954e51e706b4734c1",
+    "checkpoints/rgb_scratch/model.ckpt.index": "84dd4518e982d9ca6ce1ff02e95fca2e8cbb1f73",
+    "checkpoints/flow_scratch/model.ckpt.data-00000-of-00001": "1d6a0b68f32544af11111342857e47e30d13afa9",
+    "checkpoints/flow_scratch/model.ckpt.index": "193bc425100f3978c793da66bd9eb54baea8dc6a",
+    "checkpoints/rgb_scratch_kin600/model.ckpt.data-00000-of-00001": "6392a74c3180e706cabada39d8f40a50a48642e5",
+    "checkpoints/rgb_scratch_kin600/model.ckpt.index": "d378d8f01215fe92a29cd170f040c284070e9cd5",
+    "label_map.txt": "cdaafcb1415eee46483561e78cb4747cce76a933",
+    "label_map_600.txt": "639e9c91fa8a941ea57942872fae55628d590b42",
+    "v_CricketShot_g04_c01_rgb.npy": "d756c5020a6e0fb56a99b210e32f5865da712bba",
+    "v_CricketShot_g04_c01_flow.npy": "ee00e78e6f380caa5463de878d7c85ad7a01e668",
+    "v_CricketShot_g04_c01_rgb.gif": "688ca2fe1a32cdb111f57b6bafc9068095dc3bbd",
+    "v_CricketShot_g04_c01_flow.gif": "c69232fcf20b007564f53df20371e55f38882bb9",
+}
+
+_CHUNK = 1 << 20
+
+
+class ReleaseFileError(UserInputError, RuntimeError):
+    """A release file could not be found, downloaded or verified."""
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """The project's cache folder: ``override``, else ``$I3D_HOME``, else ``~/.cache/i3d_lightning``."""
+    if override:
+        return Path(override).expanduser()
+    if os.environ.get("I3D_HOME"):
+        return Path(os.environ["I3D_HOME"]).expanduser()
+    return Path("~/.cache/i3d_lightning").expanduser()
+
+
+def mirror_dir(override: str | os.PathLike | None = None) -> Path | None:
+    """The local mirror folder: ``override``, else ``$I3D_WEIGHTS_MIRROR``, else ``None``."""
+    value = override or os.environ.get("I3D_WEIGHTS_MIRROR")
+    return Path(value).expanduser() if value else None
+
+
+def git_blob_sha1(path: Path) -> str:
+    """Git's blob hash of a file: SHA-1 of ``b"blob <size>\\0"`` followed by the content."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_in_mirror(relpath: str, mirror: str | os.PathLike | None = None) -> Path | None:
+    """The verified copy of ``relpath`` in the local mirror, or ``None`` if the mirror lacks it.
+
+    A mirror of ``data/`` holds ``checkpoints/<name>/...``; a mirror of ``data/checkpoints`` holds
+    ``<name>/...`` and, as in ``shared/deepmind-i3d``, the other data files one level up.
+    """
+    root = mirror_dir(mirror)
+    if root is None:
+        return None
+    candidates = [root / relpath]
+    if relpath.startswith("checkpoints/"):
+        candidates.append(root / relpath.removeprefix("checkpoints/"))
+    else:
+        candidates.append(root.parent / relpath)
+    for candidate in candidates:
+        if candidate.is_file():
+            actual, expected = git_blob_sha1(candidate), RELEASE_BLOBS[relpath]
+            if actual != expected:
+                raise ReleaseFileError(f"{candidate} in the mirror is not the release's file "
+                                       f"(git blob SHA-1 {actual}, expected {expected})")
+            return candidate
+    return None
+
+
+def _download(url: str, target: Path, expected_sha1: str, progress: bool) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name,
+                      disable=not progress) as bar:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        actual = git_blob_sha1(partial)
+        if actual != expected_sha1:
+            raise ReleaseFileError(f"download of {url} is corrupt: git blob SHA-1 {actual}, "
+                                   f"expected {expected_sha1}; nothing was cached, try again")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def fetch_release_file(relpath: str, *, mirror: str | os.PathLike | None = None,
+                       cache: str | os.PathLike | None = None, base_url: str | None = None,
+                       progress: bool = True) -> Path:
+    """Local path of the verified release file ``relpath`` (e.g. ``"label_map_600.txt"``)."""
+    if relpath not in RELEASE_BLOBS:
+        raise KeyError(f"{relpath!r} is not a known release file; known: {', '.join(RELEASE_BLOBS)}")
+    expected = RELEASE_BLOBS[relpath]
+    tried: list[str] = []
+    in_mirror = find_in_mirror(relpath, mirror)
+    if in_mirror is not None:
+        return in_mirror
+    if mirror_dir(mirror) is not None:
+        tried.append(f"mirror {mirror_dir(mirror)}: no {relpath}")
+    cached = cache_dir(cache) / "release" / relpath
+    if cached.is_file():
+        return cached
+    url = f"{(base_url or os.environ.get('I3D_RELEASE_URL') or RELEASE_URL).rstrip('/')}/{relpath}"
+    try:
+        _download(url, cached, expected, progress)
+    except (urllib.error.URLError, OSError) as error:
+        tried.append(f"download {url}: {error}")
+        raise ReleaseFileError(
+            f"could not get the release file {relpath}:\n  " + "\n  ".join(tried) + "\n"
+            "Supply it one of these ways: connect to the internet; or copy the kinetics-i3d "
+            "release's data/ (or data/checkpoints/) folder to this machine and point "
+            "I3D_WEIGHTS_MIRROR (config: weights.mirror) at it; or place the file at "
+            f"{cached}") from error
+    return cached
