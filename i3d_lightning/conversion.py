@@ -154,14 +154,28 @@ def read_tf_checkpoint(prefix: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     the checkpoint's layout.
     """
     tf = import_tensorflow()
+    # TensorFlow reports unreadable data as OpError (e.g. DataLossError on a CRC mismatch), but a
+    # short data file surfaces as IndexError and some malformed indexes as ValueError.
+    read_errors = (tf.errors.OpError, IndexError, ValueError)
     try:
         reader = tf.train.load_checkpoint(str(prefix))
-        layout = check_variables(reader.get_variable_to_shape_map())
-        model = InceptionI3d(layout.num_classes, layout.in_channels)
-        state = model.state_dict()
-        for variable, key in variable_map().items():
-            state[key] = _to_torch(reader.get_tensor(layout.scope + variable), tuple(state[key].shape))
-    except tf.errors.OpError as error:
-        raise CheckpointMismatchError(f"TensorFlow could not read the checkpoint {prefix}: it is "
-                                      f"missing, truncated or corrupt ({error.message})") from error
+        shapes = reader.get_variable_to_shape_map()
+    except read_errors as error:
+        raise CheckpointMismatchError(f"TensorFlow could not open the checkpoint {prefix}: it is "
+                                      f"missing or not a TensorFlow checkpoint ({_first_line(error)})") from error
+    layout = check_variables(shapes)
+    state = InceptionI3d(layout.num_classes, layout.in_channels).state_dict()
+    for variable, key in variable_map().items():
+        try:
+            array = reader.get_tensor(layout.scope + variable)
+        except read_errors as error:
+            raise CheckpointMismatchError(f"TensorFlow could not read {layout.scope + variable} from "
+                                          f"{prefix}: the data file is truncated or corrupt "
+                                          f"({_first_line(error)})") from error
+        state[key] = _to_torch(array, tuple(state[key].shape))
     return state, layout
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

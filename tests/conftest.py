@@ -1,0 +1,57 @@
+"""Shared fixtures. The reference data in ``shared/`` is required: a missing folder fails the tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("I3D_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def release_dir() -> Path:
+    """``shared/deepmind-i3d``: DeepMind's release files (rgb_scratch checkpoint, indexes, sample)."""
+    path = shared_dir() / "deepmind-i3d"
+    if not (path / "checkpoints" / "rgb_scratch" / "model.ckpt.index").is_file():
+        pytest.fail(f"reference data not found at {path}: set I3D_SHARED_DIR to the shared/ folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoints_dir(release_dir: Path) -> Path:
+    return release_dir / "checkpoints"
+
+
+@pytest.fixture(scope="session")
+def rgb_scratch_state(checkpoints_dir: Path) -> dict[str, torch.Tensor]:
+    """The rgb_scratch checkpoint converted once for the whole session."""
+    from i3d_lightning.conversion import read_tf_checkpoint
+
+    state, _ = read_tf_checkpoint(checkpoints_dir / "rgb_scratch" / "model.ckpt")
+    return state
+
+
+@pytest.fixture(scope="session")
+def weights_home(tmp_path_factory: pytest.TempPathFactory, rgb_scratch_state) -> Path:
+    """An ``I3D_HOME`` whose cache holds the converted rgb_scratch weights."""
+    from i3d_lightning.models.weights import I3DWeights, converted_path, save_state_dict
+
+    home = tmp_path_factory.mktemp("i3d_home")
+    save_state_dict(rgb_scratch_state, converted_path(I3DWeights.rgb_scratch, home), {"name": "rgb_scratch"})
+    return home
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the user's cache, mirror or download address, or reaches the internet."""
+    monkeypatch.setenv("I3D_HOME", str(tmp_path / "i3d_home"))
+    monkeypatch.delenv("I3D_WEIGHTS_MIRROR", raising=False)
+    monkeypatch.setenv("I3D_RELEASE_URL", "http://127.0.0.1:9/unreachable")
+    torch.manual_seed(0)

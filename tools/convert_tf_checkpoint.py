@@ -1,0 +1,50 @@
+"""Convert one of DeepMind's TensorFlow I3D checkpoints to a PyTorch state dict.
+
+    python tools/convert_tf_checkpoint.py CHECKPOINT OUTPUT.safetensors|OUTPUT.pt
+
+CHECKPOINT is a checkpoint prefix (``.../rgb_scratch/model.ckpt``) or the folder holding
+``model.ckpt.index`` and ``model.ckpt.data-00000-of-00001``. Every TensorFlow variable is mapped
+explicitly; a checkpoint that does not fit I3D is refused with the list of missing, unexpected and
+mis-shaped variables. The output loads with ``i3d_lightning.models.i3d(weights=OUTPUT)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from i3d_lightning.conversion import read_tf_checkpoint
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.models.weights import save_state_dict
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="checkpoint prefix or folder")
+    parser.add_argument("output", type=Path, help="output file, .safetensors or .pt")
+    args = parser.parse_args(argv)
+    prefix = args.checkpoint / "model.ckpt" if args.checkpoint.is_dir() else args.checkpoint
+    if not Path(f"{prefix}.index").is_file():
+        print(f"error: {prefix}.index not found: give the checkpoint prefix or its folder", file=sys.stderr)
+        return 2
+    try:
+        state, layout = read_tf_checkpoint(prefix)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    metadata = {"source": str(prefix), "stream": "rgb" if layout.in_channels == 3 else "flow",
+                "num_classes": str(layout.num_classes)}
+    if args.output.suffix == ".pt":
+        torch.save({"state_dict": state, "metadata": metadata}, args.output)
+    else:
+        save_state_dict(state, args.output, metadata)
+    print(f"converted {prefix} ({metadata['stream']}, {layout.num_classes} classes, "
+          f"{len(state)} tensors) -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
