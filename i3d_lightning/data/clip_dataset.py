@@ -1,0 +1,186 @@
+"""A map-style dataset of video clips: decode, sample, crop, flip, scale.
+
+Items are dicts: ``rgb`` / ``flow`` clips, ``label``, ``index`` (position in the dataset) and
+``video_id``. Training items hold one clip ``[C, T, S, S]``; evaluation items hold every view of the
+video, ``[V, C, T, S, S]`` with V = clips x crops (whole-video mode: one view of all frames). RGB
+values are in [-1, 1]; flow is (x, y) in [-1, 1]. Both streams of a joint item come from the same
+frames, the same crop and the same flip (which negates flow x).
+
+A video that cannot be read becomes ``{"index", "video_id", "path", "error"}`` (``on_error="skip"``)
+for :func:`collate_clips` to set aside and report, or raises (``on_error="raise"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, default_collate
+
+from i3d_lightning.data import decoding, sampling
+from i3d_lightning.data.datasets import VideoRecord
+from i3d_lightning.data.flow import count_flow_frames, read_flow
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.models.i3d import MIN_FRAMES
+
+MODALITIES = ("rgb", "flow")
+
+
+@dataclass(frozen=True)
+class ClipSampling:
+    """How clips are drawn from a video.
+
+    ``train=True``: one random clip of ``clip_len`` frames every ``stride`` frames, a random
+    ``crop_size`` crop and (``flip``) a random horizontal flip. ``train=False``: ``num_clips`` uniformly
+    spaced clips x ``num_crops`` crops (1 centre, 3 along the longer side), or with ``whole_video``
+    every frame (up to ``max_frames``) in one centre-cropped view. Frames are first resampled to
+    ``fps`` (``None`` keeps the video's rate) and resized so the shorter side is ``short_side``.
+    """
+
+    train: bool
+    clip_len: int = 64
+    stride: int = 1
+    fps: float | None = 25.0
+    short_side: int = 256
+    crop_size: int = 224
+    flip: bool = True
+    num_clips: int = 1
+    num_crops: int = 1
+    whole_video: bool = False
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.crop_size > self.short_side:
+            raise UserInputError(f"crop_size {self.crop_size} is larger than short_side {self.short_side}")
+        if self.clip_len < 1 or self.stride < 1 or self.num_clips < 1:
+            raise UserInputError("clip_len, stride and num_clips must be at least 1")
+        if self.num_crops not in (1, 3):
+            raise UserInputError(f"num_crops must be 1 or 3, got {self.num_crops}")
+
+    @property
+    def views(self) -> int:
+        return 1 if self.whole_video else self.num_clips * self.num_crops
+
+
+class VideoClipDataset(Dataset):
+    """Clips of ``records`` for the ``modalities`` (``rgb``, ``flow`` or both).
+
+    Flow of a video is read from ``flow_root / video_id`` (see :mod:`i3d_lightning.data.flow`).
+    Decoders are opened inside ``__getitem__`` and closed before it returns; the dataset object holds
+    no reader, so it is safe to fork into DataLoader workers.
+    """
+
+    def __init__(self, records: list[VideoRecord], sampling: ClipSampling, *, modalities: tuple[str, ...] = ("rgb",),
+                 flow_root: str | Path | None = None, on_error: str = "skip") -> None:
+        unknown = set(modalities) - set(MODALITIES)
+        if unknown or not modalities:
+            raise UserInputError(f"modalities must be drawn from {MODALITIES}, got {modalities}")
+        if "flow" in modalities and flow_root is None:
+            raise UserInputError("the flow stream needs precomputed flow: set dataset.flow_root "
+                                 "(tools/extract_flow.py writes it)")
+        if on_error not in ("skip", "raise"):
+            raise UserInputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        self.records = records
+        self.sampling = sampling
+        self.modalities = tuple(modalities)
+        self.flow_root = Path(flow_root) if flow_root is not None else None
+        self.on_error = on_error
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        try:
+            item = self._load(record)
+        except UserInputError as error:
+            if self.on_error == "raise":
+                raise
+            return {"index": index, "video_id": record.video_id, "path": str(record.path), "error": str(error)}
+        return item | {"label": record.label, "index": index, "video_id": record.video_id}
+
+    def flow_folder(self, record: VideoRecord) -> Path:
+        assert self.flow_root is not None
+        return self.flow_root / record.video_id
+
+    def _load(self, record: VideoRecord) -> dict[str, torch.Tensor]:
+        # Augmentations draw from torch's generator: seeded per worker by the DataLoader, so a seeded
+        # run repeats them.
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
+        source_frames, info = None, None
+        lengths = []
+        if "rgb" in self.modalities:
+            info = decoding.probe(record.path)
+            source_frames = sampling.resample_indices(info.num_frames, info.fps, self.sampling.fps)
+            lengths.append(len(source_frames))
+        if "flow" in self.modalities:
+            lengths.append(count_flow_frames(self.flow_folder(record)))
+        clips = self._clip_indices(min(lengths), rng)  # [K, T] on the resampled timeline
+        frames = clips.reshape(-1)
+        streams: dict[str, torch.Tensor] = {}  # each [K * T, C, H, W]
+        if info is not None and source_frames is not None:
+            size = sampling.short_side_size(info.width, info.height, self.sampling.short_side)
+            pixels = decoding.read_frames(record.path, source_frames[frames], size=size)
+            streams["rgb"] = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        if "flow" in self.modalities:
+            flow = torch.from_numpy(read_flow(self.flow_folder(record), frames)).permute(0, 3, 1, 2)
+            target = streams["rgb"].shape[-2:] if "rgb" in streams else None
+            streams["flow"] = self._resize_flow(flow, target)
+        return self._views(streams, clips.shape, rng)
+
+    def _clip_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+        s = self.sampling
+        if s.train:
+            return sampling.random_clip(num_frames, s.clip_len, s.stride, rng)[None]
+        if s.whole_video:
+            return sampling.whole_video(num_frames, MIN_FRAMES, s.max_frames)[None]
+        return sampling.uniform_clips(num_frames, s.clip_len, s.stride, s.num_clips)
+
+    def _resize_flow(self, flow: torch.Tensor, size: torch.Size | None) -> torch.Tensor:
+        """Resize ``[T, 2, H, W]`` flow to ``size`` (or to the configured shorter side), scaling the
+        vectors with the image so that they stay in (resized) pixels."""
+        height, width = flow.shape[-2:]
+        if size is None:
+            new_width, new_height = sampling.short_side_size(width, height, self.sampling.short_side)
+            size = torch.Size((new_height, new_width))
+        if tuple(size) == (height, width):
+            return flow
+        resized = F.interpolate(flow, size=tuple(size), mode="bilinear", align_corners=False)
+        scale = torch.tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
+        return (resized * scale).clamp(-1, 1)
+
+    def _views(self, streams: dict[str, torch.Tensor], clips_shape: tuple[int, int],
+               rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        s = self.sampling
+        height, width = next(iter(streams.values())).shape[-2:]
+        num_clips, clip_len = clips_shape
+        if s.train:
+            boxes, flip = [sampling.random_crop_box(height, width, s.crop_size, rng)], s.flip and rng.random() < 0.5
+        else:
+            boxes, flip = sampling.crop_boxes(height, width, s.crop_size, 1 if s.whole_video else s.num_crops), False
+        out = {}
+        for name, frames in streams.items():
+            clips = frames.reshape(num_clips, clip_len, *frames.shape[1:]).transpose(1, 2)  # [K, C, T, H, W]
+            views = torch.stack([clips[..., top:top + s.crop_size, left:left + s.crop_size] for top, left in boxes],
+                                dim=1).flatten(0, 1)  # [K * crops, C, T, S, S]
+            if flip:
+                views = views.flip(-1)
+                if name == "flow":
+                    views[:, 0] = -views[:, 0]  # mirrored motion: x reverses
+            out[name] = views[0].contiguous() if s.train else views.contiguous()
+        return out
+
+
+def collate_clips(items: list[dict]) -> dict:
+    """Batch the readable items; unreadable ones go to ``batch["skipped"]`` as (video id, path, reason).
+
+    A batch whose items all failed has only ``skipped`` (and ``size`` 0).
+    """
+    good = [item for item in items if "error" not in item]
+    batch = default_collate(good) if good else {}
+    batch["skipped"] = [(item["video_id"], item["path"], item["error"]) for item in items if "error" in item]
+    batch["size"] = len(good)
+    return batch

@@ -1,0 +1,211 @@
+"""The LightningDataModule that feeds I3D: video lists from a source, clips from VideoClipDataset.
+
+* ``prepare_data`` (once per machine): what the source must fetch or generate.
+* ``setup``: reads the annotations, writes the list of annotated-but-missing videos to the report
+  folder, and checks before any training that the dataset is usable (videos found, some readable,
+  clip not longer than every video checked).
+* Training batches are shuffled (Lightning adds its DistributedSampler on several GPUs); evaluation
+  batches are sharded with :class:`UnpaddedDistributedSampler`, so that each video is evaluated once
+  and metrics over N processes equal those of one.
+* Unreadable videos are skipped by the dataset and collected by :class:`SkipReport`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from i3d_lightning.data import decoding
+from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
+from i3d_lightning.data.datasets import VideoList
+from i3d_lightning.data.sampling import clip_span, resample_indices
+from i3d_lightning.data.sources import VideoSource
+from i3d_lightning.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Rank ``r`` of ``n`` takes items ``r, r + n, r + 2n, ...``: no padding, no duplicates.
+
+    (torch's DistributedSampler repeats items to give every rank the same count, which would count
+    some test videos twice.) Ranks may get one batch more or less than each other.
+    """
+
+    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+
+class SkipReport:
+    """Videos that could not be read, by video id: where and why."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[str, str]] = {}
+
+    def add(self, skipped: list[tuple[str, str, str]]) -> None:
+        for video_id, path, reason in skipped:
+            if video_id not in self.entries:
+                log.warning("skipped unreadable video %s: %s", video_id, reason)
+            self.entries[video_id] = (path, reason)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write ``video_id,path,reason`` rows (sorted) to ``path``."""
+        return _write_rows(Path(path), ("video_id", "path", "reason"),
+                           [(video_id, *entry) for video_id, entry in sorted(self.entries.items())])
+
+
+def _write_rows(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+class VideoDataModule(pl.LightningDataModule):
+    """Clips of a dataset ``source`` for the ``modalities`` of the stream (``["rgb"]``, ``["flow"]``
+    or ``["rgb", "flow"]``).
+
+    Args:
+        source: a dataset source (:mod:`i3d_lightning.data.sources`).
+        train_sampling / eval_sampling: how training / evaluation clips are drawn.
+        batch_size: training clips per batch (per process); ``eval_batch_size`` videos per
+            evaluation batch (defaults to ``batch_size``; 1 in whole-video mode, whose lengths differ).
+        num_workers: DataLoader worker processes; ``worker_timeout`` seconds a batch may take before
+            the loader gives up instead of hanging.
+        on_error: ``skip`` unreadable videos (reported) or ``raise``.
+        report_dir: where the lists of missing and skipped videos are written (the run folder).
+        check_videos: how many training videos ``setup`` probes to catch unusable data early.
+    """
+
+    def __init__(self, source: VideoSource, *, modalities: list[str] | tuple[str, ...] = ("rgb",),
+                 train_sampling: ClipSampling | None = None, eval_sampling: ClipSampling | None = None,
+                 batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 4,
+                 worker_timeout: float = 600.0, on_error: str = "skip", report_dir: str | None = None,
+                 check_videos: int = 16) -> None:
+        super().__init__()
+        self.source = source
+        self.modalities = tuple(modalities)
+        self.train_sampling = train_sampling or ClipSampling(train=True)
+        self.eval_sampling = eval_sampling or ClipSampling(train=False)
+        self.batch_size = batch_size
+        self.eval_batch_size = 1 if self.eval_sampling.whole_video else (eval_batch_size or batch_size)
+        self.num_workers = num_workers
+        self.worker_timeout = worker_timeout
+        self.on_error = on_error
+        self.report_dir = Path(report_dir) if report_dir else None
+        self.check_videos = check_videos
+        self.lists: dict[str, VideoList] = {}
+        self.datasets: dict[str, VideoClipDataset] = {}
+        self.skipped = SkipReport()
+
+    @property
+    def classes(self) -> list[str]:
+        if not self.lists:
+            raise RuntimeError("call setup() first")
+        return next(iter(self.lists.values())).classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in stages.get(stage or "fit", ("train", "val")):
+            if split in self.lists:
+                continue
+            videos = self.source.video_list(split).require_videos(f"dataset={self.source.name} ({split})")
+            self._report_missing(split, videos)
+            sampling = self.train_sampling if split == "train" else self.eval_sampling
+            self.lists[split] = videos
+            self.datasets[split] = VideoClipDataset(videos.records, sampling, modalities=self.modalities,
+                                                    flow_root=self.source.flow_root, on_error=self.on_error)
+            if split == "train":
+                self._check_clip_length(videos)
+        class_lists = {len(videos.classes) for videos in self.lists.values()}
+        if len(class_lists) > 1:
+            raise UserInputError(f"dataset={self.source.name}: the splits have different class lists")
+
+    def _report_missing(self, split: str, videos: VideoList) -> None:
+        if not videos.missing:
+            return
+        log.warning("dataset=%s (%s): %d annotated videos are missing on disk", self.source.name, split,
+                    len(videos.missing))
+        if self.report_dir is not None:
+            path = _write_rows(self.report_dir / f"missing_videos_{split}.csv", ("video_id", "expected_at"),
+                               videos.missing)
+            log.warning("the list of missing videos is in %s", path)
+
+    def _check_clip_length(self, videos: VideoList) -> None:
+        """Probe a few training videos: fail early if none is readable or all are shorter than a clip."""
+        if "rgb" not in self.modalities or self.check_videos <= 0:
+            return
+        rng = np.random.default_rng(0)
+        chosen = rng.choice(len(videos.records), min(self.check_videos, len(videos.records)), replace=False)
+        lengths, errors = [], []
+        for index in chosen:
+            try:
+                info = decoding.probe(videos.records[index].path)
+                lengths.append(len(resample_indices(info.num_frames, info.fps, self.train_sampling.fps)))
+            except UserInputError as error:
+                errors.append(str(error))
+        if not lengths:
+            raise UserInputError(f"none of the {len(chosen)} training videos checked could be read; first: {errors[0]}")
+        span = clip_span(self.train_sampling.clip_len, self.train_sampling.stride)
+        if span > max(lengths):
+            raise UserInputError(f"a training clip spans {span} frames (clip_len {self.train_sampling.clip_len}, "
+                                 f"stride {self.train_sampling.stride}) but the longest of {len(lengths)} videos "
+                                 f"checked has {max(lengths)}: lower data.train_sampling.clip_len or .stride")
+
+    def _loader(self, split: str, *, batch_size: int, shuffle: bool, sampler=None) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"no {split} data: call setup() for its stage first")
+        workers = self.num_workers
+        return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                          num_workers=workers, collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
+                          timeout=self.worker_timeout if workers > 0 else 0, persistent_workers=workers > 0,
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", batch_size=self.batch_size, shuffle=True)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        sampler = None
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            sampler = UnpaddedDistributedSampler(self.datasets[split])
+        return self._loader(split, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def steps_per_epoch(self) -> int:
+        """Training batches per epoch on one process."""
+        return math.ceil(len(self.datasets["train"]) / self.batch_size)

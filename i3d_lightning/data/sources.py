@@ -1,0 +1,162 @@
+"""The datasets a config can name (``dataset=ucf101`` ...): where their videos and annotations are
+and which videos each stage (``train``, ``val``, ``test``) uses. Built by Hydra from
+``configs/dataset/*.yaml``; the DataModule calls :meth:`prepare` once (rank 0) and
+:meth:`video_list` per stage.
+
+UCF101 and HMDB51 have no validation split: ``val`` is the test split of the chosen split, as is
+usual for these datasets (the paper reports test accuracy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from i3d_lightning import release
+from i3d_lightning.data import datasets, synthetic
+from i3d_lightning.data.datasets import VideoList
+from i3d_lightning.errors import UserInputError
+
+STAGES = ("train", "val", "test")
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+
+
+def _required(value: str | None, key: str, name: str) -> Path:
+    if value in (None, "", "???"):
+        raise UserInputError(f"dataset={name} needs dataset.{key}=PATH")
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise UserInputError(f"dataset.{key}={value}: no such file or folder")
+    return path
+
+
+@dataclass
+class UCF101:
+    """``root`` holds ``UCF-101/`` (videos) and ``ucfTrainTestlist/``; ``split`` is 1, 2 or 3."""
+
+    root: str | None = None
+    split: int = 1
+    videos: str | None = None
+    annotations: str | None = None
+    flow_root: str | None = None
+    name: str = "ucf101"
+
+    def prepare(self) -> None:
+        """Nothing to download: UCF101 must be on disk."""
+
+    def video_list(self, stage: str) -> VideoList:
+        _check_stage(stage)
+        root = _required(self.root, "root", self.name)
+        return datasets.ucf101(Path(self.videos or root / "UCF-101"), Path(self.annotations or root / "ucfTrainTestlist"),
+                               self.split, "train" if stage == "train" else "test")
+
+
+@dataclass
+class HMDB51:
+    """``root`` holds ``videos/<class>/*.avi`` and ``testTrainMulti_7030_splits/``."""
+
+    root: str | None = None
+    split: int = 1
+    videos: str | None = None
+    annotations: str | None = None
+    flow_root: str | None = None
+    name: str = "hmdb51"
+
+    def prepare(self) -> None:
+        """Nothing to download: HMDB51 must be on disk."""
+
+    def video_list(self, stage: str) -> VideoList:
+        _check_stage(stage)
+        root = _required(self.root, "root", self.name)
+        return datasets.hmdb51(Path(self.videos or root / "videos"),
+                               Path(self.annotations or root / "testTrainMulti_7030_splits"),
+                               self.split, "train" if stage == "train" else "test")
+
+
+@dataclass
+class Kinetics:
+    """``root`` holds the clips (any layout below it); ``annotations`` maps each stage to its CSV."""
+
+    root: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    num_classes: int = 400
+    flow_root: str | None = None
+    mirror: str | None = None
+    name: str = "kinetics400"
+
+    def prepare(self) -> None:
+        """Fetch the class list (Kinetics-600's comes from the release, like the weights)."""
+        self.classes()
+
+    def classes(self) -> list[str]:
+        from i3d_lightning.models.weights import kinetics_categories
+
+        return kinetics_categories(self.num_classes, mirror=self.mirror)
+
+    def video_list(self, stage: str) -> VideoList:
+        _check_stage(stage)
+        root = _required(self.root, "root", self.name)
+        if stage not in self.annotations:
+            raise UserInputError(f"dataset={self.name} has no annotation CSV for {stage}: set "
+                                 f"dataset.annotations.{stage}=PATH")
+        csv_path = _required(self.annotations[stage], f"annotations.{stage}", self.name)
+        return datasets.kinetics(root, csv_path, self.classes())
+
+
+@dataclass
+class Custom:
+    """Each stage a folder of class subfolders or a ``path,label`` list; ``classes`` fixes label order."""
+
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    classes: list[str] | None = None
+    flow_root: str | None = None
+    name: str = "custom"
+
+    def prepare(self) -> None:
+        """Nothing to download."""
+
+    def video_list(self, stage: str) -> VideoList:
+        _check_stage(stage)
+        source = getattr(self, stage) or (self.val if stage == "test" else None)
+        return datasets.custom(_required(source, stage, self.name), self.classes)
+
+
+@dataclass
+class Synthetic:
+    """Generated moving-texture videos (:mod:`i3d_lightning.data.synthetic`), 4 classes."""
+
+    root: str | None = None
+    train_per_class: int = 24
+    val_per_class: int = 8
+    num_frames: int = 40
+    size: int = 224
+    seed: int = 0
+    flow_root: str | None = None
+    name: str = "synthetic"
+
+    def folder(self) -> Path:
+        if self.root:
+            return Path(self.root).expanduser()
+        return release.cache_dir() / "synthetic" / f"t{self.train_per_class}-v{self.val_per_class}-" \
+                                                   f"f{self.num_frames}-s{self.size}-seed{self.seed}"
+
+    def prepare(self) -> None:
+        synthetic.generate(self.folder(), videos_per_class={"train": self.train_per_class, "val": self.val_per_class},
+                           num_frames=self.num_frames, size=self.size, seed=self.seed)
+
+    def video_list(self, stage: str) -> VideoList:
+        _check_stage(stage)
+        folder = self.folder()
+        if not (folder / synthetic.DONE_MARKER).is_file():
+            raise UserInputError(f"synthetic dataset not generated at {folder}: call prepare() first")
+        return datasets.custom(folder / ("train" if stage == "train" else "val"), list(synthetic.CLASSES))
+
+
+VideoSource = UCF101 | HMDB51 | Kinetics | Custom | Synthetic
+
