@@ -51,7 +51,8 @@ class UCF101:
     def video_list(self, stage: str) -> VideoList:
         _check_stage(stage)
         root = _required(self.root, "root", self.name)
-        return datasets.ucf101(Path(self.videos or root / "UCF-101"), Path(self.annotations or root / "ucfTrainTestlist"),
+        return datasets.ucf101(Path(self.videos or root / "UCF-101"),
+                               Path(self.annotations or root / "ucfTrainTestlist"),
                                self.split, "train" if stage == "train" else "test")
 
 

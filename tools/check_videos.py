@@ -1,0 +1,94 @@
+"""Find the videos of a dataset that cannot be decoded, before they cost a training run.
+
+    python tools/check_videos.py VIDEOS_DIR_OR_LIST [--out failed_videos.csv] [--workers 8] [--timeout 60]
+
+Every video (found recursively below a folder, or listed one per line as ``path[,label]``) is opened
+and its first, middle and last frames decoded in a separate process with a timeout, so a file that
+crashes or hangs the decoder is reported instead of stopping the scan. Failures go to ``--out``
+(``path,reason``); the exit status is 1 when any video failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from i3d_lightning.data.datasets import VIDEO_EXTENSIONS
+
+
+def list_videos(source: Path) -> list[Path]:
+    """Videos below a folder, or the paths of a ``path[,label]`` list (relative to the list's folder)."""
+    if source.is_dir():
+        return sorted(path for path in source.rglob("*") if path.suffix.lower() in VIDEO_EXTENSIONS)
+    paths = []
+    for line in source.read_text().splitlines():
+        entry = line.split(",")[0].strip()
+        if entry and not entry.startswith("#") and entry != "path":
+            paths.append(Path(entry) if Path(entry).is_absolute() else source.parent / entry)
+    return paths
+
+
+def check_one(path: Path) -> None:
+    """Decode the first, middle and last frame of ``path``; raise on failure (run in a child process)."""
+    from i3d_lightning.data import decoding
+
+    info = decoding.probe(path)
+    decoding.read_frames(path, [0, info.num_frames // 2, info.num_frames - 1])
+
+
+def check_in_subprocess(path: Path, timeout: float) -> str | None:
+    """``None`` if ``path`` decodes, else the reason it does not."""
+    try:
+        result = subprocess.run([sys.executable, __file__, "--single", str(path)], capture_output=True, text=True,
+                                timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return f"decoding did not finish within {timeout:g} s"
+    if result.returncode == 0:
+        return None
+    lines = result.stderr.strip().splitlines()
+    return lines[-1] if lines else f"decoder process died (exit status {result.returncode})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", type=Path, help="folder of videos (searched recursively) or list file")
+    parser.add_argument("--out", type=Path, default=Path("failed_videos.csv"))
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per video")
+    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.single:
+        try:
+            check_one(args.source)
+        except Exception as error:  # report any decoder failure as one line for the parent
+            print(f"{type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+            return 1
+        return 0
+    if not args.source.exists():
+        print(f"error: {args.source}: no such folder or list file", file=sys.stderr)
+        return 2
+    videos = list_videos(args.source)
+    failed: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        results = pool.map(lambda path: (path, check_in_subprocess(path, args.timeout)), videos)
+        for path, reason in tqdm(results, total=len(videos), unit="video", desc="checking"):
+            if reason is not None:
+                failed.append((str(path), reason))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(("path", "reason"))
+        writer.writerows(sorted(failed))
+    print(f"{len(videos)} videos checked, {len(failed)} failed; list written to {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

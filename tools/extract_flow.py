@@ -1,0 +1,118 @@
+"""Compute TV-L1 optical flow of videos the way the release did, stored as flow_x/flow_y JPEGs.
+
+    python tools/extract_flow.py VIDEOS_DIR OUT_DIR [--fps 25] [--short-side 256] [--workers N] [--layout relative|stem]
+
+Per video: frames resampled to ``--fps`` and resized so the shorter side is ``--short-side``, turned
+to greyscale; OpenCV's TV-L1 (opencv-contrib) between consecutive frames; flow clipped to [-20, 20]
+and written as ``OUT_DIR/<video id>/flow_{x,y}_00001.jpg ...`` (0..255 = -20..20). The video id is
+the path below VIDEOS_DIR without extension (``--layout relative``, as UCF101, HMDB51 and custom
+datasets expect) or the file name's stem (``--layout stem``, as Kinetics expects).
+
+Resumable: a finished video's folder is complete (written under a temporary name, renamed at the
+end) and is skipped on the next run. Videos that fail are listed in ``OUT_DIR/failed_flow.csv``.
+Needs ``pip install opencv-contrib-python-headless``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import sys
+from multiprocessing import get_context
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from i3d_lightning.data import decoding
+from i3d_lightning.data.datasets import VIDEO_EXTENSIONS
+from i3d_lightning.data.flow import flow_file, flow_to_pixels
+from i3d_lightning.data.sampling import resample_indices, short_side_size
+from i3d_lightning.errors import UserInputError
+
+#: Frames decoded at a time: bounds memory for long videos.
+CHUNK = 128
+
+
+def video_id(path: Path, root: Path, layout: str) -> str:
+    return path.stem if layout == "stem" else str(path.relative_to(root).with_suffix(""))
+
+
+def compute_flow(path: Path, out: Path, fps: float | None, short_side: int) -> int:
+    """Write the flow JPEGs of ``path`` into the folder ``out``; returns the number of flow frames."""
+    import cv2
+
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+    info = decoding.probe(path)
+    frames = resample_indices(info.num_frames, info.fps, fps)
+    size = short_side_size(info.width, info.height, short_side)
+    previous = None
+    written = 0
+    for start in range(0, len(frames), CHUNK):
+        pixels = decoding.read_frames(path, frames[start:start + CHUNK], size=size)
+        for rgb in pixels:
+            grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            if previous is not None:
+                flow = tvl1.calc(previous, grey, None)
+                quantized = flow_to_pixels(flow)
+                for axis, channel in (("x", 0), ("y", 1)):
+                    Image.fromarray(quantized[..., channel]).save(flow_file(out, axis, written), quality=95)
+                written += 1
+            previous = grey
+    if written == 0:
+        raise UserInputError(f"{path}: fewer than two frames, no flow")
+    return written
+
+
+def _job(task: tuple[Path, Path, float | None, int]) -> tuple[str, str | None]:
+    path, target, fps, short_side = task
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        compute_flow(path, partial, fps, short_side)
+        partial.rename(target)
+        return str(path), None
+    except Exception as error:  # one bad video must not stop the others; it is listed instead
+        shutil.rmtree(partial, ignore_errors=True)
+        return str(path), f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("videos", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--fps", type=float, default=25.0, help="0 keeps each video's rate")
+    parser.add_argument("--short-side", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--layout", choices=("relative", "stem"), default="relative")
+    args = parser.parse_args(argv)
+    if not args.videos.is_dir():
+        print(f"error: {args.videos}: no such folder", file=sys.stderr)
+        return 2
+    videos = sorted(p for p in args.videos.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    tasks, done = [], 0
+    for path in videos:
+        target = args.out / video_id(path, args.videos, args.layout)
+        if target.is_dir():
+            done += 1
+        else:
+            tasks.append((path, target, args.fps or None, args.short_side))
+    print(f"{len(videos)} videos, {done} already done, {len(tasks)} to compute")
+    failed = []
+    # spawn: each worker opens its own decoder and OpenCV state; nothing is inherited from this process.
+    with get_context("spawn").Pool(max(1, args.workers)) as pool:
+        for path, reason in tqdm(pool.imap_unordered(_job, tasks), total=len(tasks), unit="video", desc="flow"):
+            if reason is not None:
+                failed.append((path, reason))
+    if failed:
+        with (args.out / "failed_flow.csv").open("w", newline="") as stream:
+            csv.writer(stream).writerows([("path", "reason"), *sorted(failed)])
+        print(f"{len(failed)} videos failed; listed in {args.out / 'failed_flow.csv'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
