@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_hmdb51_tags(tmp_path):
     assert [(r.video_id, r.label) for r in train.records] == [("brush_hair/a", 0), ("wave/e", 1)]
     assert [(r.video_id, r.label) for r in test.records] == [("brush_hair/b", 0), ("wave/d", 1)]
     (splits / "wave_test_split1.txt").write_text("d.avi 3\n")
-    with pytest.raises(UserInputError, match="expected '<video> <0|1|2>'"):
+    with pytest.raises(UserInputError, match=re.escape("expected '<video> <0|1|2>'")):
         datasets.hmdb51(tmp_path / "videos", splits, 1, "train")
 
 
