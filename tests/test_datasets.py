@@ -120,7 +120,7 @@ def test_custom_folder_and_lists(tmp_path):
     (tmp_path / "data" / "names.csv").write_text("path,label\ncats/a.mp4,cats\ndogs/c.mp4 , dogs\nnone.mp4,dogs\n")
     by_name = datasets.custom(tmp_path / "data" / "names.csv")
     assert [(r.video_id, r.label) for r in by_name.records] == [("cats/a", 0), ("dogs/c", 1)]
-    assert by_name.missing == [("none.mp4", str(tmp_path / "data" / "none.mp4"))]
+    assert by_name.missing == [("none", str(tmp_path / "data" / "none.mp4"))]
     (tmp_path / "data" / "indices.txt").write_text("cats/a.mp4 2\n" + str(tmp_path / "data/dogs/c.mp4") + " 0\n")
     by_index = datasets.custom(tmp_path / "data" / "indices.txt")
     assert by_index.classes == ["0", "1", "2"] and [r.label for r in by_index.records] == [2, 0]

@@ -120,14 +120,13 @@ class VideoClipDataset(Dataset):
             lengths.append(count_flow_frames(self.flow_folder(record)))
         clips = self._clip_indices(min(lengths), rng)  # [K, T] on the resampled timeline
         frames = clips.reshape(-1)
-        streams: dict[str, torch.Tensor] = {}  # each [K * T, C, H, W]
+        streams: dict[str, torch.Tensor] = {}  # each [K * T, H, W, C]: rgb uint8, flow float
         if info is not None and source_frames is not None:
             size = sampling.short_side_size(info.width, info.height, self.sampling.short_side)
-            pixels = decoding.read_frames(record.path, source_frames[frames], size=size)
-            streams["rgb"] = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            streams["rgb"] = torch.from_numpy(decoding.read_frames(record.path, source_frames[frames], size=size))
         if "flow" in self.modalities:
-            flow = torch.from_numpy(read_flow(self.flow_folder(record), frames)).permute(0, 3, 1, 2)
-            target = streams["rgb"].shape[-2:] if "rgb" in streams else None
+            flow = torch.from_numpy(read_flow(self.flow_folder(record), frames))
+            target = streams["rgb"].shape[1:3] if "rgb" in streams else None
             streams["flow"] = self._resize_flow(flow, target)
         return self._views(streams, clips.shape, rng)
 
@@ -140,22 +139,22 @@ class VideoClipDataset(Dataset):
         return sampling.uniform_clips(num_frames, s.clip_len, s.stride, s.num_clips)
 
     def _resize_flow(self, flow: torch.Tensor, size: torch.Size | None) -> torch.Tensor:
-        """Resize ``[T, 2, H, W]`` flow to ``size`` (or to the configured shorter side), scaling the
+        """Resize ``[T, H, W, 2]`` flow to ``size`` (or to the configured shorter side), scaling the
         vectors with the image so that they stay in (resized) pixels."""
-        height, width = flow.shape[-2:]
+        height, width = flow.shape[1:3]
         if size is None:
             new_width, new_height = sampling.short_side_size(width, height, self.sampling.short_side)
             size = torch.Size((new_height, new_width))
         if tuple(size) == (height, width):
             return flow
-        resized = F.interpolate(flow, size=tuple(size), mode="bilinear", align_corners=False)
+        resized = F.interpolate(flow.permute(0, 3, 1, 2), size=tuple(size), mode="bilinear", align_corners=False)
         scale = torch.tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
-        return (resized * scale).clamp(-1, 1)
+        return (resized * scale).clamp(-1, 1).permute(0, 2, 3, 1)
 
     def _views(self, streams: dict[str, torch.Tensor], clips_shape: tuple[int, int],
                rng: np.random.Generator) -> dict[str, torch.Tensor]:
         s = self.sampling
-        height, width = next(iter(streams.values())).shape[-2:]
+        height, width = next(iter(streams.values())).shape[1:3]
         num_clips, clip_len = clips_shape
         if s.train:
             boxes, flip = [sampling.random_crop_box(height, width, s.crop_size, rng)], s.flip and rng.random() < 0.5
@@ -163,16 +162,20 @@ class VideoClipDataset(Dataset):
             boxes, flip = sampling.crop_boxes(height, width, s.crop_size, 1 if s.whole_video else s.num_crops), False
         out = {}
         for name, frames in streams.items():
-            clips = frames.reshape(num_clips, clip_len, *frames.shape[1:]).transpose(1, 2)  # [K, C, T, H, W]
-            views = torch.stack([clips[..., top:top + s.crop_size, left:left + s.crop_size] for top, left in boxes],
-                                dim=1).flatten(0, 1)  # [K * crops, C, T, S, S]
+            clips = frames.reshape(num_clips, clip_len, *frames.shape[1:])  # [K, T, H, W, C]
+            crops = [clips[:, :, top:top + s.crop_size, left:left + s.crop_size] for top, left in boxes]
+            views = torch.stack(crops, dim=1).flatten(0, 1) if len(crops) > 1 else crops[0]  # [V, T, S, S, C]
             if flip:
-                views = views.flip(-1)
-                if name == "flow":
-                    views[:, 0] = -views[:, 0]  # mirrored motion: x reverses
-            out[name] = views[0].contiguous() if s.train else views.contiguous()
+                views = views.flip(-2)
+            # One pass from the cropped (uint8 for rgb) frames into a contiguous float [V, C, T, S, S].
+            result = torch.empty(views.shape[0], views.shape[-1], *views.shape[1:-1], dtype=torch.float32)
+            result.copy_(views.permute(0, 4, 1, 2, 3))
+            if name == "rgb":
+                result.mul_(1 / 127.5).sub_(1.0)
+            elif flip:
+                result[:, 0].neg_()  # mirrored motion: flow x reverses
+            out[name] = result[0] if s.train else result
         return out
-
 
 def collate_clips(items: list[dict]) -> dict:
     """Batch the readable items; unreadable ones go to ``batch["skipped"]`` as (video id, path, reason).

@@ -213,10 +213,11 @@ def custom(source: str | os.PathLike, classes: Sequence[str] | None = None) -> V
         if index is None or not 0 <= index < len(names):
             raise UserInputError(f"{source}: label {label!r} of {path_text} is not one of {len(names)} classes")
         path = Path(path_text) if Path(path_text).is_absolute() else source.parent / path_text
+        video_id = str(Path(path_text).with_suffix(""))
         if path.is_file():
-            records.append(VideoRecord(path, index, str(Path(path_text).with_suffix(""))))
+            records.append(VideoRecord(path, index, video_id))
         else:
-            missing.append((path_text, str(path)))
+            missing.append((video_id, str(path)))
     return VideoList(records, names, missing)
 
 

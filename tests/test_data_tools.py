@@ -1,0 +1,57 @@
+"""tools/extract_flow.py and tools/check_videos.py on real videos."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from i3d_lightning.data.flow import count_flow_frames, read_flow
+from tests.conftest import REPO_ROOT
+from tests.videos import write_frames, write_video
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def test_extract_flow_measures_motion_and_resumes(tmp_path):
+    rng = np.random.default_rng(0)
+    texture = np.repeat(np.repeat(rng.integers(0, 256, (12, 12), dtype=np.uint8), 8, 0), 8, 1)  # 96x96 blocks
+    frames = np.stack([np.roll(texture, 3 * t, axis=1) for t in range(8)])  # moves right 3 px per frame
+    write_frames(tmp_path / "videos" / "moving" / "right.mp4", np.repeat(frames[..., None], 3, 3))
+    (tmp_path / "videos" / "moving" / "broken.avi").write_bytes(b"\x00" * 4096)
+    result = _run("tools/extract_flow.py", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96",
+                  "--workers", "2")
+    assert result.returncode == 1  # one video failed
+    assert count_flow_frames(tmp_path / "flow" / "moving" / "right") == 7
+    flow = read_flow(tmp_path / "flow" / "moving" / "right", range(7)) * 20  # back to pixels
+    assert abs(np.median(flow[..., 0]) - 3) < 0.5 and abs(np.median(flow[..., 1])) < 0.5
+    with (tmp_path / "flow" / "failed_flow.csv").open() as stream:
+        rows = list(csv.reader(stream))
+    assert rows[1][0].endswith("broken.avi") and len(rows) == 2
+    again = _run("tools/extract_flow.py", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96")
+    assert "2 videos, 1 already done, 1 to compute" in again.stdout
+    assert not list((tmp_path / "flow" / "moving").glob(".*partial"))
+
+
+def test_check_videos_lists_every_failure(tmp_path):
+    good = write_video(tmp_path / "data" / "a" / "good.mp4", 20, width=96, height=64)
+    (tmp_path / "data" / "a" / "truncated.mp4").write_bytes(good.read_bytes()[:300])
+    (tmp_path / "data" / "b").mkdir()
+    (tmp_path / "data" / "b" / "noise.avi").write_bytes(np.random.default_rng(0).bytes(5000))
+    out = tmp_path / "failed.csv"
+    result = _run("tools/check_videos.py", str(tmp_path / "data"), "--out", str(out), "--workers", "2")
+    assert result.returncode == 1
+    assert "3 videos checked, 2 failed" in result.stdout
+    with out.open() as stream:
+        rows = list(csv.reader(stream))
+    assert [Path(row[0]).name for row in rows[1:]] == ["truncated.mp4", "noise.avi"]
+    assert all("VideoDecodeError" in row[1] for row in rows[1:])
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{good},0\n")
+    assert _run("tools/check_videos.py", str(listing), "--out", str(out)).returncode == 0
