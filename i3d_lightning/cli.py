@@ -6,18 +6,27 @@ import sys
 from collections.abc import Callable
 
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from i3d_lightning.errors import UserInputError
 
 
 def run_reporting_errors(task: Callable[[DictConfig], object], cfg: DictConfig) -> None:
-    """Run ``task(cfg)``; a :class:`UserInputError` prints ``error: <message>`` and exits with 2."""
+    """Run ``task(cfg)``; a mistake in the user's input or config prints ``error: <message>`` (no
+    traceback) and exits with 2."""
     try:
         task(cfg)
-    except UserInputError as error:
+    except (UserInputError, OmegaConfBaseException) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except InstantiationException as error:
+        # Hydra wraps what a constructor raised; a user error inside is reported as such.
+        if isinstance(error.__cause__, UserInputError):
+            print(f"error: {error.__cause__}", file=sys.stderr)
+            sys.exit(2)
+        raise
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,12 +1,26 @@
-"""``eval.py``: evaluate I3D as the config says."""
+"""``eval.py``: the release's sample evaluation, or the accuracy of a model on a dataset.
+
+On a dataset, the model is DeepMind's converted weights as they are (``weights.*``; e.g. Kinetics,
+whose class order is the checkpoints') or a checkpoint of ``train.py`` (``ckpt_path``), evaluated with
+the test protocol of ``data.eval_sampling``. The run folder receives ``metrics.json``,
+``predictions.csv``, ``per_class_accuracy.csv``, ``confusion_matrix.png`` and, if any video could
+not be read, ``skipped_videos.csv``; the metrics are computed over the videos that could be read.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from i3d_lightning import reports
 from i3d_lightning.cli import resolve_device
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.lightning_module import I3DClassifier
 from i3d_lightning.sample_evaluation import evaluate_sample, format_release_output
+from i3d_lightning.training import build_datamodule, build_trainer
 
 
 def fetch_options(weights_cfg: DictConfig) -> dict[str, object]:
@@ -15,12 +29,60 @@ def fetch_options(weights_cfg: DictConfig) -> dict[str, object]:
 
 
 def evaluate(cfg: DictConfig) -> str:
-    """Run the evaluation of ``cfg`` and return what it printed."""
-    if cfg.dataset.name != "sample":
-        raise UserInputError(f"dataset={cfg.dataset.name} is not evaluable yet; use dataset=sample")
-    logits, categories = evaluate_sample(
-        list(cfg.stream.modalities), cfg.weights, cfg.sample,
-        device=resolve_device(cfg.device), fetch_options=fetch_options(cfg.weights))
-    report = format_release_output(logits, categories)
-    print(report)
+    """Run the evaluation of ``cfg``; returns the text it printed."""
+    if cfg.dataset.name == "sample":
+        logits, categories = evaluate_sample(
+            list(cfg.stream.modalities), cfg.weights, cfg.sample,
+            device=resolve_device(cfg.device), fetch_options=fetch_options(cfg.weights))
+        report = format_release_output(logits, categories)
+    else:
+        report = evaluate_dataset(cfg)
+    if report:
+        print(report)
     return report
+
+
+def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DClassifier:
+    if not cfg.ckpt_path:
+        return instantiate(cfg.model, num_classes=num_classes, class_names=classes, _convert_="object")
+    if not Path(cfg.ckpt_path).is_file():
+        raise UserInputError(f"ckpt_path={cfg.ckpt_path}: no such file")
+    model = I3DClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", aggregate=cfg.model.aggregate,
+                                               eval_chunk=cfg.model.eval_chunk)
+    if model.hparams.num_classes != num_classes or tuple(model.modalities) != tuple(cfg.stream.modalities):
+        raise UserInputError(f"checkpoint {cfg.ckpt_path} is a {'+'.join(model.modalities)} model of "
+                             f"{model.hparams.num_classes} classes; the data is {'+'.join(cfg.stream.modalities)} "
+                             f"with {num_classes} classes (set stream= and dataset= to match)")
+    return model
+
+
+def evaluate_dataset(cfg: DictConfig) -> str:
+    """Test a model on ``cfg.dataset``'s test split; write the reports; return the summary table."""
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("test")
+    model = _load_model(cfg, datamodule.num_classes, datamodule.classes)
+    trainer = build_trainer(cfg, for_training=False)
+    logged = trainer.test(model, datamodule=datamodule)[0]
+    if not trainer.is_global_zero:
+        return ""
+    results = model.test_results
+    metrics: dict[str, Any] = {head: {key: float(logged[f"test/{head}/{key}"])
+                                      for key in ("top1", "top5", "mean_class_accuracy")} for head in model.heads}
+    sampling = datamodule.eval_sampling
+    metrics |= {
+        "videos_evaluated": len(results["predictions"]), "videos_skipped": len(results["skipped"]),
+        "dataset": cfg.dataset.name, "num_classes": datamodule.num_classes, "stream": cfg.stream.name,
+        "model": cfg.ckpt_path or {m: cfg.weights[m] for m in model.modalities},
+        "protocol": {"whole_video": sampling.whole_video, "num_clips": sampling.num_clips,
+                     "num_crops": sampling.num_crops, "clip_len": sampling.clip_len,
+                     "aggregate": model.hparams.aggregate},
+    }
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reports.write_metrics(run_dir / "metrics.json", metrics)
+    reports.write_predictions(run_dir / "predictions.csv", results["predictions"], datamodule.classes)
+    reports.write_per_class(run_dir / "per_class_accuracy.csv", results["confusion"], datamodule.classes)
+    reports.plot_confusion(run_dir / "confusion_matrix.png", results["confusion"], datamodule.classes)
+    if len(results["skipped"]):
+        results["skipped"].write(run_dir / "skipped_videos.csv")
+    return reports.summary_table(metrics, model.heads) + f"\nreports written to {run_dir}"

@@ -49,7 +49,8 @@ def test_training_clip_frames_follow_the_sampler(tmp_path):
     video = write_video(tmp_path / "v.mp4", 60, fps=30, width=96, height=72)  # 60 frames at 30 fps = 50 at 25
     dataset = VideoClipDataset([VideoRecord(video, 3, "v")], ClipSampling(train=True, clip_len=10, stride=2, **SMALL))
     starts = set()
-    for _ in range(20):
+    for epoch in range(20):
+        dataset.epoch = epoch
         item = dataset[0]
         assert item["rgb"].shape == (3, 10, 48, 48) and item["label"] == 3 and item["video_id"] == "v"
         resampled = np.floor(np.arange(50) * 30 / 25 + 1e-6).astype(int)  # 25 fps timeline -> source frames
@@ -58,6 +59,17 @@ def test_training_clip_frames_follow_the_sampler(tmp_path):
         assert matches, ids
         starts.add(matches[0])
     assert len(starts) > 5  # random starts
+
+
+def test_augmentations_depend_only_on_seed_epoch_and_item(tmp_path):
+    video = write_video(tmp_path / "v.mp4", 60, width=96, height=72)
+    records = [VideoRecord(video, 0, "a"), VideoRecord(video, 0, "b")]
+    first = VideoClipDataset(records, ClipSampling(train=True, clip_len=8, **SMALL), seed=3)
+    again = VideoClipDataset(records, ClipSampling(train=True, clip_len=8, **SMALL), seed=3)
+    assert torch.equal(first[1]["rgb"], again[1]["rgb"])
+    again.epoch = 1
+    assert not torch.equal(first[1]["rgb"], again[1]["rgb"])
+    assert not torch.equal(first[0]["rgb"], first[1]["rgb"])  # same video, other item: other choices
 
 
 def test_evaluation_views_and_whole_video(tmp_path):
@@ -90,7 +102,8 @@ def test_joint_streams_share_frames_crop_and_flip(tmp_path):
     dataset = VideoClipDataset([VideoRecord(video, 1, "ramp")], ClipSampling(train=True, clip_len=8, **SMALL),
                                modalities=("rgb", "flow"), flow_root=flow_root)
     flips = set()
-    for _ in range(16):
+    for epoch in range(16):
+        dataset.epoch = epoch
         item = dataset[0]
         rgb, flow = item["rgb"][0], item["flow"]  # rgb red channel [T, S, S] and flow [2, T, S, S]
         assert flow.shape == (2, 8, 48, 48)

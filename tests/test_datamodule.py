@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from i3d_lightning.data.clip_dataset import ClipSampling
-from i3d_lightning.data.datamodule import SkipReport, UnpaddedDistributedSampler, VideoDataModule
+from i3d_lightning.data.datamodule import EpochSampler, SkipReport, UnpaddedDistributedSampler, VideoDataModule
 from i3d_lightning.data.sources import Custom, Synthetic
 from i3d_lightning.errors import UserInputError
 from tests.videos import write_video
@@ -85,6 +85,19 @@ def test_skip_report_collects_and_writes(tmp_path):
     with report.write(tmp_path / "skipped.csv").open() as stream:
         assert list(csv.reader(stream)) == [["video_id", "path", "reason"], ["v1", "/d/v1.mp4", "no such file"],
                                             ["v2", "/d/v2.mp4", "corrupt"]]
+
+
+def test_epoch_sampler_order_depends_on_seed_and_epoch(tmp_path):
+    datamodule = _datamodule(_custom_dataset(tmp_path / "videos"), seed=5)
+    datamodule.setup("fit")
+    sampler = datamodule.train_dataloader().sampler
+    assert isinstance(sampler, EpochSampler)
+    orders = []
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        assert datamodule.datasets["train"].epoch == epoch
+        orders.append(list(sampler))
+    assert orders[0] == orders[2] != orders[1] and sorted(orders[0]) == list(range(6))
 
 
 @pytest.mark.parametrize("size", [7, 8, 1])

@@ -74,7 +74,7 @@ class VideoClipDataset(Dataset):
     """
 
     def __init__(self, records: list[VideoRecord], sampling: ClipSampling, *, modalities: tuple[str, ...] = ("rgb",),
-                 flow_root: str | Path | None = None, on_error: str = "skip") -> None:
+                 flow_root: str | Path | None = None, on_error: str = "skip", seed: int = 0) -> None:
         unknown = set(modalities) - set(MODALITIES)
         if unknown or not modalities:
             raise UserInputError(f"modalities must be drawn from {MODALITIES}, got {modalities}")
@@ -88,6 +88,9 @@ class VideoClipDataset(Dataset):
         self.modalities = tuple(modalities)
         self.flow_root = Path(flow_root) if flow_root is not None else None
         self.on_error = on_error
+        self.seed = seed
+        #: Set by :class:`~i3d_lightning.data.datamodule.EpochSampler` before each epoch's workers start.
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.records)
@@ -95,7 +98,7 @@ class VideoClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         try:
-            item = self._load(record)
+            item = self._load(record, index)
         except UserInputError as error:
             if self.on_error == "raise":
                 raise
@@ -106,10 +109,10 @@ class VideoClipDataset(Dataset):
         assert self.flow_root is not None
         return self.flow_root / record.video_id
 
-    def _load(self, record: VideoRecord) -> dict[str, torch.Tensor]:
-        # Augmentations draw from torch's generator: seeded per worker by the DataLoader, so a seeded
-        # run repeats them.
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
+    def _load(self, record: VideoRecord, index: int) -> dict[str, torch.Tensor]:
+        # Random choices are a function of (seed, epoch, item) alone: the same with any number of
+        # workers, and the same when a run resumes from a checkpoint.
+        rng = np.random.default_rng((self.seed, self.epoch, index))
         source_frames, info = None, None
         lengths = []
         if "rgb" in self.modalities:

@@ -51,6 +51,24 @@ class UnpaddedDistributedSampler(DistributedSampler):
         return iter(range(self.rank, len(self.dataset), self.num_replicas))
 
 
+class EpochSampler(DistributedSampler):
+    """Shuffles with a permutation drawn from (seed, epoch), sharded over the processes when several run.
+
+    Lightning calls ``set_epoch`` before each epoch; the sampler passes the epoch on to the dataset, so
+    that augmentations too depend only on (seed, epoch, item) and a resumed run repeats them exactly.
+    Being a DistributedSampler, Lightning uses it as it is on several GPUs instead of wrapping it.
+    """
+
+    def __init__(self, dataset: VideoClipDataset, seed: int) -> None:
+        distributed = dist.is_available() and dist.is_initialized()
+        super().__init__(dataset, num_replicas=dist.get_world_size() if distributed else 1,
+                         rank=dist.get_rank() if distributed else 0, shuffle=True, seed=seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.dataset.epoch = epoch
+
+
 class SkipReport:
     """Videos that could not be read, by video id: where and why."""
 
@@ -95,13 +113,14 @@ class VideoDataModule(pl.LightningDataModule):
         on_error: ``skip`` unreadable videos (reported) or ``raise``.
         report_dir: where the lists of missing and skipped videos are written (the run folder).
         check_videos: how many training videos ``setup`` probes to catch unusable data early.
+        seed: seed of the training order and augmentations (with the epoch and the item).
     """
 
     def __init__(self, source: VideoSource, *, modalities: list[str] | tuple[str, ...] = ("rgb",),
                  train_sampling: ClipSampling | None = None, eval_sampling: ClipSampling | None = None,
                  batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 4,
                  worker_timeout: float = 600.0, on_error: str = "skip", report_dir: str | None = None,
-                 check_videos: int = 16) -> None:
+                 check_videos: int = 16, seed: int = 0) -> None:
         super().__init__()
         self.source = source
         self.modalities = tuple(modalities)
@@ -114,6 +133,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.on_error = on_error
         self.report_dir = Path(report_dir) if report_dir else None
         self.check_videos = check_videos
+        self.seed = seed
         self.lists: dict[str, VideoList] = {}
         self.datasets: dict[str, VideoClipDataset] = {}
         self.skipped = SkipReport()
@@ -141,7 +161,8 @@ class VideoDataModule(pl.LightningDataModule):
             sampling = self.train_sampling if split == "train" else self.eval_sampling
             self.lists[split] = videos
             self.datasets[split] = VideoClipDataset(videos.records, sampling, modalities=self.modalities,
-                                                    flow_root=self.source.flow_root, on_error=self.on_error)
+                                                    flow_root=self.source.flow_root, on_error=self.on_error,
+                                                    seed=self.seed)
             if split == "train":
                 self._check_clip_length(videos)
         class_lists = {len(videos.classes) for videos in self.lists.values()}
@@ -179,23 +200,24 @@ class VideoDataModule(pl.LightningDataModule):
                                  f"stride {self.train_sampling.stride}) but the longest of {len(lengths)} videos "
                                  f"checked has {max(lengths)}: lower data.train_sampling.clip_len or .stride")
 
-    def _loader(self, split: str, *, batch_size: int, shuffle: bool, sampler=None) -> DataLoader:
+    def _loader(self, split: str, *, batch_size: int, sampler=None) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"no {split} data: call setup() for its stage first")
         workers = self.num_workers
-        return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, sampler=sampler,
-                          num_workers=workers, collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
-                          timeout=self.worker_timeout if workers > 0 else 0, persistent_workers=workers > 0,
-                          drop_last=False)
+        # Workers are not persistent: each epoch's workers start from the dataset with the new epoch.
+        return DataLoader(self.datasets[split], batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
+                          timeout=self.worker_timeout if workers > 0 else 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", batch_size=self.batch_size, shuffle=True)
+        return self._loader("train", batch_size=self.batch_size,
+                            sampler=EpochSampler(self.datasets["train"], self.seed))
 
     def _eval_loader(self, split: str) -> DataLoader:
         sampler = None
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             sampler = UnpaddedDistributedSampler(self.datasets[split])
-        return self._loader(split, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler)
+        return self._loader(split, batch_size=self.eval_batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

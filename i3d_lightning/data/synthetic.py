@@ -1,9 +1,9 @@
 """A small generated dataset of real encoded videos whose class can only be told from motion.
 
-Each video shows a square of random blocky texture sliding over a static background of the same
-kind of texture, in one of four directions (the class), wrapping around the frame edges. Any single
-frame is a texture with a square somewhere: only the motion between frames gives the class away.
-Videos are written once (MPEG-4 Part 2 through PyAV) to ``<root>/<split>/<class>/<class>_NNN.mp4``.
+Each video pans a random blocky texture (with a brighter textured square on it) in one of four
+directions (the class), wrapping around the frame edges. Any single frame is just a texture: only
+the motion between frames gives the class away. Videos are written once (MPEG-4 Part 2 through PyAV)
+to ``<root>/<split>/<class>/<class>_NNN.mp4``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ CLASSES = ("left", "right", "up", "down")
 _DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 #: Marks a completely written dataset; its content names the generation parameters.
 DONE_MARKER = "COMPLETE"
+#: Bumped whenever the rendering changes, so that cached datasets are regenerated.
+RENDER_VERSION = 2
 
 
 def _texture(rng: np.random.Generator, height: int, width: int, block: int) -> np.ndarray:
@@ -28,21 +30,14 @@ def _texture(rng: np.random.Generator, height: int, width: int, block: int) -> n
 
 def render_video(direction: str, rng: np.random.Generator, *, num_frames: int, size: int, speed: int,
                  block: int = 8) -> np.ndarray:
-    """Frames ``[num_frames, size, size, 3]`` uint8 of a textured square moving towards ``direction``."""
-    background = _texture(rng, size, size, block)
+    """Frames ``[num_frames, size, size, 3]`` uint8 of a texture panning towards ``direction``."""
+    texture = _texture(rng, size, size, block)
     square = size // 3
-    patch = _texture(rng, square, square, block)
-    top, left = rng.integers(0, size, 2)
+    top, left = rng.integers(0, size - square, 2)
+    texture[top:top + square, left:left + square] = 128 + _texture(rng, square, square, block) // 2
     d_row, d_col = _DIRECTIONS[direction]
-    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
-    rows, cols = np.arange(square), np.arange(square)
-    for t in range(num_frames):
-        frame = background.copy()
-        r = (top + d_row * speed * t + rows) % size
-        c = (left + d_col * speed * t + cols) % size
-        frame[np.ix_(r, c)] = patch
-        frames[t] = frame
-    return frames
+    return np.stack([np.roll(texture, (d_row * speed * t, d_col * speed * t), axis=(0, 1))
+                     for t in range(num_frames)])
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
@@ -61,7 +56,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
 
 
 def generate(root: str | os.PathLike, *, videos_per_class: dict[str, int], num_frames: int = 40, size: int = 224,
-             speed: int = 6, fps: int = 25, seed: int = 0) -> Path:
+             speed: int = 4, fps: int = 25, seed: int = 0) -> Path:
     """Write the dataset under ``root`` unless it is already complete; returns ``root``.
 
     ``videos_per_class`` maps a split name to its number of videos per class. The files go to a
@@ -69,7 +64,7 @@ def generate(root: str | os.PathLike, *, videos_per_class: dict[str, int], num_f
     leaves a half-written dataset that looks complete.
     """
     root = Path(root)
-    signature = f"classes={CLASSES} videos={sorted(videos_per_class.items())} frames={num_frames} " \
+    signature = f"version={RENDER_VERSION} classes={CLASSES} videos={sorted(videos_per_class.items())} frames={num_frames} " \
                 f"size={size} speed={speed} fps={fps} seed={seed}\n"
     marker = root / DONE_MARKER
     if marker.is_file() and marker.read_text() == signature:

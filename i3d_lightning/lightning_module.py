@@ -1,0 +1,263 @@
+"""The LightningModule: I3D towers (one per modality), their losses, metrics and optimisation.
+
+``modalities=["rgb"]`` or ``["flow"]``: one tower. ``["rgb", "flow"]`` (joint): two towers, each
+trained with its own cross-entropy loss (as in the paper); the joint prediction is the sum of their
+logits, and metrics are logged for rgb, flow and joint. Built from plain arguments, so that
+``I3DClassifier.load_from_checkpoint(path)`` works without Hydra.
+
+Batches come from :class:`~i3d_lightning.data.datamodule.VideoDataModule`: training clips
+``[B, C, T, H, W]``; evaluation views ``[B, V, C, T, H, W]`` whose logits are aggregated per video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from i3d_lightning.data.datamodule import SkipReport
+from i3d_lightning.data.sample import CHANNELS
+from i3d_lightning.models.i3d import InceptionI3d
+from i3d_lightning.models.weights import i3d, load_state_dict
+
+AGGREGATIONS = ("mean_logits", "mean_softmax")
+
+
+def _metrics(num_classes: int) -> MetricCollection:
+    return MetricCollection({
+        "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+        "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+        "mean_class_accuracy": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
+    }, compute_groups=False)  # grouping shared top-1's state with top-5 (top-5 came out equal to top-1)
+
+
+class I3DClassifier(pl.LightningModule):
+    """I3D for action classification.
+
+    Args:
+        modalities: ``["rgb"]``, ``["flow"]`` or ``["rgb", "flow"]``.
+        num_classes: classes of the dataset; a checkpoint with another number gets a new logits layer.
+        weights: initial weights per modality (registry name or file; ``None`` = random), loaded when
+            a run starts from scratch (not when it resumes from a checkpoint).
+        weights_options: where weights come from (``cache``, ``mirror``, ``base_url``, ``progress``).
+        optimizer: a partial taking parameter groups (Hydra ``_partial_: true``), e.g. SGD.
+        scheduler: a partial ``scheduler(optimizer, total_steps=...)`` stepping every batch, or None.
+        head_lr_scale: learning rate of the logits layers relative to the backbone's.
+        trainable_blocks: ``None`` trains everything; ``k`` freezes all but the last ``k`` blocks of
+            each tower (the logits layer always trains; ``0`` trains only the logits).
+        freeze_bn_stats: keep batch-norm statistics fixed (for small per-GPU batches).
+        bn_momentum: momentum of the batch-norm moving statistics while training; ``None`` keeps the
+            release's 0.001 (decay 0.999, made for 100k-step Kinetics runs): a short fine-tuning run
+            needs a faster one (e.g. PyTorch's usual 0.1), or evaluation sees stale statistics.
+        aggregate: how evaluation views of a video combine: ``mean_logits`` or ``mean_softmax``.
+        class_names: names of the classes, for reports.
+        eval_chunk: views forwarded at once in evaluation (bounds memory).
+        seed: the random state (dropout) of each training step is seeded from (seed, step, rank), so a
+            run resumed from a checkpoint repeats the uninterrupted run; ``None`` leaves it alone.
+    """
+
+    def __init__(self, *, modalities: Sequence[str] = ("rgb",), num_classes: int,
+                 weights: Mapping[str, str | None] | None = None, weights_options: Mapping[str, Any] | None = None,
+                 dropout: float = 0.5, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+                 head_lr_scale: float = 1.0, trainable_blocks: int | None = None, freeze_bn_stats: bool = False,
+                 bn_momentum: float | None = None,
+                 aggregate: str = "mean_logits", class_names: Sequence[str] | None = None, eval_chunk: int = 8,
+                 seed: int | None = 0) -> None:
+        super().__init__()
+        if aggregate not in AGGREGATIONS:
+            raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
+        # The optimizer and scheduler factories are code, not data: checkpoints stay loadable with
+        # weights_only=True, and load_from_checkpoint needs neither (training passes them again).
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.modalities = tuple(modalities)
+        self.heads = (*self.modalities, "joint") if len(self.modalities) > 1 else self.modalities
+        self.primary_head = self.heads[-1]
+        self.towers = nn.ModuleDict({m: InceptionI3d(num_classes, CHANNELS[m], dropout) for m in self.modalities})
+        self._frozen_blocks = self._freeze(trainable_blocks)
+        if bn_momentum is not None:
+            for module in self.towers.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = bn_momentum
+        self.train_metrics = nn.ModuleDict({h: _metrics(num_classes) for h in self.heads})
+        self.val_metrics = nn.ModuleDict({h: _metrics(num_classes) for h in self.heads})
+        self.test_metrics = nn.ModuleDict({h: _metrics(num_classes) for h in self.heads})
+        self.confusion = MulticlassConfusionMatrix(num_classes)
+        self.skipped = SkipReport()
+        self.predictions: list[dict[str, Any]] = []
+        self.weights_loaded = False
+        self.test_results: dict[str, Any] = {}
+
+    # -- weights and freezing ---------------------------------------------------------------------
+    def _initial_weights(self) -> dict[str, str]:
+        weights = self.hparams.weights or {}
+        return {m: weights[m] for m in self.modalities if weights.get(m)}
+
+    def prepare_data(self) -> None:
+        """Fetch and convert the initial weights once per machine, so ranks only read the cache."""
+        if not self.weights_loaded:
+            for name in self._initial_weights().values():
+                load_state_dict(name, **(self.hparams.weights_options or {}))
+
+    def load_initial_weights(self) -> None:
+        """Initialise each tower from ``weights`` (a new logits layer where the classes differ)."""
+        for modality, name in self._initial_weights().items():
+            source = i3d(weights=name, num_classes=self.hparams.num_classes, in_channels=CHANNELS[modality],
+                         **(self.hparams.weights_options or {}))
+            self.towers[modality].load_state_dict(source.state_dict())
+        self.weights_loaded = True
+
+    def setup(self, stage: str) -> None:
+        # A resumed or evaluated checkpoint brings its own weights; otherwise start from `weights`.
+        if not self.weights_loaded and self.trainer.ckpt_path is None:
+            self.load_initial_weights()
+
+    def _freeze(self, trainable_blocks: int | None) -> list[nn.Module]:
+        if trainable_blocks is None:
+            return []
+        frozen = []
+        for tower in self.towers.values():
+            learned = [block for block in tower.blocks.values() if any(True for _ in block.parameters())]
+            cut = max(0, len(learned) - trainable_blocks)
+            for block in learned[:cut]:
+                block.requires_grad_(False)
+                frozen.append(block)
+        return frozen
+
+    def _fix_batch_norm_statistics(self) -> None:
+        """Put the batch norms whose statistics stay fixed into eval mode: all of them with
+        ``freeze_bn_stats``, else those of frozen blocks."""
+        holders = [self.towers] if self.hparams.freeze_bn_stats else self._frozen_blocks
+        for holder in holders:
+            for module in holder.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Logits ``[B, classes]`` per head (modalities, and ``joint`` = their sum) of ``[B, C, T, H, W]`` inputs."""
+        logits = {m: self.towers[m](inputs[m]) for m in self.modalities}
+        if "joint" in self.heads:
+            logits["joint"] = sum(logits[m] for m in self.modalities)
+        return logits
+
+    def video_scores(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-video scores ``[B, classes]`` per head from views ``[B, V, C, T, H, W]``: the mean over
+        views of the logits (``mean_logits``) or of the softmax (``mean_softmax``)."""
+        views = {}
+        for m in self.modalities:
+            clips = batch[m]
+            flat = clips.flatten(0, 1)
+            logits = torch.cat([self.towers[m](chunk) for chunk in flat.split(self.hparams.eval_chunk)])
+            views[m] = logits.view(*clips.shape[:2], -1).float()
+        if "joint" in self.heads:
+            views["joint"] = sum(views[m] for m in self.modalities)
+        if self.hparams.aggregate == "mean_softmax":
+            return {h: v.softmax(dim=-1).mean(dim=1) for h, v in views.items()}
+        return {h: v.mean(dim=1) for h, v in views.items()}
+
+    # -- steps ----------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Every batch, because Lightning restores each submodule's train/eval flag after validation
+        # (and the sanity check) from what it recorded before, without calling train().
+        self._fix_batch_norm_statistics()
+        if self.hparams.seed is not None:
+            torch.manual_seed(hash((self.hparams.seed, self.global_step, self.global_rank)) % 2**63)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        self.skipped.add(batch["skipped"])
+        if batch["size"] == 0:
+            # Every clip of this batch was unreadable. A zero loss over all trainable parameters keeps
+            # the processes of a multi-GPU run in step (skipping the step on one rank would hang DDP).
+            return sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
+        labels = batch["label"]
+        logits = self(batch)
+        losses = {m: F.cross_entropy(logits[m].float(), labels) for m in self.modalities}
+        loss = sum(losses.values())
+        size = batch["size"]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        for head in self.heads:
+            if head in losses and len(self.modalities) > 1:
+                self.log(f"train/loss_{head}", losses[head], batch_size=size)
+            self.train_metrics[head].update(logits[head].float(), labels)
+            self.log_dict({f"train/{head}/{k}": v for k, v in self.train_metrics[head].items()},
+                          on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def _evaluation_step(self, batch: dict[str, Any], metrics: nn.ModuleDict, stage: str) -> dict[str, torch.Tensor]:
+        self.skipped.add(batch["skipped"])
+        if batch["size"] == 0:
+            return {}
+        scores = self.video_scores(batch)
+        labels = batch["label"]
+        for head in self.heads:
+            metrics[head].update(scores[head], labels)
+            self.log_dict({f"{stage}/{head}/{k}": v for k, v in metrics[head].items()},
+                          on_step=False, on_epoch=True, batch_size=batch["size"], prog_bar=head == self.primary_head)
+        return scores
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        scores = self._evaluation_step(batch, self.test_metrics, "test")
+        if not scores:
+            return
+        primary = scores[self.primary_head]
+        self.confusion.update(primary, batch["label"])
+        top_scores, top_classes = primary.topk(min(5, primary.shape[1]), dim=1)
+        for row in range(primary.shape[0]):
+            self.predictions.append({
+                "index": int(batch["index"][row]), "video_id": batch["video_id"][row],
+                "label": int(batch["label"][row]), "top_classes": top_classes[row].tolist(),
+                "top_scores": top_scores[row].tolist()})
+
+    def on_test_epoch_start(self) -> None:
+        self.predictions = []
+        self.confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        # Gathered here, while every process is still in the test loop.
+        predictions, skipped = self.gather_results()
+        self.test_results = {"predictions": predictions, "skipped": skipped,
+                             "confusion": self.confusion.compute().cpu().numpy()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.weights_loaded = True  # a checkpoint's weights replace the initial ones
+
+    def gather_results(self) -> tuple[list[dict[str, Any]], SkipReport]:
+        """Predictions (sorted by dataset index) and skipped videos of all processes."""
+        predictions, skipped = self.predictions, dict(self.skipped.entries)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, (predictions, skipped))
+            predictions = [row for rank_rows, _ in gathered for row in rank_rows]
+            skipped = {key: value for _, rank_skipped in gathered for key, value in rank_skipped.items()}
+        report = SkipReport()
+        report.entries = skipped
+        return sorted(predictions, key=lambda row: row["index"]), report
+
+    # -- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError("no optimizer configured (model.optimizer)")
+        head = [p for tower in self.towers.values() for p in tower.logits.parameters() if p.requires_grad]
+        head_ids = {id(p) for p in head}
+        backbone = [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids]
+        groups = [{"params": backbone, "name": "backbone"}, {"params": head, "name": "head"}]
+        optimizer = self.optimizer_factory([group for group in groups if group["params"]])
+        for group in optimizer.param_groups:
+            if group["name"] == "head":
+                group["lr"] *= self.hparams.head_lr_scale
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,87 @@
+"""What an evaluation writes to its run folder: ``metrics.json``, ``predictions.csv``,
+``per_class_accuracy.csv``, ``confusion_matrix.png`` and (if any) ``skipped_videos.csv``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def write_predictions(path: Path, predictions: Sequence[dict[str, Any]], class_names: Sequence[str]) -> Path:
+    """One row per video: id, true label, then the top-5 classes with their scores."""
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        top_k = len(predictions[0]["top_classes"]) if predictions else 5
+        writer.writerow(["video_id", "label", *(f"top{k}_{field}" for k in range(1, top_k + 1)
+                                                  for field in ("class", "score"))])
+        for row in predictions:
+            cells = [row["video_id"], class_names[row["label"]]]
+            for index, score in zip(row["top_classes"], row["top_scores"], strict=True):
+                cells += [class_names[index], f"{score:.6g}"]
+            writer.writerow(cells)
+    return path
+
+
+def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    """Recall of each class from a ``[true, predicted]`` confusion matrix (NaN for absent classes)."""
+    totals = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(confusion) / totals, np.nan)
+
+
+def write_per_class(path: Path, confusion: np.ndarray, class_names: Sequence[str]) -> Path:
+    accuracy = per_class_accuracy(confusion)
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["class", "videos", "correct", "accuracy"])
+        for index, name in enumerate(class_names):
+            total = int(confusion[index].sum())
+            writer.writerow([name, total, int(confusion[index, index]),
+                             "" if np.isnan(accuracy[index]) else f"{accuracy[index]:.4f}"])
+    return path
+
+
+def plot_confusion(path: Path, confusion: np.ndarray, class_names: Sequence[str]) -> Path:
+    """Row-normalised confusion matrix as a PNG (class names shown up to 60 classes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, totals, out=np.zeros(confusion.shape, dtype=float), where=totals > 0)
+    size = min(24, 4 + 0.25 * len(class_names))
+    figure, axes = plt.subplots(figsize=(size, size))
+    image = axes.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    if len(class_names) <= 60:
+        ticks = range(len(class_names))
+        axes.set_xticks(ticks, class_names, rotation=90, fontsize=7)
+        axes.set_yticks(ticks, class_names, fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def summary_table(metrics: dict[str, Any], heads: Sequence[str]) -> str:
+    """A small text table: one row per head with top-1, top-5 and mean class accuracy (percent)."""
+    lines = [f"{'head':<8} {'top-1':>7} {'top-5':>7} {'mean class':>10}"]
+    for head in heads:
+        values = [100 * metrics[head][key] for key in ("top1", "top5", "mean_class_accuracy")]
+        lines.append(f"{head:<8} {values[0]:>7.2f} {values[1]:>7.2f} {values[2]:>10.2f}")
+    lines.append(f"videos evaluated: {metrics['videos_evaluated']}, skipped (unreadable): {metrics['videos_skipped']}"
+                 + (" - metrics are over the videos that could be read" if metrics["videos_skipped"] else ""))
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""``train.py``: fit I3D as the config says, then test the best checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from i3d_lightning.data.datamodule import VideoDataModule
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.lightning_module import I3DClassifier
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> VideoDataModule:
+    """The DataModule of ``cfg.data`` over ``cfg.dataset``, prepared and ready for ``setup``."""
+    if "_target_" not in cfg.dataset:
+        raise UserInputError(f"dataset={cfg.dataset.name} is not a video dataset (the sample clip is for eval.py); "
+                             "choose synthetic, ucf101, hmdb51, kinetics400, kinetics600 or custom")
+    datamodule = instantiate(cfg.data, _convert_="object")
+    datamodule.prepare_data()
+    return datamodule
+
+
+def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
+    loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values()] if for_training else []
+    callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()] if for_training else []
+    extra = {} if for_training else {"enable_checkpointing": False}
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **extra)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test the best checkpoint, write the list of unreadable videos; returns the key results."""
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(cfg.run_dir)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    model: I3DClassifier = instantiate(cfg.model, num_classes=datamodule.num_classes,
+                                       class_names=datamodule.classes, _convert_="object")
+    trainer = build_trainer(cfg, for_training=True)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    results: dict[str, Any] = {"run_dir": str(run_dir)}
+    for checkpoint in trainer.checkpoint_callbacks:
+        if checkpoint.monitor and checkpoint.best_model_path:
+            results |= {"best_checkpoint": checkpoint.best_model_path,
+                        "best_val_top1": float(checkpoint.best_model_score)}
+        elif checkpoint.best_model_path:
+            results["last_checkpoint"] = checkpoint.best_model_path
+    if cfg.test_after_fit and not trainer.fast_dev_run:
+        tested = trainer.test(model, datamodule=datamodule, ckpt_path=results.get("best_checkpoint"))
+        results["test"] = tested[0] if tested else {}
+    skipped = model.test_results.get("skipped") or model.gather_results()[1]
+    if trainer.is_global_zero:
+        if len(skipped):
+            path = skipped.write(run_dir / "skipped_videos.csv")
+            log.warning("%d unreadable videos were skipped; list in %s", len(skipped), path)
+        log.info("results: %s", results)
+    return results
