@@ -9,6 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.errors import UserInputError
@@ -30,6 +31,8 @@ def build_datamodule(cfg: DictConfig) -> VideoDataModule:
 def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
     loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values()] if for_training else []
     callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()] if for_training else []
+    if not loggers:  # the learning-rate monitor writes to a logger and refuses to run without one
+        callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
     extra = {} if for_training else {"enable_checkpointing": False}
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **extra)
 
@@ -44,7 +47,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                        class_names=datamodule.classes, _convert_="object")
     trainer = build_trainer(cfg, for_training=True)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    results: dict[str, Any] = {"run_dir": str(run_dir)}
+    results: dict[str, Any] = {"run_dir": str(run_dir), "global_step": trainer.global_step,
+                               "metrics": {key: float(value) for key, value in trainer.callback_metrics.items()}}
     for checkpoint in trainer.checkpoint_callbacks:
         if checkpoint.monitor and checkpoint.best_model_path:
             results |= {"best_checkpoint": checkpoint.best_model_path,

@@ -3,11 +3,26 @@ learns, resume is exact, evaluation reports are right and the same over 2 proces
 
 from __future__ import annotations
 
+import csv
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import pytorch_lightning as pl
+import torch
 from hydra import compose, initialize_config_dir
+from safetensors.torch import load_file
 
+from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
+from i3d_lightning.data.datasets import custom
+from i3d_lightning.evaluate import evaluate
+from i3d_lightning.lightning_module import I3DClassifier
+from i3d_lightning.models import InceptionI3d
+from i3d_lightning.models.weights import save_state_dict
 from i3d_lightning.training import train
 from tests.conftest import REPO_ROOT
 from tests.tiny_datasets import FAST, make_tiny_datasets
@@ -38,13 +53,210 @@ def test_every_stream_and_dataset_runs_fast_dev_run(tiny, tmp_path, dataset, str
             train(cfg)
         return
     results = train(cfg)
-    assert results["run_dir"] == str(tmp_path)
-    model_file = list(tmp_path.rglob("*.ckpt"))
-    assert model_file == []  # fast_dev_run writes no checkpoint
+    assert results["global_step"] == 1  # one optimizer step
+    heads = ["rgb", "flow", "joint"] if stream == "joint" else [stream]
+    for head in heads:  # one validation batch, scored for every head
+        assert 0 <= results["metrics"][f"val/{head}/top1"] <= 1
+    assert np.isfinite(results["metrics"]["train/loss"])
+    assert list(tmp_path.rglob("*.ckpt")) == []  # fast_dev_run writes no checkpoint
 
 
 def _learning_config(tmp_path: Path, checkpoints_dir: Path, extra: list[str]):
     return compose_config("train", [
         f"run_dir={tmp_path / 'run'}", f"dataset.root={tmp_path / 'synthetic'}", f"weights.mirror={checkpoints_dir}",
         "weights.rgb=rgb_scratch", "dataset.train_per_class=12", "dataset.val_per_class=6", "data.num_workers=2",
-        "trainer.enable_progress_bar=false", "~logger", *extra])
+        "trainer.enable_progress_bar=false", "logger=[]", *extra])
+
+
+def test_default_training_learns_the_synthetic_motion_classes(tmp_path, checkpoints_dir):
+    # The default recipe on a smaller synthetic set: 48 training videos, 3 epochs of 12 steps.
+    cfg = _learning_config(tmp_path, checkpoints_dir, ["data.batch_size=4", "schedule.max_epochs=3"])
+    results = train(cfg)
+    assert results["best_val_top1"] >= 0.75  # chance is 0.25
+    assert results["test"]["test/rgb/top1"] >= 0.75
+    checkpoints = sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints and any(name.startswith("best-") for name in checkpoints)
+    model = I3DClassifier.load_from_checkpoint(results["best_checkpoint"], map_location="cpu")
+    assert model.hparams.class_names == ["left", "right", "up", "down"] and model.hparams.num_classes == 4
+
+
+def _resume_overrides(tmp_path: Path, run: str, epochs: int) -> list[str]:
+    return [*FAST, f"run_dir={tmp_path / run}", "dataset=custom", f"dataset.train={tmp_path / 'videos'}",
+            f"dataset.val={tmp_path / 'videos'}", f"schedule.max_epochs={epochs}", "trainer.precision=32",
+            "model.trainable_blocks=1", "logger=[]", "test_after_fit=false"]
+
+
+class StopAfterFirstEpoch(pl.Callback):
+    """Interrupts a run after its first epoch, as a crash or a time limit would."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.should_stop = True
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    from tests.tiny_datasets import _video
+
+    for name in ("walk", "run"):
+        for index in range(3):
+            _video(tmp_path / "videos" / name / f"{name}{index}.mp4", index + 10 * len(name))
+    straight = train(compose_config("train", _resume_overrides(tmp_path, "straight", 2)))
+    interrupted = [*_resume_overrides(tmp_path, "first", 2),
+                   "+callbacks.stop._target_=tests.test_training.StopAfterFirstEpoch"]
+    train(compose_config("train", interrupted))
+    first_last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(first_last, map_location="cpu", weights_only=True)["global_step"] == 3
+    resumed = train(compose_config("train", [*_resume_overrides(tmp_path, "resumed", 2), f"ckpt_path={first_last}"]))
+    a = torch.load(straight["last_checkpoint"], map_location="cpu", weights_only=True)
+    b = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 6
+    changed = 0
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-5, atol=1e-6)
+        first = torch.load(first_last, map_location="cpu", weights_only=True)["state_dict"][key]
+        changed += not torch.equal(first, value)
+    assert changed > 0  # the second epoch did train
+    for key in ("optimizer_states", "lr_schedulers"):
+        assert str(a[key]) == str(b[key])
+
+
+def _random_weights(path: Path, num_classes: int, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = InceptionI3d(num_classes, 3)
+    return save_state_dict(model.state_dict(), path, {"stream": "rgb"})
+
+
+@pytest.fixture(scope="module")
+def eval_dataset(tmp_path_factory) -> Path:
+    from tests.tiny_datasets import _video
+
+    root = tmp_path_factory.mktemp("eval_videos")
+    for name, count in (("a", 3), ("b", 2)):  # 5 videos: not divisible by 2 processes
+        for index in range(count):
+            _video(root / name / f"{name}{index}.mp4", 100 + index + 7 * len(name) * ord(name))
+    (root / "b" / "broken.mp4").write_bytes(b"\x00" * 2048)
+    return root
+
+
+def _eval_overrides(root: Path, run_dir: Path, weights: Path) -> list[str]:
+    return [*FAST, "dataset=custom", f"dataset.val={root}", "stream=rgb", f"weights.rgb={weights}",
+            f"run_dir={run_dir}", "data.eval_sampling.num_clips=2", "data.eval_sampling.num_crops=1",
+            "data.eval_batch_size=2", "trainer.precision=32", "model.aggregate=mean_softmax"]
+
+
+def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset):
+    weights = _random_weights(tmp_path / "w.safetensors", 2)
+    report = evaluate(compose_config("eval", _eval_overrides(eval_dataset, tmp_path / "run", weights)))
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["videos_evaluated"] == 5 and metrics["videos_skipped"] == 1
+    assert "skipped (unreadable): 1 - metrics are over the videos that could be read" in report
+    # Predictions computed directly: the model on the same views, softmax averaged over views.
+    model = InceptionI3d(2, 3).eval()
+    model.load_state_dict(load_file(str(weights)))
+    videos = custom(eval_dataset)
+    dataset = VideoClipDataset(videos.records, ClipSampling(train=False, clip_len=9, short_side=193, crop_size=193,
+                                                            num_clips=2))
+    batch = collate_clips([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        views = model(batch["rgb"].flatten(0, 1)).view(5, 2, 2)
+    scores = views.softmax(-1).mean(1)
+    expected_top1 = float((scores.argmax(1) == batch["label"]).float().mean())
+    assert metrics["rgb"]["top1"] == pytest.approx(expected_top1)
+    with (run / "predictions.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["video_id"] for row in rows] == batch["video_id"]
+    for row, video_scores, label in zip(rows, scores, batch["label"], strict=True):
+        assert row["label"] == videos.classes[label]
+        assert row["top1_class"] == videos.classes[int(video_scores.argmax())]
+        assert float(row["top1_score"]) == pytest.approx(float(video_scores.max()), rel=1e-4)
+    with (run / "per_class_accuracy.csv").open() as stream:
+        per_class = list(csv.DictReader(stream))
+    assert [int(row["videos"]) for row in per_class] == [3, 2]
+    predicted = scores.argmax(1)
+    for index, row in enumerate(per_class):
+        assert int(row["correct"]) == int(((predicted == index) & (batch["label"] == index)).sum())
+    assert (run / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    with (run / "skipped_videos.csv").open() as stream:
+        assert [row["video_id"] for row in csv.DictReader(stream)] == ["b/broken"]
+
+
+def test_evaluation_over_two_processes_equals_one(tmp_path, eval_dataset):
+    weights = _random_weights(tmp_path / "w.safetensors", 2, seed=1)
+    outputs = {}
+    for devices in (1, 2):
+        run_dir = tmp_path / f"devices{devices}"
+        overrides = _eval_overrides(eval_dataset, run_dir, weights)
+        if devices == 2:
+            overrides += ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32",
+                          "trainer.benchmark=false"]
+        env = {**os.environ, "MASTER_PORT": str(29500 + os.getpid() % 1000)}
+        result = subprocess.run([sys.executable, "eval.py", *overrides], cwd=REPO_ROOT, capture_output=True,
+                                text=True, timeout=600, check=False, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        if devices == 2:  # really two processes, each evaluating its share of the videos
+            assert "MEMBER: 2/2" in result.stderr + result.stdout
+        outputs[devices] = (json.loads((run_dir / "metrics.json").read_text()),
+                            (run_dir / "predictions.csv").read_text())
+    assert outputs[1][0]["videos_evaluated"] == 5
+    assert outputs[1][0] == outputs[2][0]
+    assert outputs[1][1] == outputs[2][1]
+
+
+SMALL_SYNTHETIC = ["dataset.train_per_class=1", "dataset.val_per_class=1", "dataset.num_frames=20"]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["dataset=ucf101"], "error: dataset=ucf101 needs dataset.root=PATH"),
+    (["weights.rgb=rgb_imagenette", *SMALL_SYNTHETIC], "error: I3D weights 'rgb_imagenette' are neither a registry"),
+    (["dataset=sample"], "error: dataset=sample is not a video dataset"),
+    (["data.train_sampling.crop_size=300", *SMALL_SYNTHETIC], "error: crop_size 300 is larger than short_side 224"),
+])
+def test_train_cli_config_mistakes_are_one_line(tmp_path, overrides, expected):
+    if "dataset.train_per_class=1" in overrides:
+        overrides = [*overrides, f"dataset.root={tmp_path / 'synthetic'}"]
+    result = subprocess.run([sys.executable, "train.py", *overrides, f"hydra.run.dir={tmp_path}"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(expected)
+    assert "Traceback" not in result.stderr
+
+
+def test_train_cli_wrong_group_option_lists_choices(tmp_path):
+    result = subprocess.run([sys.executable, "train.py", "schedule=adam", f"hydra.run.dir={tmp_path}"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "Could not find 'schedule/adam'" in result.stderr
+    for choice in ("adamw", "cosine", "finetune", "release_sgd"):
+        assert choice in result.stderr
+
+
+def test_freezing_and_learning_rate_groups():
+    model = I3DClassifier(num_classes=5, trainable_blocks=2, head_lr_scale=10.0,
+                          optimizer=lambda groups: torch.optim.SGD(groups, lr=0.01))
+    tower = model.towers["rgb"]
+    trainable = {name.split(".")[1] for name, p in tower.named_parameters()
+                 if p.requires_grad and name.startswith("blocks.")}
+    assert trainable == {"Mixed_5b", "Mixed_5c"}
+    assert all(p.requires_grad for p in tower.logits.parameters())
+    model.trainer = type("T", (), {"estimated_stepping_batches": 10})()
+    optimizer = model.configure_optimizers()
+    lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}
+    assert lrs == {"backbone": 0.01, "head": pytest.approx(0.1)}
+    model.train()
+    model._fix_batch_norm_statistics()
+    assert not tower.blocks["Mixed_4f"].branch0.bn.training and tower.blocks["Mixed_5c"].branch0.bn.training
+
+
+def test_joint_model_trains_each_tower_on_its_own_loss():
+    model = I3DClassifier(modalities=["rgb", "flow"], num_classes=3, dropout=0.0)
+    batch = {"rgb": torch.rand(2, 3, 9, 193, 193) * 2 - 1, "flow": torch.rand(2, 2, 9, 193, 193) * 2 - 1,
+             "label": torch.tensor([0, 2]), "skipped": [], "size": 2}
+    model.log = model.log_dict = lambda *args, **kwargs: None
+    logits = model(batch)
+    torch.testing.assert_close(logits["joint"], logits["rgb"] + logits["flow"])
+    loss = model.training_step(batch, 0)
+    expected = (torch.nn.functional.cross_entropy(logits["rgb"], batch["label"])
+                + torch.nn.functional.cross_entropy(logits["flow"], batch["label"]))
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-4)
+    empty = model.training_step({"skipped": [("x", "/x.mp4", "corrupt")], "size": 0}, 1)
+    assert empty.item() == 0 and empty.requires_grad and len(model.skipped) == 1

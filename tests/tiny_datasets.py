@@ -79,7 +79,8 @@ def make_tiny_datasets(root: Path) -> dict[str, list[str]]:
             _flow(root / f"{name}_flow" / stem, next(seed))
             rows[split].append(f"{label},yt{index}{name[-3:]},{index},{index + 10},{split}")
         for split, lines in rows.items():
-            (folder / f"{split}.csv").write_text("label,youtube_id,time_start,time_end,split\n" + "\n".join(lines) + "\n")
+            header = "label,youtube_id,time_start,time_end,split\n"
+            (folder / f"{split}.csv").write_text(header + "\n".join(lines) + "\n")
         overrides[name] = [f"dataset.root={folder}", f"dataset.flow_root={root / f'{name}_flow'}",
                            f"dataset.annotations.train={folder / 'train.csv'}",
                            f"dataset.annotations.val={folder / 'val.csv'}"]
@@ -89,8 +90,9 @@ def make_tiny_datasets(root: Path) -> dict[str, list[str]]:
         for index in range(2):
             _video(custom / name / f"{name}{index}.mp4", next(seed))
             _flow(root / "custom_flow" / name / f"{name}{index}", next(seed))
-    overrides["custom"] = [f"dataset.train={custom}", f"dataset.val={custom}", f"dataset.flow_root={root / 'custom_flow'}"]
+    overrides["custom"] = [f"dataset.train={custom}", f"dataset.val={custom}",
+                           f"dataset.flow_root={root / 'custom_flow'}"]
 
-    overrides["synthetic"] = [f"dataset.root={root / 'synthetic'}", "dataset.train_per_class=1", "dataset.val_per_class=1",
-                              "dataset.num_frames=12"]
+    overrides["synthetic"] = [f"dataset.root={root / 'synthetic'}", "dataset.train_per_class=1",
+                              "dataset.val_per_class=1", "dataset.num_frames=12"]
     return overrides

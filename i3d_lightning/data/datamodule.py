@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from i3d_lightning.data import decoding
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.data.datasets import VideoList
+from i3d_lightning.data.flow import count_flow_frames
 from i3d_lightning.data.sampling import clip_span, resample_indices
 from i3d_lightning.data.sources import VideoSource
 from i3d_lightning.errors import UserInputError
@@ -180,16 +181,24 @@ class VideoDataModule(pl.LightningDataModule):
             log.warning("the list of missing videos is in %s", path)
 
     def _check_clip_length(self, videos: VideoList) -> None:
-        """Probe a few training videos: fail early if none is readable or all are shorter than a clip."""
-        if "rgb" not in self.modalities or self.check_videos <= 0:
+        """Probe a few training videos (and their flow): fail early if none is readable or all are
+        shorter than a clip."""
+        if self.check_videos <= 0:
             return
+        dataset = self.datasets["train"]
         rng = np.random.default_rng(0)
         chosen = rng.choice(len(videos.records), min(self.check_videos, len(videos.records)), replace=False)
         lengths, errors = [], []
         for index in chosen:
+            record = videos.records[index]
             try:
-                info = decoding.probe(videos.records[index].path)
-                lengths.append(len(resample_indices(info.num_frames, info.fps, self.train_sampling.fps)))
+                counts = []
+                if "rgb" in self.modalities:
+                    info = decoding.probe(record.path)
+                    counts.append(len(resample_indices(info.num_frames, info.fps, self.train_sampling.fps)))
+                if "flow" in self.modalities:
+                    counts.append(count_flow_frames(dataset.flow_folder(record)))
+                lengths.append(min(counts))
             except UserInputError as error:
                 errors.append(str(error))
         if not lengths:

@@ -64,8 +64,8 @@ def generate(root: str | os.PathLike, *, videos_per_class: dict[str, int], num_f
     leaves a half-written dataset that looks complete.
     """
     root = Path(root)
-    signature = f"version={RENDER_VERSION} classes={CLASSES} videos={sorted(videos_per_class.items())} frames={num_frames} " \
-                f"size={size} speed={speed} fps={fps} seed={seed}\n"
+    signature = (f"version={RENDER_VERSION} classes={CLASSES} videos={sorted(videos_per_class.items())} "
+                 f"frames={num_frames} size={size} speed={speed} fps={fps} seed={seed}\n")
     marker = root / DONE_MARKER
     if marker.is_file() and marker.read_text() == signature:
         return root
