@@ -120,7 +120,7 @@ class Unit3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = tf_same_padding(x.shape[-3:], self.conv.kernel_size, self.conv.stride)
         if _symmetric(pads):
-            x = F.conv3d(x, self.conv.weight, None, self.conv.stride, tuple(pads[-2::-2]))
+            x = F.conv3d(x, self.conv.weight, self.conv.bias, self.conv.stride, tuple(pads[-2::-2]))
         else:
             x = self.conv(F.pad(x, pads))
         return F.relu(self.bn(x), inplace=True)
