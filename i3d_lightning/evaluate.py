@@ -33,7 +33,8 @@ def evaluate(cfg: DictConfig) -> str:
     if cfg.dataset.name == "sample":
         logits, categories = evaluate_sample(
             list(cfg.stream.modalities), cfg.weights, cfg.sample,
-            device=resolve_device(cfg.device), fetch_options=fetch_options(cfg.weights))
+            device=resolve_device(cfg.device), precision=str(cfg.precision), fast=cfg.fast,
+            fetch_options=fetch_options(cfg.weights))
         report = format_release_output(logits, categories)
     else:
         report = evaluate_dataset(cfg)
@@ -44,7 +45,9 @@ def evaluate(cfg: DictConfig) -> str:
 
 def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DClassifier:
     if not cfg.ckpt_path:
-        return instantiate(cfg.model, num_classes=num_classes, class_names=classes, _convert_="object")
+        model = instantiate(cfg.model, num_classes=num_classes, class_names=classes, _convert_="object")
+        model.load_initial_weights()
+        return model
     if not Path(cfg.ckpt_path).is_file():
         raise UserInputError(f"ckpt_path={cfg.ckpt_path}: no such file")
     model = I3DClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", aggregate=cfg.model.aggregate,
@@ -61,6 +64,8 @@ def evaluate_dataset(cfg: DictConfig) -> str:
     datamodule = build_datamodule(cfg)
     datamodule.setup("test")
     model = _load_model(cfg, datamodule.num_classes, datamodule.classes)
+    if cfg.fast:
+        model.optimize_for_inference()
     trainer = build_trainer(cfg, for_training=False)
     logged = trainer.test(model, datamodule=datamodule)[0]
     if not trainer.is_global_zero:

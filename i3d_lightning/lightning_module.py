@@ -25,6 +25,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from i3d_lightning.data.datamodule import SkipReport
 from i3d_lightning.data.sample import CHANNELS
 from i3d_lightning.models.i3d import InceptionI3d
+from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 from i3d_lightning.models.weights import i3d, load_state_dict
 
 AGGREGATIONS = ("mean_logits", "mean_softmax")
@@ -94,6 +95,7 @@ class I3DClassifier(pl.LightningModule):
         self.skipped = SkipReport()
         self.predictions: list[dict[str, Any]] = []
         self.weights_loaded = False
+        self.channels_last = False
         self.test_results: dict[str, Any] = {}
 
     # -- weights and freezing ---------------------------------------------------------------------
@@ -141,6 +143,13 @@ class I3DClassifier(pl.LightningModule):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
+    def optimize_for_inference(self) -> None:
+        """Fold each tower's batch norms into its convolutions and use channels-last-3d (evaluation
+        only: the folded towers cannot be trained)."""
+        for modality in self.modalities:
+            self.towers[modality] = optimize_for_inference(self.towers[modality], fast=True)
+        self.channels_last = True
+
     # -- forward --------------------------------------------------------------------------------
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Logits ``[B, classes]`` per head (modalities, and ``joint`` = their sum) of ``[B, C, T, H, W]`` inputs."""
@@ -155,7 +164,7 @@ class I3DClassifier(pl.LightningModule):
         views = {}
         for m in self.modalities:
             clips = batch[m]
-            flat = clips.flatten(0, 1)
+            flat = prepare_input(clips.flatten(0, 1), self.channels_last)
             logits = torch.cat([self.towers[m](chunk) for chunk in flat.split(self.hparams.eval_chunk)])
             views[m] = logits.view(*clips.shape[:2], -1).float()
         if "joint" in self.heads:

@@ -11,6 +11,7 @@ import torch
 
 from i3d_lightning.data.sample import CHANNELS, load_input, release_sample
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.models.inference import autocast, optimize_for_inference, prepare_input
 from i3d_lightning.models.weights import i3d, kinetics_categories
 
 TOP_K = 20
@@ -30,28 +31,31 @@ def format_release_output(logits: np.ndarray, categories: list[str], top_k: int 
 
 def evaluate_sample(streams: list[str], weights: Mapping[str, str | os.PathLike],
                     inputs: Mapping[str, str | os.PathLike | None], *,
-                    device: str | torch.device = "cpu",
+                    device: str | torch.device = "cpu", precision: str = "32", fast: bool = False,
                     fetch_options: Mapping[str, object] | None = None) -> tuple[np.ndarray, list[str]]:
     """Sum of the logits of each stream's model on its input (the release's joint model is rgb + flow).
 
     ``weights[stream]`` is a registry name or a converted file; ``inputs[stream]`` a path, or
-    ``None`` for the release's sample clip. Returns (logits ``[classes]`` float32, class names).
+    ``None`` for the release's sample clip. ``precision`` ("32" or "bf16") and ``fast`` choose the
+    inference path (:mod:`i3d_lightning.models.inference`). Returns (logits ``[classes]`` float32,
+    class names).
     """
+    device = torch.device(device)
     fetch_options = dict(fetch_options or {})
     total: torch.Tensor | None = None
     for stream in streams:
         if stream not in CHANNELS:
             raise UserInputError(f"unknown stream {stream!r}; choose from {sorted(CHANNELS)}")
         model = i3d(weights=weights[stream], in_channels=CHANNELS[stream], **fetch_options)
-        model.eval().to(device)
         path = inputs.get(stream) or release_sample(stream, **fetch_options)
         clip = load_input(path, stream).to(device)
         try:
             model.check_input(clip)
         except ValueError as error:
             raise UserInputError(f"{stream} input {path}: {error}") from None
-        with torch.inference_mode():
-            logits = model(clip)[0].float().cpu()
+        model = optimize_for_inference(model.eval().to(device), fast=fast)
+        with torch.inference_mode(), autocast(device, str(precision)):
+            logits = model(prepare_input(clip, fast))[0].float().cpu()
         if total is not None and total.shape != logits.shape:
             raise UserInputError(f"the streams' weights have different classes ({total.numel()} vs "
                                  f"{logits.numel()}): joint evaluation needs the same label set")

@@ -89,8 +89,8 @@ def test_joint_sums_rgb_and_flow_logits(tmp_path, weights_home, monkeypatch, cap
                    f"sample.rgb={inputs['rgb']}", f"sample.flow={inputs['flow']}", "device=cpu")
     report = evaluate(cfg)
     assert capsys.readouterr().out.strip() == report
-    separate = [evaluate_sample([stream], cfg.weights, cfg.sample)[0] for stream in ("rgb", "flow")]
-    joint, categories = evaluate_sample(["rgb", "flow"], cfg.weights, cfg.sample)
+    separate = [evaluate_sample([stream], cfg.weights, cfg.sample, fast=cfg.fast)[0] for stream in ("rgb", "flow")]
+    joint, categories = evaluate_sample(["rgb", "flow"], cfg.weights, cfg.sample, fast=cfg.fast)
     np.testing.assert_allclose(joint, separate[0] + separate[1], rtol=1e-6, atol=1e-5)
     top = categories[int(joint.argmax())]
     assert report.splitlines()[3].endswith(" " + top)
