@@ -70,7 +70,8 @@ def main() -> None:
     plain = InceptionI3d().eval()
     flops = {batch: forward_flops(plain, batch) for batch in (1, 4)}
     plain = plain.to(device)
-    peaks = {"32": gemm_peak(device, torch.float32, args.repeats), "bf16": gemm_peak(device, torch.bfloat16, args.repeats)}
+    peaks = {precision: gemm_peak(device, dtype, args.repeats)
+             for precision, dtype in (("32", torch.float32), ("bf16", torch.bfloat16))}
     print(f"{name}; torch {torch.__version__}")
     print(f"GEMM peak measured now: fp32 {peaks['32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     print(f"forward FLOPs of one {FRAMES}x{SIZE}x{SIZE} clip: {flops[1] / 1e9:.1f} GFLOP")

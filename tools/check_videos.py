@@ -20,19 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from i3d_lightning.data.datasets import VIDEO_EXTENSIONS
-
-
-def list_videos(source: Path) -> list[Path]:
-    """Videos below a folder, or the paths of a ``path[,label]`` list (relative to the list's folder)."""
-    if source.is_dir():
-        return sorted(path for path in source.rglob("*") if path.suffix.lower() in VIDEO_EXTENSIONS)
-    paths = []
-    for line in source.read_text().splitlines():
-        entry = line.split(",")[0].strip()
-        if entry and not entry.startswith("#") and entry != "path":
-            paths.append(Path(entry) if Path(entry).is_absolute() else source.parent / entry)
-    return paths
+from i3d_lightning.data.datasets import video_files
 
 
 def check_one(path: Path) -> None:
@@ -74,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.source.exists():
         print(f"error: {args.source}: no such folder or list file", file=sys.stderr)
         return 2
-    videos = list_videos(args.source)
+    videos = [record.path for record in video_files(args.source).records]
     failed: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         results = pool.map(lambda path: (path, check_in_subprocess(path, args.timeout)), videos)

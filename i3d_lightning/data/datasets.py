@@ -224,3 +224,20 @@ def custom(source: str | os.PathLike, classes: Sequence[str] | None = None) -> V
 def _check_split(split: int) -> None:
     if split not in (1, 2, 3):
         raise UserInputError(f"split must be 1, 2 or 3, got {split}")
+
+
+def video_files(source: str | os.PathLike) -> VideoList:
+    """Unlabelled videos: every video below a folder (id = path below it without extension), or the
+    paths of a ``path[,label]`` list (relative to the list's folder). Labels are all 0."""
+    source = Path(source)
+    if source.is_dir():
+        paths = sorted(path for path in source.rglob("*") if path.suffix.lower() in VIDEO_EXTENSIONS)
+        return VideoList([VideoRecord(path, 0, str(path.relative_to(source).with_suffix(""))) for path in paths], [])
+    records = []
+    for line in _read_lines(source, "video list"):
+        entry = line.split(",")[0].strip()
+        if entry.startswith("#") or entry == "path":
+            continue
+        path = Path(entry) if Path(entry).is_absolute() else source.parent / entry
+        records.append(VideoRecord(path, 0, str(Path(entry).with_suffix(""))))
+    return VideoList(records, [])

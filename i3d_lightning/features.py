@@ -1,0 +1,106 @@
+"""I3D features of videos: pooled ``Mixed_5c`` (1024-d) per sliding window or per video.
+
+Output, per stream, ``<out>/<stream>/<video id>.npy``: float32 ``[N, 1024]`` for N windows of
+``window`` frames every ``stride`` frames (on the 25 fps timeline; windows start at 0 and end inside
+the video; a video shorter than a window gives one looped window), or ``[1024]`` for the whole video
+in one pass. ``<out>/index.csv`` lists every file with its shape; ``<out>/failed_videos.csv`` the
+videos that could not be read. Each file is written under a temporary name and renamed when
+complete, and videos whose files exist are skipped, so an interrupted extraction resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from i3d_lightning.data.datamodule import SkipReport
+from i3d_lightning.data.datasets import VideoRecord
+from i3d_lightning.models.i3d import InceptionI3d
+from i3d_lightning.models.inference import autocast, optimize_for_inference, prepare_input
+
+
+def feature_path(out_dir: Path, stream: str, video_id: str) -> Path:
+    return out_dir / stream / f"{video_id}.npy"
+
+
+def pending(records: list[VideoRecord], out_dir: Path, streams: list[str]) -> list[VideoRecord]:
+    """The records whose features are not all written yet."""
+    return [r for r in records if not all(feature_path(out_dir, s, r.video_id).is_file() for s in streams)]
+
+
+def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
+    """Starts of the windows that fit in the video (one window at 0 if none does)."""
+    return list(range(0, num_frames - window + 1, stride)) or [0]
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.npy")
+    np.save(partial, array)
+    os.replace(partial, path)
+
+
+class FeatureExtractor(pl.LightningModule):
+    """Predict-loop module: each batch item is a whole video ``[1, C, T, S, S]`` per stream."""
+
+    def __init__(self, towers: dict[str, InceptionI3d], out_dir: str | os.PathLike, *, window: int | None = 16,
+                 stride: int = 16, precision: str = "32", fast: bool = True, chunk: int = 8) -> None:
+        super().__init__()
+        self.towers = nn.ModuleDict({name: optimize_for_inference(tower, fast=fast) for name, tower in towers.items()})
+        self.out_dir = Path(out_dir)
+        self.window, self.stride, self.precision, self.fast, self.chunk = window, stride, precision, fast, chunk
+        self.skipped = SkipReport()
+
+    def _features(self, stream: str, clip: torch.Tensor) -> torch.Tensor:
+        """``[C, T, S, S]`` -> ``[N, 1024]`` (windows) or ``[1024]`` (whole video)."""
+        tower = self.towers[stream]
+        with autocast(self.device, self.precision):
+            if self.window is None:
+                return tower.forward_endpoints(prepare_input(clip[None], self.fast), ["Features"])["Features"][0].float()
+            frames = clip.shape[1]
+            windows = torch.stack([clip[:, (torch.arange(self.window) + start) % frames]
+                                   for start in window_starts(frames, self.window, self.stride)])
+            parts = [tower.forward_endpoints(prepare_input(part, self.fast), ["Features"])["Features"].float()
+                     for part in windows.split(self.chunk)]
+            return torch.cat(parts)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.skipped.add(batch["skipped"])
+        for row in range(batch["size"]):
+            for stream in self.towers:
+                features = self._features(stream, batch[stream][row, 0])
+                _save(feature_path(self.out_dir, stream, batch["video_id"][row]), features.cpu().numpy())
+
+    def on_predict_epoch_end(self) -> None:
+        entries = dict(self.skipped.entries)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, entries)
+            entries = {key: value for part in gathered for key, value in part.items()}
+        self.skipped.entries = entries
+
+
+def write_index(out_dir: Path, streams: list[str]) -> Path:
+    """``index.csv``: stream, video id, file and array shape of every feature file under ``out_dir``."""
+    rows = []
+    for stream in streams:
+        for path in sorted((out_dir / stream).rglob("*.npy")):
+            if path.name.startswith("."):
+                continue
+            shape = np.load(path, mmap_mode="r").shape
+            video_id = str(path.relative_to(out_dir / stream).with_suffix(""))
+            rows.append((stream, video_id, str(path.relative_to(out_dir)), "x".join(map(str, shape))))
+    index = out_dir / "index.csv"
+    with index.open("w", newline="") as stream_file:
+        writer = csv.writer(stream_file)
+        writer.writerow(("stream", "video_id", "file", "shape"))
+        writer.writerows(rows)
+    return index

@@ -1,0 +1,79 @@
+"""tools/extract_features.py: saved features equal the model's endpoint computed directly."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
+from i3d_lightning.data.datasets import video_files
+from i3d_lightning.features import window_starts
+from i3d_lightning.models import InceptionI3d
+from tests.conftest import REPO_ROOT
+from tests.tiny_datasets import _video
+
+
+def _extract(videos, out, weights_home, checkpoints_dir, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "tools/extract_features.py", str(videos), str(out), "--weights-rgb", "rgb_scratch",
+               "--mirror", str(checkpoints_dir), "--short-side", "193", "--crop", "193", "--workers", "0", *extra]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "I3D_HOME": str(weights_home)})
+
+
+def test_window_starts():
+    assert window_starts(20, 9, 4) == [0, 4, 8]
+    assert window_starts(32, 16, 16) == [0, 16]
+    assert window_starts(5, 16, 16) == [0]
+
+
+def test_window_features_equal_the_model_endpoint(tmp_path, weights_home, checkpoints_dir, rgb_scratch_state):
+    videos = tmp_path / "videos"
+    for index in range(2):
+        _video(videos / "cat" / f"clip{index}.mp4", 50 + index)
+    (videos / "cat" / "broken.mp4").write_bytes(b"\x01" * 3000)
+    out = tmp_path / "features"
+    result = _extract(videos, out, weights_home, checkpoints_dir, "--window", "9", "--stride", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "3 videos, 0 already extracted, 3 to do" in result.stdout
+
+    model = InceptionI3d().eval()
+    model.load_state_dict(rgb_scratch_state)
+    records = [r for r in video_files(videos).records if r.video_id != "cat/broken"]
+    dataset = VideoClipDataset(records, ClipSampling(train=False, whole_video=True, short_side=193, crop_size=193))
+    for index, record in enumerate(records):
+        clip = dataset[index]["rgb"]  # [1, 3, 12, 193, 193]: all 12 frames
+        saved = np.load(out / "rgb" / f"{record.video_id}.npy")
+        assert saved.shape == (1, 1024)  # 12 frames: one window of 9 (the next would end at 13)
+        with torch.no_grad():
+            direct = model.forward_endpoints(clip[:, :, 0:9], ["Features"])["Features"][0].numpy()
+        np.testing.assert_allclose(saved[0], direct, atol=1e-4)
+    with (out / "index.csv").open() as stream:
+        index_rows = list(csv.DictReader(stream))
+    assert [(row["video_id"], row["shape"]) for row in index_rows] == [("cat/clip0", "1x1024"), ("cat/clip1", "1x1024")]
+    with (out / "failed_videos.csv").open() as stream:
+        assert [row["video_id"] for row in csv.DictReader(stream)] == ["cat/broken"]
+
+    again = _extract(videos, out, weights_home, checkpoints_dir, "--window", "9", "--stride", "4")
+    assert "3 videos, 2 already extracted, 1 to do" in again.stdout
+    assert not list(out.rglob(".*partial*"))
+
+
+def test_per_video_features(tmp_path, weights_home, checkpoints_dir, rgb_scratch_state):
+    _video(tmp_path / "videos" / "a.mp4", 7)
+    out = tmp_path / "features"
+    result = _extract(tmp_path / "videos", out, weights_home, checkpoints_dir, "--per-video", "--no-fast")
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = np.load(out / "rgb" / "a.npy")
+    assert saved.shape == (1024,)
+    model = InceptionI3d().eval()
+    model.load_state_dict(rgb_scratch_state)
+    dataset = VideoClipDataset(video_files(tmp_path / "videos").records,
+                               ClipSampling(train=False, whole_video=True, short_side=193, crop_size=193))
+    with torch.no_grad():
+        direct = model.features(dataset[0]["rgb"])[0].numpy()
+    np.testing.assert_allclose(saved, direct, atol=1e-5)

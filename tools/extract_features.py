@@ -1,0 +1,112 @@
+"""Extract I3D features (pooled Mixed_5c, 1024-d) of videos, per sliding window or per video.
+
+    python tools/extract_features.py VIDEOS_DIR_OR_LIST OUT_DIR [--stream rgb|flow|joint]
+        [--window 16 --stride 16 | --per-video] [--precision 32|bf16] [--devices N] ...
+    python tools/extract_features.py --dataset ucf101 --set dataset.root=/data/ucf101 OUT_DIR ...
+
+Writes ``OUT_DIR/<stream>/<video id>.npy`` (``[N, 1024]`` windows or ``[1024]``), ``OUT_DIR/index.csv``
+and ``OUT_DIR/failed_videos.csv`` (see :mod:`i3d_lightning.features`). Resumable: videos already
+extracted are skipped. With several GPUs (``--devices N``), Lightning's predict loop shares the
+videos between them. Frames are resampled to 25 fps, resized (shorter side 256) and centre-cropped
+(224), as the release preprocessed its inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
+from i3d_lightning.data.datasets import VideoList, video_files
+from i3d_lightning.data.sample import CHANNELS
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.features import FeatureExtractor, pending, write_index
+from i3d_lightning.models import i3d
+
+STREAMS = {"rgb": ["rgb"], "flow": ["flow"], "joint": ["rgb", "flow"]}
+
+
+def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | None]:
+    """Every video of every split of a dataset config (``configs/dataset/<name>.yaml``)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[f"dataset={name}", *overrides])
+    source = instantiate(cfg.dataset, _convert_="object")
+    source.prepare()
+    records = {}
+    for stage in ("train", "val", "test"):
+        try:
+            for record in source.video_list(stage).records:
+                records.setdefault(record.video_id, record)
+        except UserInputError:
+            continue  # a split this dataset does not have
+    return VideoList(list(records.values()), []), source.flow_root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", nargs="?", type=Path, help="folder of videos or a path[,label] list")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--dataset", help="a dataset config instead of SOURCE (e.g. ucf101)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--stream", choices=sorted(STREAMS), default="rgb")
+    parser.add_argument("--weights-rgb", default="rgb_imagenet")
+    parser.add_argument("--weights-flow", default="flow_imagenet")
+    parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
+    parser.add_argument("--flow-root", help="precomputed flow folders (tools/extract_flow.py)")
+    parser.add_argument("--window", type=int, default=16, help="frames per window (at least 9)")
+    parser.add_argument("--stride", type=int, default=16)
+    parser.add_argument("--per-video", action="store_true", help="one vector per video instead of windows")
+    parser.add_argument("--short-side", type=int, default=256)
+    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--precision", choices=("32", "bf16"), default="32")
+    parser.add_argument("--no-fast", action="store_true", help="do not fold batch norm / use channels-last")
+    parser.add_argument("--devices", default="auto")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    try:
+        if args.dataset:
+            videos, flow_root = dataset_videos(args.dataset, args.set)
+        elif args.source is not None and args.source.exists():
+            videos, flow_root = video_files(args.source), None
+        else:
+            raise UserInputError(f"{args.source}: no such folder or list (or give --dataset NAME)")
+        streams = STREAMS[args.stream]
+        flow_root = args.flow_root or flow_root
+        if args.window < 9 and not args.per_video:
+            raise UserInputError("--window must be at least 9 frames (I3D's minimum)")
+        todo = pending(videos.records, args.out, streams)
+        print(f"{len(videos.records)} videos, {len(videos.records) - len(todo)} already extracted, {len(todo)} to do")
+        towers = {s: i3d(weights=getattr(args, f"weights_{s}"), in_channels=CHANNELS[s], mirror=args.mirror)
+                  for s in streams}
+        if todo:
+            sampling = ClipSampling(train=False, whole_video=True, short_side=args.short_side, crop_size=args.crop)
+            dataset = VideoClipDataset(todo, sampling, modalities=tuple(streams), flow_root=flow_root)
+            loader = DataLoader(dataset, batch_size=1, num_workers=args.workers, collate_fn=collate_clips,
+                                timeout=600 if args.workers else 0)
+            extractor = FeatureExtractor(towers, args.out, window=None if args.per_video else args.window,
+                                         stride=args.stride, precision=args.precision, fast=not args.no_fast)
+            trainer = pl.Trainer(accelerator="auto", devices=args.devices, logger=False, enable_checkpointing=False,
+                                 enable_model_summary=False)
+            trainer.predict(extractor, dataloaders=loader, return_predictions=False)
+            if not trainer.is_global_zero:
+                return 0
+            if len(extractor.skipped):
+                extractor.skipped.write(args.out / "failed_videos.csv")
+                print(f"{len(extractor.skipped)} videos could not be read; listed in {args.out / 'failed_videos.csv'}")
+        print(f"index written to {write_index(args.out, streams)}")
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
