@@ -64,7 +64,8 @@ class FeatureExtractor(pl.LightningModule):
         tower = self.towers[stream]
         with autocast(self.device, self.precision):
             if self.window is None:
-                return tower.forward_endpoints(prepare_input(clip[None], self.fast), ["Features"])["Features"][0].float()
+                whole = prepare_input(clip[None], self.fast)
+                return tower.forward_endpoints(whole, ["Features"])["Features"][0].float()
             frames = clip.shape[1]
             windows = torch.stack([clip[:, (torch.arange(self.window) + start) % frames]
                                    for start in window_starts(frames, self.window, self.stride)])
