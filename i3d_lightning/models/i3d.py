@@ -15,7 +15,6 @@ converted TensorFlow checkpoints give the same logits:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -77,13 +76,19 @@ def tf_same_padding(size: Sequence[int], kernel: Sequence[int], stride: Sequence
     """
     pads: list[int] = []
     for n, k, s in zip(reversed(size), reversed(kernel), reversed(stride), strict=True):
-        total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+        # In integers, so that symbolic sizes (torch.export's dynamic axes) give simple expressions;
+        # the total is negative only if the kernel is smaller than the stride (never in I3D).
+        total = (n + s - 1) // s * s - s + k - n
+        if k < s:
+            total = max(total, 0)
         pads += [total // 2, total - total // 2]
     return pads
 
 
 def _symmetric(pads: list[int]) -> bool:
-    return all(pads[i] == pads[i + 1] for i in range(0, len(pads), 2))
+    """Whether PyTorch's built-in (symmetric) padding can replace ``F.pad``. Symbolic sizes (an export
+    with a dynamic time axis) always take ``F.pad``, which needs no branch on their values."""
+    return all(isinstance(p, int) for p in pads) and all(pads[i] == pads[i + 1] for i in range(0, len(pads), 2))
 
 
 class MaxPool3dSame(nn.Module):

@@ -1,0 +1,176 @@
+"""Export I3D for deployment: TorchScript and ONNX, with dynamic batch and time axes.
+
+The exported network is :class:`StreamSum`: one I3D tower per stream, logits summed (``joint`` is
+the release's two-stream model). Its inputs are ``[B, C, T, H, W]`` float clips in [-1, 1], one per
+stream in ``rgb``, ``flow`` order; its output is logits ``[B, classes]``.
+
+* ONNX goes through ``torch.export`` (the dynamo exporter): batch and time are symbolic, so the
+  TensorFlow ``SAME`` padding of the strided layers is computed in the graph for each clip length.
+  Time must be at least :data:`MIN_EXPORT_FRAMES`: below it the last feature map has one time step,
+  a size ``torch.export`` specialises on. Height and width are fixed at export.
+* TorchScript is a trace (``torch.jit.trace``; TorchScript is deprecated in PyTorch 2.x but still the
+  format C++ ``torch::jit::load`` reads). The tracer records the shape arithmetic of the padding, so
+  the trace also takes any batch and clip length; the input check (``T >= 9``) is not traced.
+
+Each export is written to a temporary file, renamed into place, and checked by running it (ONNX with
+onnxruntime) against the PyTorch model: :func:`max_abs_difference`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from i3d_lightning.data.sample import CHANNELS
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.models.i3d import MIN_SIZE, InceptionI3d
+from i3d_lightning.models.weights import i3d, kinetics_categories
+
+STREAMS = {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
+FORMATS = ("torchscript", "onnx")
+SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
+#: Shortest clip the ONNX graph accepts (the last feature map needs at least 2 time steps).
+MIN_EXPORT_FRAMES = 17
+#: Largest batch and clip length the ONNX graph declares.
+MAX_BATCH = 4096
+MAX_FRAMES = 1 << 20
+
+
+class StreamSum(nn.Module):
+    """Sum of the logits of one tower per stream.
+
+    Input: one ``[B, C_s, T_s, H, W]`` clip per stream (``streams`` order), values in [-1, 1].
+    Output: logits ``[B, classes]``.
+    """
+
+    def __init__(self, towers: Mapping[str, InceptionI3d]) -> None:
+        super().__init__()
+        classes = {tower.num_classes for tower in towers.values()}
+        if len(classes) != 1:
+            raise UserInputError(f"the streams' models have different numbers of classes {sorted(classes)}: "
+                                 f"their logits cannot be summed")
+        self.streams = tuple(towers)
+        self.towers = nn.ModuleDict(towers)
+
+    def forward(self, *clips: torch.Tensor) -> torch.Tensor:
+        logits = [self.towers[stream](clip) for stream, clip in zip(self.streams, clips, strict=True)]
+        return torch.stack(logits).sum(dim=0)
+
+
+def load_model(stream: str | None, *, weights: Mapping[str, str | os.PathLike] | None = None,
+               checkpoint: str | os.PathLike | None = None, **fetch_options) -> tuple[StreamSum, list[str]]:
+    """The model to export and its class names: either the towers of a ``train.py`` checkpoint
+    (``checkpoint``; ``stream`` may be ``None`` = the checkpoint's), or ``weights[s]`` (a registry name
+    or a converted file) for each stream ``s`` of ``stream``."""
+    if stream is not None and stream not in STREAMS:
+        raise UserInputError(f"unknown stream {stream!r}; choose from {', '.join(STREAMS)}")
+    if checkpoint is not None:
+        from i3d_lightning.lightning_module import I3DClassifier
+
+        if not Path(checkpoint).is_file():
+            raise UserInputError(f"checkpoint {checkpoint}: no such file")
+        trained = I3DClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+        if stream is not None and STREAMS[stream] != trained.modalities:
+            raise UserInputError(f"checkpoint {checkpoint} is a {'+'.join(trained.modalities)} model, "
+                                 f"not {stream}: leave the stream out or choose the checkpoint's")
+        classes = list(trained.hparams.class_names or range(trained.hparams.num_classes))
+        return StreamSum({m: trained.towers[m] for m in trained.modalities}).eval(), [str(c) for c in classes]
+    if stream is None:
+        raise UserInputError("give a stream (rgb, flow or joint) or a checkpoint")
+    weights = weights or {}
+    towers = {s: i3d(weights=weights[s], in_channels=CHANNELS[s], **fetch_options) for s in STREAMS[stream]}
+    model = StreamSum(towers).eval()
+    num_classes = next(iter(towers.values())).num_classes
+    try:
+        classes = kinetics_categories(num_classes, **fetch_options)
+    except ValueError:  # converted fine-tuned weights of another label set
+        classes = [str(index) for index in range(num_classes)]
+    return model, classes
+
+
+def example_inputs(model: StreamSum, *, frames: int = 32, size: int = 224, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Random clips to export with. The batch is 2 because ``torch.export`` specialises a size of 1."""
+    if size < MIN_SIZE:
+        raise UserInputError(f"size {size} is too small for I3D (at least {MIN_SIZE})")
+    generator = torch.Generator().manual_seed(0)
+    return tuple(torch.rand(batch, model.towers[s].in_channels, frames, size, size, generator=generator) * 2 - 1
+                 for s in model.streams)
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+@contextlib.contextmanager
+def _quiet_torchscript() -> Iterator[None]:
+    """Silence what TorchScript always says: the input-size check becomes a constant of the trace,
+    and TorchScript is deprecated; both are known and documented above."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
+        yield
+
+
+def export_torchscript(model: StreamSum, inputs: Sequence[torch.Tensor], path: str | os.PathLike) -> Path:
+    """Trace ``model`` (eval mode) on ``inputs`` and save it to ``path`` atomically."""
+    path = Path(path)
+    temporary = _temporary(path)
+    with _quiet_torchscript(), torch.no_grad():
+        torch.jit.save(torch.jit.trace(model.eval(), tuple(inputs), check_trace=False), str(temporary))
+    os.replace(temporary, path)
+    return path
+
+
+def export_onnx(model: StreamSum, inputs: Sequence[torch.Tensor], path: str | os.PathLike) -> Path:
+    """Export ``model`` (eval mode) to ONNX with dynamic batch and time axes, atomically."""
+    path = Path(path)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    dynamic = tuple({0: batch, 2: torch.export.Dim(f"{s}_frames", min=MIN_EXPORT_FRAMES, max=MAX_FRAMES)}
+                    for s in model.streams)
+    temporary = _temporary(path)
+    with torch.no_grad():
+        torch.onnx.export(model.eval(), tuple(inputs), str(temporary), dynamo=True, dynamic_shapes=(dynamic,),
+                          input_names=list(model.streams), output_names=["logits"], external_data=False,
+                          verbose=False)
+    os.replace(temporary, path)
+    return path
+
+
+def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[torch.Tensor]) -> np.ndarray:
+    """Logits ``[B, classes]`` of an exported model (ONNX through onnxruntime's CPU provider)."""
+    if fmt == "torchscript":
+        with _quiet_torchscript(), torch.no_grad():
+            return torch.jit.load(str(path), map_location="cpu")(*inputs).numpy()
+    if fmt == "onnx":
+        try:
+            import onnxruntime
+        except ImportError:
+            raise UserInputError("checking an ONNX export needs onnxruntime: pip install -e '.[export]'") from None
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feeds = {arg.name: clip.numpy() for arg, clip in zip(session.get_inputs(), inputs, strict=True)}
+        return session.run(None, feeds)[0]
+    raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+
+
+def max_abs_difference(path: str | os.PathLike, fmt: str, model: StreamSum, inputs: Sequence[torch.Tensor]) -> float:
+    """Largest absolute logit difference between the export at ``path`` and ``model`` on ``inputs``."""
+    with torch.no_grad():
+        expected = model.eval()(*inputs).numpy()
+    return float(np.abs(run_exported(path, fmt, inputs) - expected).max())
+
+
+def export(model: StreamSum, fmt: str, path: str | os.PathLike, *, frames: int = 32, size: int = 224) -> Path:
+    """Export ``model`` as ``fmt`` (``torchscript`` or ``onnx``) for ``size`` x ``size`` clips."""
+    inputs = example_inputs(model, frames=frames, size=size)
+    if fmt == "torchscript":
+        return export_torchscript(model, inputs, path)
+    if fmt == "onnx":
+        return export_onnx(model, inputs, path)
+    raise UserInputError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")

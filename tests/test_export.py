@@ -1,0 +1,95 @@
+"""TorchScript and ONNX exports: the same logits as PyTorch, for batches and clip lengths other than
+the ones exported with, from registry weights and from a train.py checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from i3d_lightning.data.sample import load_input
+from i3d_lightning.export import FORMATS, MIN_EXPORT_FRAMES, StreamSum, export, max_abs_difference, run_exported
+from i3d_lightning.lightning_module import I3DClassifier
+from i3d_lightning.models import InceptionI3d
+from tests.conftest import REPO_ROOT
+
+SIZE = 193  # the smallest input I3D takes: keeps the test fast
+
+
+def _run_tool(out, weights_home, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "tools/export.py", str(out), *extra], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600, check=False, env={**os.environ, "I3D_HOME": str(weights_home)})
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_joint_export_matches_pytorch_for_other_batches_and_lengths(tmp_path, fmt):
+    model = StreamSum({"rgb": InceptionI3d(5, 3), "flow": InceptionI3d(5, 2)}).eval()
+    path = export(model, fmt, tmp_path / f"joint.{fmt}", frames=24, size=SIZE)  # exported with 2 x 24 frames
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary file left behind
+    generator = torch.Generator().manual_seed(3)
+    for batch, rgb_frames, flow_frames in ((1, MIN_EXPORT_FRAMES, 19), (3, 30, 30)):
+        clips = (torch.rand(batch, 3, rgb_frames, SIZE, SIZE, generator=generator) * 2 - 1,
+                 torch.rand(batch, 2, flow_frames, SIZE, SIZE, generator=generator) * 2 - 1)
+        logits = run_exported(path, fmt, clips)
+        with torch.no_grad():
+            expected = model.towers["rgb"](clips[0]) + model.towers["flow"](clips[1])
+        assert logits.shape == (batch, 5)
+        np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
+    with pytest.raises(Exception, match="frames|time|dimension|Dimension|size"):
+        run_exported(path, fmt, (torch.zeros(1, 3, 8, SIZE, SIZE), torch.zeros(1, 2, 8, SIZE, SIZE)))
+
+
+def test_tool_exports_rgb_scratch_to_onnx_within_tolerance(tmp_path, weights_home, release_dir):
+    out = tmp_path / "export"
+    result = _run_tool(out, weights_home, "--weights-rgb", "rgb_scratch", "--mirror", str(release_dir),
+                       "--formats", "onnx")
+    assert result.returncode == 0, result.stderr[-3000:]
+    description = json.loads((out / "i3d_rgb.json").read_text())
+    differences = description["checks"]["max_abs_logit_difference"]["onnx"]
+    assert set(differences) == {"sample 1x79", f"random 3x{MIN_EXPORT_FRAMES}"}
+    assert max(differences.values()) <= 1e-4
+    assert description["inputs"][0]["shape"] == ["batch", 3, "frames", 224, 224]
+    sample = load_input(release_dir / "v_CricketShot_g04_c01_rgb.gif", "rgb")
+    logits = run_exported(out / "i3d_rgb.onnx", "onnx", (sample,))
+    assert description["classes"][int(logits.argmax())] == "playing cricket"  # the release's top-1
+
+
+def _train_checkpoint(path, modalities=("rgb",)) -> I3DClassifier:
+    """A checkpoint as train.py writes it, of a 3-class model with random weights."""
+    model = I3DClassifier(modalities=modalities, num_classes=3, class_names=["left", "right", "still"])
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    return model.eval()
+
+
+def test_tool_exports_a_training_checkpoint_with_its_classes(tmp_path, weights_home, release_dir):
+    model = _train_checkpoint(tmp_path / "best.ckpt")
+    out = tmp_path / "export"
+    result = _run_tool(out, weights_home, "--checkpoint", str(tmp_path / "best.ckpt"), "--formats", "torchscript",
+                       "--mirror", str(release_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    description = json.loads((out / "i3d_rgb.json").read_text())
+    assert description["classes"] == ["left", "right", "still"]
+    assert max(description["checks"]["max_abs_logit_difference"]["torchscript"].values()) <= 1e-4
+    clip = torch.rand(2, 3, 20, 224, 224) * 2 - 1
+    exported = StreamSum({"rgb": model.towers["rgb"]})
+    assert max_abs_difference(out / "i3d_rgb.torchscript.pt", "torchscript", exported, (clip,)) <= 1e-4
+
+
+def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_home):
+    _train_checkpoint(tmp_path / "best.ckpt")
+    result = _run_tool(tmp_path / "export", weights_home, "--checkpoint", str(tmp_path / "best.ckpt"),
+                       "--stream", "joint")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: checkpoint {tmp_path / 'best.ckpt'} is a rgb model, not joint: leave the stream out or choose "
+        f"the checkpoint's"]
+    assert not (tmp_path / "export").exists()
+    missing = _run_tool(tmp_path / "export", weights_home, "--checkpoint", str(tmp_path / "nope.ckpt"))
+    assert missing.returncode == 2 and "nope.ckpt: no such file" in missing.stderr

@@ -1,0 +1,91 @@
+"""Export I3D to TorchScript and ONNX and check each export against PyTorch.
+
+    python tools/export.py OUT_DIR [--stream rgb|flow|joint] [--weights-rgb NAME_OR_FILE]
+        [--weights-flow NAME_OR_FILE] [--formats torchscript onnx] [--mirror DIR]
+    python tools/export.py OUT_DIR --checkpoint outputs/.../checkpoints/best.ckpt
+
+Writes ``OUT_DIR/i3d_<stream>.onnx``, ``OUT_DIR/i3d_<stream>.torchscript.pt`` and
+``OUT_DIR/i3d_<stream>.json`` (inputs, output, class names and the checks). Inputs: one
+``[batch, C, frames, 224, 224]`` float32 clip per stream in [-1, 1] (rgb: 3 channels, flow: 2),
+batch and frames dynamic (frames >= 17 for ONNX); output ``logits [batch, classes]`` (joint: the sum
+of both streams' logits). Each export is run on the release's sample clip (1 x 79 frames) and on a
+random 3 x 17-frame batch; the largest absolute logit difference to PyTorch is printed and must be
+within ``--tolerance`` (exit status 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from i3d_lightning.data.sample import load_input, release_sample
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.export import FORMATS, MIN_EXPORT_FRAMES, STREAMS, SUFFIXES, export, load_model, max_abs_difference
+
+SIZE = 224
+
+
+def check_inputs(streams: tuple[str, ...], samples: dict[str, str | None], fetch_options: dict) -> dict:
+    """Named input sets for the checks: the sample clip, and a random batch of the shortest length."""
+    sample = tuple(load_input(samples.get(s) or release_sample(s, **fetch_options), s) for s in streams)
+    frames = min(clip.shape[2] for clip in sample)
+    sample = tuple(clip[:, :, :frames] for clip in sample)  # the streams' clips have one length
+    generator = torch.Generator().manual_seed(1)
+    random = tuple(torch.rand(3, clip.shape[1], MIN_EXPORT_FRAMES, SIZE, SIZE, generator=generator) * 2 - 1
+                   for clip in sample)
+    return {f"sample 1x{frames}": sample, f"random 3x{MIN_EXPORT_FRAMES}": random}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--stream", choices=sorted(STREAMS), help="default: rgb, or the checkpoint's")
+    parser.add_argument("--weights-rgb", default="rgb_imagenet", help="registry name or converted file")
+    parser.add_argument("--weights-flow", default="flow_imagenet")
+    parser.add_argument("--checkpoint", help="a train.py checkpoint instead of --weights-*")
+    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    parser.add_argument("--sample-rgb", help="check input instead of the release's sample (.npy/.gif/video)")
+    parser.add_argument("--sample-flow")
+    parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted logit difference")
+    args = parser.parse_args(argv)
+    fetch_options = {"mirror": args.mirror} if args.mirror else {}
+    try:
+        stream = args.stream or (None if args.checkpoint else "rgb")
+        model, classes = load_model(stream, weights={"rgb": args.weights_rgb, "flow": args.weights_flow},
+                                    checkpoint=args.checkpoint, **fetch_options)
+        name = "joint" if len(model.streams) > 1 else model.streams[0]
+        inputs = check_inputs(model.streams, {"rgb": args.sample_rgb, "flow": args.sample_flow}, fetch_options)
+        args.out.mkdir(parents=True, exist_ok=True)
+        checks: dict[str, dict[str, float]] = {}
+        for fmt in args.formats:
+            path = export(model, fmt, args.out / f"i3d_{name}{SUFFIXES[fmt]}", size=SIZE)
+            checks[fmt] = {label: max_abs_difference(path, fmt, model, clips) for label, clips in inputs.items()}
+            print(f"{path}: max |logit difference| to PyTorch " +
+                  ", ".join(f"{diff:.3g} ({label})" for label, diff in checks[fmt].items()))
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    description = {
+        "stream": name,
+        "source": args.checkpoint or {s: getattr(args, f"weights_{s}") for s in model.streams},
+        "inputs": [{"name": s, "shape": ["batch", model.towers[s].in_channels, "frames", SIZE, SIZE],
+                    "dtype": "float32", "range": [-1.0, 1.0], "min_frames": MIN_EXPORT_FRAMES} for s in model.streams],
+        "output": {"name": "logits", "shape": ["batch", len(classes)]},
+        "classes": classes,
+        "checks": {"max_abs_logit_difference": checks, "tolerance": args.tolerance},
+    }
+    (args.out / f"i3d_{name}.json").write_text(json.dumps(description, indent=1, default=str) + "\n")
+    worst = max(diff for results in checks.values() for diff in results.values())
+    if worst > args.tolerance:
+        print(f"error: an export differs from PyTorch by {worst:.3g} > {args.tolerance}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
