@@ -28,12 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from i3d_lightning.data.sample import CHANNELS
+from i3d_lightning.data.sample import CHANNELS, STREAMS
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import MIN_SIZE, InceptionI3d
 from i3d_lightning.models.weights import i3d, kinetics_categories
 
-STREAMS = {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
 FORMATS = ("torchscript", "onnx")
 SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
 #: Shortest clip the ONNX graph accepts (the last feature map needs at least 2 time steps).

