@@ -144,8 +144,8 @@ class I3DClassifier(pl.LightningModule):
                     module.eval()
 
     def optimize_for_inference(self) -> None:
-        """Fold each tower's batch norms into its convolutions and use channels-last-3d (evaluation
-        only: the folded towers cannot be trained)."""
+        """Swap each tower for its fast inference form (:func:`optimize_for_inference`: batch norm
+        folded, stem and max-pools rewritten, channels-last-3d); evaluation only, it cannot be trained."""
         for modality in self.modalities:
             self.towers[modality] = optimize_for_inference(self.towers[modality], fast=True)
         self.channels_last = True

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short-side", type=int, default=256)
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--precision", choices=("32", "bf16"), default="32")
-    parser.add_argument("--no-fast", action="store_true", help="do not fold batch norm / use channels-last")
+    parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
     parser.add_argument("--devices", default="auto")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
