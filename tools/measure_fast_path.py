@@ -1,7 +1,7 @@
 """How far the fast inference path's logits are from the plain fp32 model's, in fp32 and in bf16.
 
     python tools/measure_fast_path.py [--weights rgb_scratch] [--mirror DIR] [--random 4]
-        [--frames 64] [--device cpu|cuda]
+        [--frames 64] [--device auto|cpu|cuda]
 
 Runs the release's sample clip of the weights' stream and ``--random`` random clips (frames x 224 x
 224, values in [-1, 1]) through the plain model in fp32, and through the fast path
@@ -18,6 +18,7 @@ import sys
 
 import torch
 
+from i3d_lightning.cli import resolve_device
 from i3d_lightning.data.sample import load_input, release_sample
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models import i3d
@@ -33,12 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
     parser.add_argument("--random", type=int, default=4, help="how many random clips besides the sample")
     parser.add_argument("--frames", type=int, default=64, help=f"frames of each random clip (>= {MIN_FRAMES})")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     if args.frames < MIN_FRAMES:
         parser.error(f"--frames must be at least {MIN_FRAMES}")
     fetch_options = {"mirror": args.mirror} if args.mirror else {}
     try:
+        device = resolve_device(args.device)
         model = i3d(weights=args.weights, **fetch_options)
         stream = "rgb" if model.in_channels == 3 else "flow"
         clips = {f"release sample ({stream})": load_input(release_sample(stream, **fetch_options), stream)}
@@ -50,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         shape = (1, model.in_channels, args.frames, SIZE, SIZE)
         clips[f"random {index} ({args.frames}x{SIZE}x{SIZE})"] = torch.rand(shape, generator=generator) * 2 - 1
 
-    checks = check_fast_path(model, clips, device=args.device)
-    print(f"{args.weights} on {args.device}, torch {torch.__version__}; fast path vs plain fp32 model")
+    checks = check_fast_path(model, clips, device=device)
+    print(f"{args.weights} on {device}, torch {torch.__version__}; fast path vs plain fp32 model")
     print(f"{'input':<28} {'precision':>9} {'max |dlogit|':>12} {'max |logit|':>11} {'top-1 margin':>12} "
           f"{'top-1 same':>10}")
     for check in checks:
