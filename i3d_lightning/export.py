@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.data.sample import CHANNELS, STREAMS
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import MIN_SIZE, InceptionI3d
@@ -103,10 +104,6 @@ def example_inputs(model: StreamSum, *, frames: int = 32, size: int = 224, batch
                  for s in model.streams)
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
-
-
 @contextlib.contextmanager
 def _quiet_torchscript() -> Iterator[None]:
     """Silence what TorchScript always says: the input-size check becomes a constant of the trace,
@@ -120,10 +117,8 @@ def _quiet_torchscript() -> Iterator[None]:
 def export_torchscript(model: StreamSum, inputs: Sequence[torch.Tensor], path: str | os.PathLike) -> Path:
     """Trace ``model`` (eval mode) on ``inputs`` and save it to ``path`` atomically."""
     path = Path(path)
-    temporary = _temporary(path)
-    with _quiet_torchscript(), torch.no_grad():
+    with atomic_output(path) as temporary, _quiet_torchscript(), torch.no_grad():
         torch.jit.save(torch.jit.trace(model.eval(), tuple(inputs), check_trace=False), str(temporary))
-    os.replace(temporary, path)
     return path
 
 
@@ -133,12 +128,10 @@ def export_onnx(model: StreamSum, inputs: Sequence[torch.Tensor], path: str | os
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     dynamic = tuple({0: batch, 2: torch.export.Dim(f"{s}_frames", min=MIN_EXPORT_FRAMES, max=MAX_FRAMES)}
                     for s in model.streams)
-    temporary = _temporary(path)
-    with torch.no_grad():
+    with atomic_output(path) as temporary, torch.no_grad():
         torch.onnx.export(model.eval(), tuple(inputs), str(temporary), dynamo=True, dynamic_shapes=(dynamic,),
                           input_names=list(model.streams), output_names=["logits"], external_data=False,
                           verbose=False)
-    os.replace(temporary, path)
     return path
 
 

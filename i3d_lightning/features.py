@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.data.datamodule import SkipReport
 from i3d_lightning.data.datasets import VideoRecord
 from i3d_lightning.models.i3d import InceptionI3d
@@ -43,10 +44,8 @@ def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.npy")
-    np.save(partial, array)
-    os.replace(partial, path)
+    with atomic_output(path) as partial, partial.open("wb") as stream:
+        np.save(stream, array)
 
 
 class FeatureExtractor(pl.LightningModule):

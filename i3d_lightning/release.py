@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.errors import UserInputError
 
 RELEASE_URL = "https://raw.githubusercontent.com/google-deepmind/kinetics-i3d/master/data"
@@ -121,9 +122,7 @@ def _download(url: str, target: Path, expected: str, progress: bool,
               digest: Callable[[Path], str] = git_blob_sha1, digest_name: str = "git blob SHA-1") -> None:
     """Download ``url`` to ``target`` through a temporary file, renamed only once ``digest`` of the
     content equals ``expected``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
+    with atomic_output(target) as partial:
         with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name,
@@ -135,9 +134,6 @@ def _download(url: str, target: Path, expected: str, progress: bool,
         if actual != expected:
             raise ReleaseFileError(f"download of {url} is corrupt: {digest_name} {actual}, "
                                    f"expected {expected}; nothing was cached, try again")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def fetch_release_file(relpath: str, *, mirror: str | os.PathLike | None = None,

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from i3d_lightning import release
+from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import InceptionI3d
 
@@ -160,13 +161,8 @@ def save_state_dict(state: dict[str, torch.Tensor], output: str | os.PathLike,
                     metadata: dict[str, str]) -> Path:
     """Write a safetensors file atomically (temporary file in the same folder, then rename)."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.{os.getpid()}.part")
-    try:
+    with atomic_output(output) as partial:
         save_file({key: value.contiguous() for key, value in state.items()}, str(partial), metadata)
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
     return output
 
 
