@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from i3d_lightning.atomic_files import atomic_output
@@ -81,12 +80,7 @@ class FeatureExtractor(pl.LightningModule):
                 _save(feature_path(self.out_dir, stream, batch["video_id"][row]), features.cpu().numpy())
 
     def on_predict_epoch_end(self) -> None:
-        entries = dict(self.skipped.entries)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, entries)
-            entries = {key: value for part in gathered for key, value in part.items()}
-        self.skipped.entries = entries
+        self.skipped = self.skipped.gathered()
 
 
 def write_index(out_dir: Path, streams: Sequence[str]) -> Path:

@@ -16,13 +16,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from i3d_lightning.data.datamodule import SkipReport
+from i3d_lightning.data.datamodule import SkipReport, gather_objects
 from i3d_lightning.data.sample import CHANNELS
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
@@ -244,15 +243,8 @@ class I3DClassifier(pl.LightningModule):
 
     def gather_results(self) -> tuple[list[dict[str, Any]], SkipReport]:
         """Predictions (sorted by dataset index) and skipped videos of all processes."""
-        predictions, skipped = self.predictions, dict(self.skipped.entries)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, (predictions, skipped))
-            predictions = [row for rank_rows, _ in gathered for row in rank_rows]
-            skipped = {key: value for _, rank_skipped in gathered for key, value in rank_skipped.items()}
-        report = SkipReport()
-        report.entries = skipped
-        return sorted(predictions, key=lambda row: row["index"]), report
+        predictions = [row for rank_rows in gather_objects(self.predictions) for row in rank_rows]
+        return sorted(predictions, key=lambda row: row["index"]), self.skipped.gathered()
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

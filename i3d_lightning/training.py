@@ -58,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.test_after_fit and not trainer.fast_dev_run:
         tested = trainer.test(model, datamodule=datamodule, ckpt_path=results.get("best_checkpoint"))
         results["test"] = tested[0] if tested else {}
-    skipped = model.test_results.get("skipped") or model.gather_results()[1]
+    skipped = model.test_results.get("skipped") or model.skipped.gathered()
     if trainer.is_global_zero:
         if len(skipped):
             path = skipped.write(run_dir / "skipped_videos.csv")

@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -70,6 +71,21 @@ class EpochSampler(DistributedSampler):
         self.dataset.epoch = epoch
 
 
+def is_distributed() -> bool:
+    """Whether several processes run together (torch.distributed initialised, world size above 1)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """``value`` from every process, in rank order (``[value]`` when one process runs). A collective:
+    every process must call it."""
+    if not is_distributed():
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 class SkipReport:
     """Videos that could not be read, by video id: where and why."""
 
@@ -84,6 +100,13 @@ class SkipReport:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def gathered(self) -> SkipReport:
+        """The videos skipped by all processes (a collective: every process must call it)."""
+        report = SkipReport()
+        for entries in gather_objects(self.entries):
+            report.entries.update(entries)
+        return report
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write ``video_id,path,reason`` rows (sorted) to ``path``."""
@@ -223,9 +246,7 @@ class VideoDataModule(pl.LightningDataModule):
                             sampler=EpochSampler(self.datasets["train"], self.seed))
 
     def _eval_loader(self, split: str) -> DataLoader:
-        sampler = None
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            sampler = UnpaddedDistributedSampler(self.datasets[split])
+        sampler = UnpaddedDistributedSampler(self.datasets[split]) if is_distributed() else None
         return self._loader(split, batch_size=self.eval_batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
