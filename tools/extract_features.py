@@ -26,6 +26,7 @@ from i3d_lightning.data.sample import CHANNELS, STREAMS
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features import FeatureExtractor, pending, write_index
 from i3d_lightning.models import i3d
+from i3d_lightning.models.i3d import MIN_FRAMES
 
 
 def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | None]:
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights-flow", default="flow_imagenet")
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
     parser.add_argument("--flow-root", help="precomputed flow folders (tools/extract_flow.py)")
-    parser.add_argument("--window", type=int, default=16, help="frames per window (at least 9)")
+    parser.add_argument("--window", type=int, default=16, help=f"frames per window (at least {MIN_FRAMES})")
     parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--per-video", action="store_true", help="one vector per video instead of windows")
     parser.add_argument("--short-side", type=int, default=256)
@@ -78,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserInputError(f"{args.source}: no such folder or list (or give --dataset NAME)")
         streams = STREAMS[args.stream]
         flow_root = args.flow_root or flow_root
-        if args.window < 9 and not args.per_video:
-            raise UserInputError("--window must be at least 9 frames (I3D's minimum)")
+        if args.window < MIN_FRAMES and not args.per_video:
+            raise UserInputError(f"--window must be at least {MIN_FRAMES} frames (I3D's minimum)")
         todo = pending(videos.records, args.out, streams)
         print(f"{len(videos.records)} videos, {len(videos.records) - len(todo)} already extracted, {len(todo)} to do")
         towers = {s: i3d(weights=getattr(args, f"weights_{s}"), in_channels=CHANNELS[s], mirror=args.mirror)

@@ -212,8 +212,7 @@ def custom(source: str | os.PathLike, classes: Sequence[str] | None = None) -> V
         index = int(label) if numeric else label_of.get(label)
         if index is None or not 0 <= index < len(names):
             raise UserInputError(f"{source}: label {label!r} of {path_text} is not one of {len(names)} classes")
-        path = Path(path_text) if Path(path_text).is_absolute() else source.parent / path_text
-        video_id = str(Path(path_text).with_suffix(""))
+        path, video_id = _list_entry(source, path_text)
         if path.is_file():
             records.append(VideoRecord(path, index, video_id))
         else:
@@ -238,6 +237,13 @@ def video_files(source: str | os.PathLike) -> VideoList:
         entry = line.split(",")[0].strip()
         if entry.startswith("#") or entry == "path":
             continue
-        path = Path(entry) if Path(entry).is_absolute() else source.parent / entry
-        records.append(VideoRecord(path, 0, str(Path(entry).with_suffix(""))))
+        path, video_id = _list_entry(source, entry)
+        records.append(VideoRecord(path, 0, video_id))
     return VideoList(records, [])
+
+
+def _list_entry(list_file: Path, path_text: str) -> tuple[Path, str]:
+    """The video path of a list entry (a relative one is taken from the list's folder) and its id
+    (the path as written, without extension)."""
+    path = Path(path_text) if Path(path_text).is_absolute() else list_file.parent / path_text
+    return path, str(Path(path_text).with_suffix(""))
