@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, coll
 from i3d_lightning.data.datasets import VideoRecord
 from i3d_lightning.data.flow import flow_file, read_flow
 from i3d_lightning.errors import UserInputError
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_script
 from tests.videos import LEVELS, decoded_index_mod_levels, horizontal_ramp, write_frames, write_video
 
 SMALL = {"short_side": 64, "crop_size": 48}
@@ -192,8 +190,7 @@ def test_forked_workers_do_not_hang_after_the_parent_decoded(tmp_path):
                                              multiprocessing_context="fork", timeout=60)
         print(sum(batch["size"] for batch in loader))
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=180, check=False)
+    result = run_script("-c", script, timeout=180)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "24"
 

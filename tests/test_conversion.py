@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from i3d_lightning.conversion import (
     variable_map,
 )
 from i3d_lightning.models import InceptionI3d, i3d
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_script
 from tests.tf_checkpoints import release_like_variables, write_tf_checkpoint
 
 RELEASE_LAYOUTS = {
@@ -123,8 +121,7 @@ def test_missing_checkpoint_is_refused(tmp_path):
 
 def test_converter_cli_writes_loadable_weights(tmp_path, checkpoints_dir, rgb_scratch_state):
     output = tmp_path / "rgb_scratch.safetensors"
-    result = subprocess.run([sys.executable, "tools/convert_tf_checkpoint.py", str(checkpoints_dir / "rgb_scratch"),
-                             str(output)], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    result = run_script("tools/convert_tf_checkpoint.py", str(checkpoints_dir / "rgb_scratch"), str(output))
     assert result.returncode == 0, result.stderr
     assert "(rgb, 400 classes, 344 tensors)" in result.stdout  # 230 converted + 57 gammas + 57 counters
     model = i3d(weights=output)
@@ -136,9 +133,7 @@ def test_converter_cli_reports_a_misfit_in_one_message(tmp_path):
     variables = release_like_variables("RGB/inception_i3d/", 3, 400)
     del variables["RGB/inception_i3d/Logits/Conv3d_0c_1x1/conv_3d/w"]
     prefix = write_tf_checkpoint(tmp_path / "model.ckpt", variables)
-    result = subprocess.run([sys.executable, "tools/convert_tf_checkpoint.py", str(prefix),
-                             str(tmp_path / "out.safetensors")], cwd=REPO_ROOT, capture_output=True, text=True,
-                            check=False)
+    result = run_script("tools/convert_tf_checkpoint.py", str(prefix), str(tmp_path / "out.safetensors"))
     assert result.returncode == 2
     assert "error: the checkpoint does not fit I3D" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.safetensors").exists()

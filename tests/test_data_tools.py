@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from i3d_lightning.data.flow import count_flow_frames, read_flow
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_script
 from tests.videos import write_frames, write_video
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                          check=False)
+    return run_script(*args, timeout=300)
 
 
 def test_extract_flow_measures_motion_and_resumes(tmp_path):

@@ -4,9 +4,7 @@ the ones exported with, from registry weights and from a train.py checkpoint."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,14 +15,13 @@ from i3d_lightning.data.sample import load_input
 from i3d_lightning.export import FORMATS, MIN_EXPORT_FRAMES, StreamSum, export, max_abs_difference, run_exported
 from i3d_lightning.lightning_module import I3DClassifier
 from i3d_lightning.models import InceptionI3d
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_script
 
 SIZE = 193  # the smallest input I3D takes: keeps the test fast
 
 
 def _run_tool(out, weights_home, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "tools/export.py", str(out), *extra], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=600, check=False, env={**os.environ, "I3D_HOME": str(weights_home)})
+    return run_script("tools/export.py", str(out), *extra, env={"I3D_HOME": str(weights_home)})
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 
 import numpy as np
 import torch
@@ -14,15 +12,14 @@ from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.data.datasets import video_files
 from i3d_lightning.features import window_starts
 from i3d_lightning.models import InceptionI3d
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_script
 from tests.tiny_datasets import _video
 
 
 def _extract(videos, out, weights_home, checkpoints_dir, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "tools/extract_features.py", str(videos), str(out), "--weights-rgb", "rgb_scratch",
-               "--mirror", str(checkpoints_dir), "--short-side", "193", "--crop", "193", "--workers", "0", *extra]
-    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
-                          env={**os.environ, "I3D_HOME": str(weights_home)})
+    return run_script("tools/extract_features.py", str(videos), str(out), "--weights-rgb", "rgb_scratch",
+                      "--mirror", str(checkpoints_dir), "--short-side", "193", "--crop", "193", "--workers", "0",
+                      *extra, env={"I3D_HOME": str(weights_home)})
 
 
 def test_window_starts():

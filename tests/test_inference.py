@@ -3,10 +3,7 @@ bf16 autocast."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,7 +18,7 @@ from i3d_lightning.models.inference import (
     fold_batch_norm,
     optimize_for_inference,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_script
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +56,8 @@ def test_fast_path_keeps_fp32_logits_and_the_bf16_top1(rgb_scratch_model, inputs
 
 
 def test_measure_fast_path_tool_reports_both_precisions(weights_home, release_dir):
-    result = subprocess.run([sys.executable, "tools/measure_fast_path.py", "--mirror", str(release_dir),
-                             "--random", "1", "--frames", "9"], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=600, check=False, env={**os.environ, "I3D_HOME": str(weights_home)})
+    result = run_script("tools/measure_fast_path.py", "--mirror", str(release_dir), "--random", "1", "--frames", "9",
+                        env={"I3D_HOME": str(weights_home)})
     assert result.returncode == 0, result.stderr
     assert "release sample (rgb)" in result.stdout and "random 0 (9x224x224)" in result.stdout
     fp32 = re.search(r"^32: largest logit difference (\S+); top-1 changed on 0 of 2 inputs$", result.stdout, re.M)

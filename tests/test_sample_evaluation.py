@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from i3d_lightning.evaluate import evaluate
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.models.weights import kinetics_categories, save_state_dict
 from i3d_lightning.sample_evaluation import evaluate_sample, format_release_output
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_script
 from tests.videos import decoded_index_mod_levels, write_video
 
 RELEASE_LINE = re.compile(r"^(\S+) (\S+) (.+)$")
@@ -30,9 +28,7 @@ def _published(release_dir: Path, stream: str) -> list[tuple[str, str, str]]:
 
 
 def _run_eval(run_dir: Path, *overrides: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "eval.py", *overrides, f"hydra.run.dir={run_dir}"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          check=False, timeout=600)
+    return run_script("eval.py", *overrides, f"hydra.run.dir={run_dir}", env=env)
 
 
 def test_format_matches_the_published_output(release_dir):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from i3d_lightning.lightning_module import I3DClassifier
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.models.weights import save_state_dict
 from i3d_lightning.training import train
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_script
 from tests.tiny_datasets import FAST, make_tiny_datasets
 
 
@@ -189,9 +187,7 @@ def test_evaluation_over_two_processes_equals_one(tmp_path, eval_dataset):
         if devices == 2:
             overrides += ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32",
                           "trainer.benchmark=false"]
-        env = {**os.environ, "MASTER_PORT": str(29500 + os.getpid() % 1000)}
-        result = subprocess.run([sys.executable, "eval.py", *overrides], cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=600, check=False, env=env)
+        result = run_script("eval.py", *overrides, env={"MASTER_PORT": str(29500 + os.getpid() % 1000)})
         assert result.returncode == 0, result.stderr[-3000:]
         if devices == 2:  # really two processes, each evaluating its share of the videos
             assert "MEMBER: 2/2" in result.stderr + result.stdout
@@ -214,16 +210,14 @@ SMALL_SYNTHETIC = ["dataset.train_per_class=1", "dataset.val_per_class=1", "data
 def test_train_cli_config_mistakes_are_one_line(tmp_path, overrides, expected):
     if "dataset.train_per_class=1" in overrides:
         overrides = [*overrides, f"dataset.root={tmp_path / 'synthetic'}"]
-    result = subprocess.run([sys.executable, "train.py", *overrides, f"hydra.run.dir={tmp_path}"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    result = run_script("train.py", *overrides, f"hydra.run.dir={tmp_path}", timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith(expected)
     assert "Traceback" not in result.stderr
 
 
 def test_train_cli_wrong_group_option_lists_choices(tmp_path):
-    result = subprocess.run([sys.executable, "train.py", "schedule=adam", f"hydra.run.dir={tmp_path}"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = run_script("train.py", "schedule=adam", f"hydra.run.dir={tmp_path}", timeout=120)
     assert result.returncode == 1
     assert "Could not find 'schedule/adam'" in result.stderr
     for choice in ("adamw", "cosine", "finetune", "release_sgd"):
