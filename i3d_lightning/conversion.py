@@ -8,10 +8,13 @@ checkpoint is read (``pip install 'i3d-lightning[tf]'``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
+import sys
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +137,12 @@ def _state_dict_by_variable(in_channels: int, num_classes: int) -> dict[str, tor
 
 
 def import_tensorflow():
-    """Import TensorFlow, with a clear message when it is not installed.
+    """Import TensorFlow quietly, with a clear message when it is not installed.
+
+    TensorFlow's native start-up lines (absl's "All log messages before absl::InitializeLog()",
+    oneDNN's notice, ...) are written straight to file descriptor 2 while it loads, whatever Python
+    does with ``sys.stderr``; they are kept out of the user's output by setting its log level before
+    the import and capturing that descriptor during it (shown again only if the import fails).
 
     TensorFlow and Triton (which ``torch._dynamo`` loads, e.g. when torchvision or Lightning are
     imported) carry clashing native libraries: Triton's extension segfaults when it is loaded after
@@ -142,13 +150,42 @@ def import_tensorflow():
     """
     import torch._dynamo  # noqa: F401  (see the docstring: must precede TensorFlow)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    try:
-        import tensorflow as tf
-    except ImportError as error:
-        raise ImportError("converting a TensorFlow checkpoint needs TensorFlow: "
-                          "pip install 'i3d-lightning[tf]' (or tensorflow-cpu)") from error
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors only, and only from TensorFlow itself
+    with _native_stderr_captured() as captured:
+        try:
+            import tensorflow as tf
+        except ImportError as error:
+            raise ImportError("converting a TensorFlow checkpoint needs TensorFlow: "
+                              "pip install 'i3d-lightning[tf]' (or tensorflow-cpu)") from error
+        except BaseException:
+            captured.show = True
+            raise
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
     return tf
+
+
+class _Captured:
+    show = False
+
+
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[_Captured]:
+    """Send file descriptor 2 to a temporary file while the block runs; replay it if ``show`` is set."""
+    captured = _Captured()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if captured.show:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))
 
 
 def read_tf_checkpoint(prefix: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointLayout]:
@@ -157,7 +194,11 @@ def read_tf_checkpoint(prefix: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     Returns the complete PyTorch state dict of an :class:`InceptionI3d` (batch-norm gamma = 1) and
     the checkpoint's layout.
     """
-    tf = import_tensorflow()
+    with _native_stderr_captured():  # TensorFlow's native log lines of its first operations
+        return _read_tf_checkpoint(import_tensorflow(), prefix)
+
+
+def _read_tf_checkpoint(tf, prefix: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointLayout]:
     # TensorFlow reports unreadable data as OpError (e.g. DataLossError on a CRC mismatch), but a
     # short data file surfaces as IndexError and some malformed indexes as ValueError.
     read_errors = (tf.errors.OpError, IndexError, ValueError)

