@@ -25,7 +25,7 @@ from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.data.datamodule import SkipReport
 from i3d_lightning.data.datasets import VideoRecord
 from i3d_lightning.models.i3d import InceptionI3d
-from i3d_lightning.models.inference import autocast, optimize_for_inference, prepare_input
+from i3d_lightning.models.inference import autocast, check_inference_precision, optimize_for_inference, prepare_input
 
 
 def feature_path(out_dir: Path, stream: str, video_id: str) -> Path:
@@ -72,12 +72,17 @@ class FeatureExtractor(pl.LightningModule):
                      for part in windows.split(self.chunk)]
             return torch.cat(parts)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def on_predict_start(self) -> None:
+        check_inference_precision(self.precision, self.device)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> int:
+        """Write the features of the batch's videos; returns how many videos were written."""
         self.skipped.add(batch["skipped"])
         for row in range(batch["size"]):
             for stream in self.towers:
                 features = self._features(stream, batch[stream][row, 0])
                 _save(feature_path(self.out_dir, stream, batch["video_id"][row]), features.cpu().numpy())
+        return batch["size"]
 
     def on_predict_epoch_end(self) -> None:
         self.skipped = self.skipped.gathered()

@@ -28,6 +28,7 @@ from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.data.sampling import random_clip, short_side_size
 from i3d_lightning.data.sources import Custom
 from i3d_lightning.data.synthetic import render_video, write_mp4
+from i3d_lightning.hardware import describe_device
 from i3d_lightning.models import InceptionI3d
 
 CLIP = 64
@@ -86,8 +87,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"clips of {CLIP}x224x224 from 320x240 25 fps MPEG-4 videos")
+    print(f"{describe_device('cpu')}, {os.cpu_count()} CPUs; clips of {CLIP}x224x224 from 320x240 25 fps "
+          f"MPEG-4 videos")
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_videos(Path(tmp), args.videos)
         rows = [("raw decode (decord, 1 process)", raw_decode(paths, args.clips))]

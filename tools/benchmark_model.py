@@ -18,6 +18,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from i3d_lightning.hardware import describe_device
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 
@@ -71,14 +72,11 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"CPU, {torch.get_num_threads()} threads"
     plain = InceptionI3d().eval()
     flops = {batch: forward_flops(plain, batch) for batch in (1, 4)}
     plain = plain.to(device)
     before = gemm_peaks(device, args.repeats)
-    print(f"{name}; torch {torch.__version__}")
+    print(describe_device(device))
     print(f"forward FLOPs of one {FRAMES}x{SIZE}x{SIZE} clip: {flops[1] / 1e9:.1f} GFLOP")
 
     # "fast": batch norm folded, space-to-depth stem, shifted max-pools, channels-last-3d (eager);

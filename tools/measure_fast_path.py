@@ -21,6 +21,7 @@ import torch
 from i3d_lightning.cli import resolve_device
 from i3d_lightning.data.sample import load_input, release_sample
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.hardware import describe_device
 from i3d_lightning.models import i3d
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.inference import check_fast_path
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         clips[f"random {index} ({args.frames}x{SIZE}x{SIZE})"] = torch.rand(shape, generator=generator) * 2 - 1
 
     checks = check_fast_path(model, clips, device=device)
-    print(f"{args.weights} on {device}, torch {torch.__version__}; fast path vs plain fp32 model")
+    print(f"{args.weights} on {describe_device(device)}; fast path vs plain fp32 model")
     print(f"{'input':<28} {'precision':>9} {'max |dlogit|':>12} {'max |logit|':>11} {'top-1 margin':>12} "
           f"{'top-1 same':>10}")
     for check in checks:

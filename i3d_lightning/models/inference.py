@@ -1,6 +1,6 @@
 """A faster I3D for inference: batch norm folded into the convolutions, the stem convolution and the
 max-pools rewritten into shapes the CPU runs well, channels-last-3d memory layout, bf16 autocast where
-the hardware has it, optionally ``torch.compile``.
+the hardware runs it fast, optionally ``torch.compile``.
 
 Every rewrite computes the same function: folding is exact algebra (``conv(x) * s + b`` with
 ``s = 1 / sqrt(var + eps)``, ``b = beta - mean * s``), the space-to-depth stem only reorders the sums
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -21,7 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.hardware import bf16_is_fast, describe_device
 from i3d_lightning.models.i3d import InceptionI3d, MaxPool3dSame, Unit3D, tf_same_padding
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("32", "bf16")
 
@@ -157,11 +162,15 @@ def prepare_input(clip: torch.Tensor, fast: bool) -> torch.Tensor:
     return clip.contiguous(memory_format=torch.channels_last_3d) if fast else clip
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is worth it here: CUDA with bf16, or a CPU with AVX-512 bf16 / AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+def check_inference_precision(precision: str, device: torch.device) -> None:
+    """Refuse an unknown ``precision`` (one line for the user); warn when bf16 is asked for where it
+    is not known to be faster than fp32 (:func:`~i3d_lightning.hardware.bf16_is_fast`: a CPU without
+    AMX emulates or half-uses bf16, and runs it slower than fp32; see the README's figures)."""
+    if str(precision) not in PRECISIONS:
+        raise UserInputError(f"precision={precision} is not an inference precision; choose 32 or bf16")
+    if str(precision) == "bf16" and not bf16_is_fast(device):
+        log.warning("precision=bf16 on %s: bf16 is not faster than fp32 here (no AMX), and less exact; "
+                    "precision=32 is the better choice on this machine", describe_device(device))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,105 @@
+"""What the machine can do well, and the numeric precision chosen from it.
+
+CPUs of the same "2 cores" machine kind differ: Intel CPUs with AMX run bf16 convolutions about 3x
+faster than fp32, while CPUs without AMX gain little or lose (AVX-512 bf16 only) or emulate bf16
+(AVX2), and oneDNN's bf16 convolution backward has returned NaN weight gradients on AMD EPYC CPUs
+with ``avx512_bf16``. So bf16 is chosen automatically only where it is known to be safe and faster:
+a CUDA GPU with bf16, or a CPU with AMX. Benchmarks print :func:`describe_device` so that every
+figure names the machine it came from.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from i3d_lightning.errors import UserInputError
+
+#: The precisions a user may ask Lightning's Trainer for, and ``auto`` (chosen by :func:`auto_precision`).
+TRAINER_PRECISIONS = ("auto", "32", "32-true", "bf16", "bf16-mixed", "16", "16-mixed", "64", "64-true")
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU's model name and its best matrix instructions for bf16: ``amx``, ``avx512_bf16`` or ``none``."""
+
+    model: str
+    matrix_isa: str
+
+    def __str__(self) -> str:
+        return f"{self.model}, bf16 matrix ISA: {self.matrix_isa}"
+
+
+def _cpuinfo_text() -> str:
+    path = Path("/proc/cpuinfo")
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
+@cache
+def cpu_info() -> CpuInfo:
+    """The CPU's model and matrix ISA, from ``/proc/cpuinfo`` on Linux (``platform`` elsewhere, ISA ``none``)."""
+    fields: dict[str, str] = {}
+    for line in _cpuinfo_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields:  # virtual machines often name only the vendor's line ("AMD EPYC")
+        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    flags = set(fields.get("flags", "").split())
+    if {"amx_bf16", "amx_tile"} <= flags:
+        isa = "amx"
+    elif "avx512_bf16" in flags:
+        isa = "avx512_bf16"
+    else:
+        isa = "none"
+    return CpuInfo(model or "unknown CPU", isa)
+
+
+def describe_device(device: torch.device | str) -> str:
+    """One line naming the hardware: the GPU's name, or the CPU's model, matrix ISA and thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
+    return f"CPU {cpu_info()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """Whether bf16 is known to be both safe and faster than fp32 here: a CUDA GPU with bf16 support,
+    or a CPU with AMX."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_info().matrix_isa == "amx"
+
+
+def auto_precision(accelerator: str) -> tuple[str, str]:
+    """The Trainer precision for ``trainer.precision=auto`` on ``accelerator`` (``cpu``, ``gpu``,
+    ``cuda``, ``auto``), and the reason, for the log."""
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        if bf16_is_fast("cuda"):
+            return "bf16-mixed", f"{describe_device('cuda')} supports bf16"
+        return "32-true", "this GPU has no bf16 support"
+    info = cpu_info()
+    if info.matrix_isa == "amx":
+        return "bf16-mixed", f"CPU {info.model} has AMX (bf16 about 3x faster than fp32)"
+    if info.matrix_isa == "avx512_bf16":
+        return "32-true", (f"CPU {info.model} has AVX-512 bf16 but no AMX: bf16 is not faster there, and "
+                           "oneDNN's bf16 convolution backward has returned NaN gradients on such CPUs")
+    return "32-true", f"CPU {info.model} has no bf16 instructions: bf16 would be emulated, slower than fp32"
+
+
+def resolve_trainer_precision(precision: object, accelerator: str) -> tuple[str, str]:
+    """``trainer.precision`` as Lightning takes it and the reason: ``auto`` is chosen by
+    :func:`auto_precision`; any other accepted value is kept as the user's explicit choice."""
+    text = str(precision)
+    if text not in TRAINER_PRECISIONS:
+        raise UserInputError(f"trainer.precision={text} is not a precision; "
+                             f"choose one of {', '.join(TRAINER_PRECISIONS)}")
+    if text == "auto":
+        return auto_precision(accelerator)
+    return text, "set explicitly (trainer.precision)"
