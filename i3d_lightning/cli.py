@@ -1,32 +1,72 @@
-"""What the ``@hydra.main`` shims share: user errors as one line, not a traceback."""
+"""What the ``@hydra.main`` shims and the tools share: user errors as one line, not a traceback,
+and no library chatter in the output."""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from i3d_lightning.divergence import TrainingDivergedError
 from i3d_lightning.errors import UserInputError
+
+
+def quiet_library_chatter() -> None:
+    """Silence what libraries print that is neither progress nor a problem of the user's run:
+    Lightning's advertisement for its cloud logger, and the pytree deprecation that Lightning itself
+    triggers (torch 2.14 deprecated ``LeafSpec``, which Lightning 2.6 still uses)."""
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning)
+    logging.getLogger("pytorch_lightning.trainer.connectors.logger_connector.logger_connector").setLevel(logging.WARNING)
 
 
 def run_reporting_errors(task: Callable[[DictConfig], object], cfg: DictConfig) -> None:
     """Run ``task(cfg)``; a mistake in the user's input or config prints ``error: <message>`` (no
-    traceback) and exits with 2."""
+    traceback) and exits with 2; a diverged training run prints what happened and exits with 1."""
+    quiet_library_chatter()
     try:
         task(cfg)
     except (UserInputError, OmegaConfBaseException) as error:
+        _refuse(error)
+    except TrainingDivergedError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1)
     except InstantiationException as error:
         # Hydra wraps what a constructor raised; a user error inside is reported as such.
         if isinstance(error.__cause__, UserInputError):
-            print(f"error: {error.__cause__}", file=sys.stderr)
-            sys.exit(2)
+            _refuse(error.__cause__)
         raise
+
+
+def _refuse(error: Exception) -> None:
+    """Report a mistake in the user's input: one line, exit status 2, and no run folder left behind
+    when Hydra's own files are all it holds."""
+    print(f"error: {error}", file=sys.stderr)
+    if HydraConfig.initialized():
+        remove_if_only_hydra_files(Path(HydraConfig.get().runtime.output_dir))
+    sys.exit(2)
+
+
+def remove_if_only_hydra_files(run_dir: Path) -> None:
+    """Delete ``run_dir`` if it holds nothing but Hydra's ``.hydra/`` and job log, then its parents
+    below the working directory as long as they are empty."""
+    if not run_dir.is_dir() or any(entry.name != ".hydra" and entry.suffix != ".log" for entry in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir)
+    cwd = Path.cwd().resolve()
+    for parent in run_dir.resolve().parents:
+        if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,6 +74,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as error:
         raise UserInputError(f"device={name!r} is not a device (auto, cpu, cuda, cuda:N)") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"device={name}: this machine has no usable CUDA GPU (use device=cpu or device=auto)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserInputError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise UserInputError(f"device={name!r}: only cpu and cuda devices are supported")
+    return device

@@ -3,12 +3,14 @@
 On a dataset, the model is DeepMind's converted weights as they are (``weights.*``; e.g. Kinetics,
 whose class order is the checkpoints') or a checkpoint of ``train.py`` (``ckpt_path``), evaluated with
 the test protocol of ``data.eval_sampling``. The run folder receives ``metrics.json``,
-``predictions.csv``, ``per_class_accuracy.csv``, ``confusion_matrix.png`` and, if any video could
-not be read, ``skipped_videos.csv``; the metrics are computed over the videos that could be read.
+``predictions.csv``, ``per_class_accuracy.csv``, ``confusion_matrix.png`` and ``skipped_videos.csv``
+(the videos that could not be read; only its header when there were none); the metrics are computed
+over the videos that could be read.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,14 @@ from omegaconf import DictConfig
 
 from i3d_lightning import reports
 from i3d_lightning.cli import resolve_device
+from i3d_lightning.divergence import TrainingDivergedError, check_finite_state_dict
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.lightning_module import I3DClassifier
+from i3d_lightning.models.inference import check_inference_precision
 from i3d_lightning.sample_evaluation import evaluate_sample, format_release_output
 from i3d_lightning.training import build_datamodule, build_trainer
+
+log = logging.getLogger(__name__)
 
 
 def fetch_options(weights_cfg: DictConfig) -> dict[str, object]:
@@ -30,16 +36,19 @@ def fetch_options(weights_cfg: DictConfig) -> dict[str, object]:
 
 def evaluate(cfg: DictConfig) -> str:
     """Run the evaluation of ``cfg``; returns the text it printed."""
+    device = resolve_device(cfg.device)
+    check_inference_precision(str(cfg.precision), device)
     if cfg.dataset.name == "sample":
         logits, categories = evaluate_sample(
             list(cfg.stream.modalities), cfg.weights, cfg.sample,
-            device=resolve_device(cfg.device), precision=str(cfg.precision), fast=cfg.fast,
+            device=device, precision=str(cfg.precision), fast=cfg.fast,
             fetch_options=fetch_options(cfg.weights))
         report = format_release_output(logits, categories)
     else:
         report = evaluate_dataset(cfg)
     if report:
         print(report)
+        log.info("\n%s", report)  # into the run's eval.log (the console shows only warnings)
     return report
 
 
@@ -47,11 +56,23 @@ def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DCla
     if not cfg.ckpt_path:
         model = instantiate(cfg.model, num_classes=num_classes, class_names=classes, _convert_="object")
         model.load_initial_weights()
+        if model.new_logits:
+            # The weights were trained on other classes: their new logits layer is random, and scoring
+            # it would report chance-level numbers that change with the seed.
+            names = ", ".join(str(cfg.weights[modality]) for modality in model.new_logits)
+            raise UserInputError(
+                f"the {'+'.join(model.new_logits)} weights ({names}) were not trained on the {num_classes} classes "
+                f"of dataset={cfg.dataset.name}: pass the checkpoint of a model fine-tuned on them "
+                f"(ckpt_path=<run>/checkpoints/best-....ckpt from train.py)")
         return model
     if not Path(cfg.ckpt_path).is_file():
         raise UserInputError(f"ckpt_path={cfg.ckpt_path}: no such file")
     model = I3DClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", aggregate=cfg.model.aggregate,
                                                eval_chunk=cfg.model.eval_chunk)
+    try:
+        check_finite_state_dict(model.state_dict(), f"checkpoint {cfg.ckpt_path}")
+    except TrainingDivergedError as error:
+        raise UserInputError(f"{error} (it comes from a training run that diverged)") from None
     if model.hparams.num_classes != num_classes or tuple(model.modalities) != tuple(cfg.stream.modalities):
         raise UserInputError(f"checkpoint {cfg.ckpt_path} is a {'+'.join(model.modalities)} model of "
                              f"{model.hparams.num_classes} classes; the data is {'+'.join(cfg.stream.modalities)} "
@@ -85,9 +106,9 @@ def evaluate_dataset(cfg: DictConfig) -> str:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     reports.write_metrics(run_dir / "metrics.json", metrics)
-    reports.write_predictions(run_dir / "predictions.csv", results["predictions"], datamodule.classes)
+    score_kind = "probability" if model.hparams.aggregate == "mean_softmax" else "logit"
+    reports.write_predictions(run_dir / "predictions.csv", results["predictions"], datamodule.classes, score_kind)
     reports.write_per_class(run_dir / "per_class_accuracy.csv", results["confusion"], datamodule.classes)
     reports.plot_confusion(run_dir / "confusion_matrix.png", results["confusion"], datamodule.classes)
-    if len(results["skipped"]):
-        results["skipped"].write(run_dir / "skipped_videos.csv")
+    results["skipped"].write(run_dir / "skipped_videos.csv")  # with its header when nothing was skipped
     return reports.summary_table(metrics, model.heads) + f"\nreports written to {run_dir}"

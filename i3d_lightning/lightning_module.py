@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from i3d_lightning.data.datamodule import SkipReport, gather_objects
 from i3d_lightning.data.sample import CHANNELS
+from i3d_lightning.divergence import check_finite_state_dict
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 from i3d_lightning.models.weights import i3d, load_state_dict
@@ -94,6 +95,7 @@ class I3DClassifier(pl.LightningModule):
         self.skipped = SkipReport()
         self.predictions: list[dict[str, Any]] = []
         self.weights_loaded = False
+        self.new_logits: list[str] = []  # modalities whose logits layer is new (weights of other classes)
         self.channels_last = False
         self.test_results: dict[str, Any] = {}
 
@@ -109,10 +111,14 @@ class I3DClassifier(pl.LightningModule):
                 load_state_dict(name, **(self.hparams.weights_options or {}))
 
     def load_initial_weights(self) -> None:
-        """Initialise each tower from ``weights`` (a new logits layer where the classes differ)."""
+        """Initialise each tower from ``weights``; where their classes differ from ``num_classes`` the
+        tower gets a new (random) logits layer, and its modality is listed in :attr:`new_logits`."""
+        self.new_logits = []
         for modality, name in self._initial_weights().items():
-            source = i3d(weights=name, num_classes=self.hparams.num_classes, in_channels=CHANNELS[modality],
-                         **(self.hparams.weights_options or {}))
+            source = i3d(weights=name, in_channels=CHANNELS[modality], **(self.hparams.weights_options or {}))
+            if source.num_classes != self.hparams.num_classes:
+                source.replace_logits(self.hparams.num_classes)
+                self.new_logits.append(modality)
             self.towers[modality].load_state_dict(source.state_dict())
         self.weights_loaded = True
 
@@ -219,9 +225,13 @@ class I3DClassifier(pl.LightningModule):
         scores = self._evaluation_step(batch, self.test_metrics, "test")
         if not scores:
             return
+        # One ranking feeds both reports, so predictions.csv and the confusion matrix always agree:
+        # a stable sort breaks ties by class index (as argmax does) and puts NaN scores first.
         primary = scores[self.primary_head]
-        self.confusion.update(primary, batch["label"])
-        top_scores, top_classes = primary.topk(min(5, primary.shape[1]), dim=1)
+        ranking = torch.sort(primary, dim=1, descending=True, stable=True).indices
+        self.confusion.update(ranking[:, 0], batch["label"])
+        top_classes = ranking[:, :min(5, primary.shape[1])]
+        top_scores = primary.gather(1, top_classes)
         for row in range(primary.shape[0]):
             self.predictions.append({
                 "index": int(batch["index"][row]), "video_id": batch["video_id"][row],
@@ -240,6 +250,10 @@ class I3DClassifier(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.weights_loaded = True  # a checkpoint's weights replace the initial ones
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called before anything is written: a diverged model stops the run instead of being saved.
+        check_finite_state_dict(checkpoint["state_dict"], f"the checkpoint of step {self.global_step}")
 
     def gather_results(self) -> tuple[list[dict[str, Any]], SkipReport]:
         """Predictions (sorted by dataset index) and skipped videos of all processes."""

@@ -12,13 +12,15 @@ from typing import Any
 import numpy as np
 
 
-def write_predictions(path: Path, predictions: Sequence[dict[str, Any]], class_names: Sequence[str]) -> Path:
-    """One row per video: id, true label, then the top-5 classes with their scores."""
+def write_predictions(path: Path, predictions: Sequence[dict[str, Any]], class_names: Sequence[str],
+                      score_kind: str = "logit") -> Path:
+    """One row per video: id, true label, then the top-5 classes with their scores (the aggregated
+    logits, or softmax probabilities with ``aggregate=mean_softmax``: ``score_kind``)."""
     with path.open("w", newline="") as stream:
         writer = csv.writer(stream)
         top_k = len(predictions[0]["top_classes"]) if predictions else 5
         writer.writerow(["video_id", "label", *(f"top{k}_{field}" for k in range(1, top_k + 1)
-                                                  for field in ("class", "score"))])
+                                                  for field in ("class", score_kind))])
         for row in predictions:
             cells = [row["video_id"], class_names[row["label"]]]
             for index, score in zip(row["top_classes"], row["top_scores"], strict=True):

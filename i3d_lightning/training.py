@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from i3d_lightning.data.datamodule import VideoDataModule
+from i3d_lightning.divergence import NonFiniteGuard
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.hardware import resolve_trainer_precision
 from i3d_lightning.lightning_module import I3DClassifier
 
 log = logging.getLogger(__name__)
@@ -28,13 +32,28 @@ def build_datamodule(cfg: DictConfig) -> VideoDataModule:
     return datamodule
 
 
+def _tensorboard_without_tensorflow() -> None:
+    """Make TensorBoard's writer use its own TensorFlow stub even where TensorFlow is installed:
+    importing TensorFlow there would only print its banner and take seconds. TensorBoard looks for
+    the module ``tensorboard.compat.notf`` to decide this."""
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+
 def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` with the configured loggers and callbacks (training only), its
+    precision resolved (``auto``: :func:`~i3d_lightning.hardware.auto_precision`)."""
+    _tensorboard_without_tensorflow()
     loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values()] if for_training else []
     callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()] if for_training else []
     if not loggers:  # the learning-rate monitor writes to a logger and refuses to run without one
         callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
+    if for_training and not any(isinstance(callback, NonFiniteGuard) for callback in callbacks):
+        callbacks.append(NonFiniteGuard())  # never train unguarded, even with callbacks=null
+    precision, reason = resolve_trainer_precision(cfg.trainer.get("precision", "auto"),
+                                                  str(cfg.trainer.get("accelerator", "auto")))
+    log.info("precision %s: %s", precision, reason)
     extra = {} if for_training else {"enable_checkpointing": False}
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **extra)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, precision=precision, **extra)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -47,8 +66,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                        class_names=datamodule.classes, _convert_="object")
     trainer = build_trainer(cfg, for_training=True)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    guard = next(callback for callback in trainer.callbacks if isinstance(callback, NonFiniteGuard))
     results: dict[str, Any] = {"run_dir": str(run_dir), "global_step": trainer.global_step,
+                               "skipped_steps": guard.skipped_steps, "precision": str(trainer.precision),
                                "metrics": {key: float(value) for key, value in trainer.callback_metrics.items()}}
+    if guard.skipped_steps:
+        log.warning("%d training steps were skipped for a non-finite loss or gradient", guard.skipped_steps)
     for checkpoint in trainer.checkpoint_callbacks:
         if checkpoint.monitor and checkpoint.best_model_path:
             results |= {"best_checkpoint": checkpoint.best_model_path,
@@ -60,8 +83,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["test"] = tested[0] if tested else {}
     skipped = model.test_results.get("skipped") or model.skipped.gathered()
     if trainer.is_global_zero:
+        path = skipped.write(run_dir / "skipped_videos.csv")  # with its header when nothing was skipped
         if len(skipped):
-            path = skipped.write(run_dir / "skipped_videos.csv")
             log.warning("%d unreadable videos were skipped; list in %s", len(skipped), path)
         log.info("results: %s", results)
     return results

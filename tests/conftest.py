@@ -13,10 +13,13 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python *args`` (a tool, train.py or eval.py) run from the repository root, output captured;
-    ``env`` is added to the current environment."""
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+               cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    """``python *args`` (a tool, train.py or eval.py; relative to the repository root) run in ``cwd``,
+    output captured; ``env`` is added to the current environment."""
+    first = REPO_ROOT / args[0] if args and args[0].endswith(".py") else None
+    args = (str(first), *args[1:]) if first is not None and first.is_file() else args
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, check=False, env={**os.environ, **(env or {})})
 
 

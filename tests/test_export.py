@@ -90,3 +90,37 @@ def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_ho
     assert not (tmp_path / "export").exists()
     missing = _run_tool(tmp_path / "export", weights_home, "--checkpoint", str(tmp_path / "nope.ckpt"))
     assert missing.returncode == 2 and "nope.ckpt: no such file" in missing.stderr
+
+
+def _export_tool():
+    import importlib.util
+
+    from tests.conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("export_tool", REPO_ROOT / "tools" / "export.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_export_without_the_onnx_extra_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    tool = _export_tool()
+    real_find_spec = tool.importlib.util.find_spec
+    monkeypatch.setattr(tool.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "onnxscript" else real_find_spec(name, *args))
+    assert tool.main([str(tmp_path / "out")]) == 2
+    assert "error: exporting torchscript and onnx needs onnxscript: pip install 'i3d-lightning[export]'" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_without_a_sample_clip_points_to_the_sample_option(tmp_path, capsys):
+    weights = tmp_path / "w.safetensors"
+    from i3d_lightning.models.weights import save_state_dict
+
+    save_state_dict(InceptionI3d(3, 3).state_dict(), weights, {})
+    assert _export_tool().main([str(tmp_path / "out"), "--weights-rgb", str(weights), "--formats", "torchscript"]) == 2
+    err = capsys.readouterr().err
+    assert "could not get the release file v_CricketShot_g04_c01_rgb.npy" in err
+    assert "--sample-rgb PATH" in err
+    assert not (tmp_path / "out").exists()

@@ -58,6 +58,8 @@ def test_eval_cli_on_the_shared_sample_prints_playing_cricket(release_dir, check
     assert len(lines) == 23
     probability, logit, name = RELEASE_LINE.match(lines[3]).groups()
     assert name == "playing cricket" and float(probability) > 0.9 and float(logit) > 15
+    assert result.stdout.strip() in (tmp_path / "eval.log").read_text()  # the run's log holds the report too
+    assert result.stderr == ""  # no library chatter (TensorFlow's conversion included)
 
 
 def _compose(*overrides: str):
@@ -154,13 +156,17 @@ def test_too_short_input_is_explained(tmp_path, weights_home, monkeypatch):
      "error: rgb input /no/such/clip.gif: no such file"),
     (["stream=rgb", "weights.rgb=rgb_scrach"],
      "error: I3D weights 'rgb_scrach' are neither a registry name (rgb_imagenet,"),
+    (["precision=16"], "error: precision=16 is not an inference precision; choose 32 or bf16"),
+    (["device=cuda:7"], "error: device=cuda:7: this machine has"),
+    (["stream=rgb", "weights.rgb=README.md"], "error: the weights file README.md cannot be read: it is truncated"),
 ])
 def test_cli_user_errors_are_one_line(overrides, expected, weights_home, checkpoints_dir, tmp_path):
     env = {"I3D_HOME": str(weights_home), "I3D_WEIGHTS_MIRROR": str(checkpoints_dir)}
-    result = _run_eval(tmp_path, *overrides, env=env)
+    result = run_script("eval.py", *overrides, f"run_dir={tmp_path / 'run'}", env=env)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(expected)
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]]  # one line
+    assert result.stderr.strip().startswith(expected)
+    assert not (tmp_path / "run").exists()  # a refused command leaves no run folder behind
 
 
 def test_cli_wrong_stream_lists_the_choices(tmp_path):

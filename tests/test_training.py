@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.data.datasets import custom
+from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluate import evaluate
 from i3d_lightning.lightning_module import I3DClassifier
 from i3d_lightning.models import InceptionI3d
@@ -166,7 +167,7 @@ def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset):
     for row, video_scores, label in zip(rows, scores, batch["label"], strict=True):
         assert row["label"] == videos.classes[label]
         assert row["top1_class"] == videos.classes[int(video_scores.argmax())]
-        assert float(row["top1_score"]) == pytest.approx(float(video_scores.max()), rel=1e-4)
+        assert float(row["top1_probability"]) == pytest.approx(float(video_scores.max()), rel=1e-4)
     with (run / "per_class_accuracy.csv").open() as stream:
         per_class = list(csv.DictReader(stream))
     assert [int(row["videos"]) for row in per_class] == [3, 2]
@@ -210,10 +211,11 @@ SMALL_SYNTHETIC = ["dataset.train_per_class=1", "dataset.val_per_class=1", "data
 def test_train_cli_config_mistakes_are_one_line(tmp_path, overrides, expected):
     if "dataset.train_per_class=1" in overrides:
         overrides = [*overrides, f"dataset.root={tmp_path / 'synthetic'}"]
-    result = run_script("train.py", *overrides, f"hydra.run.dir={tmp_path}", timeout=300)
+    result = run_script("train.py", *overrides, f"run_dir={tmp_path / 'run'}", timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith(expected)
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # a refused command leaves no run folder behind
 
 
 def test_train_cli_wrong_group_option_lists_choices(tmp_path):
@@ -254,3 +256,80 @@ def test_joint_model_trains_each_tower_on_its_own_loss():
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-4)
     empty = model.training_step({"skipped": [("x", "/x.mp4", "corrupt")], "size": 0}, 1)
     assert empty.item() == 0 and empty.requires_grad and len(model.skipped) == 1
+
+
+def test_eval_refuses_weights_of_other_classes_without_a_fine_tuned_checkpoint(tmp_path, eval_dataset):
+    weights = _random_weights(tmp_path / "kinetics_like.safetensors", 400)  # 400 classes; the data has 2
+    cfg = compose_config("eval", _eval_overrides(eval_dataset, tmp_path / "run", weights))
+    with pytest.raises(UserInputError, match=r"were not trained on the 2 classes of dataset=custom: pass the "
+                                             r"checkpoint of a model fine-tuned on them \(ckpt_path="):
+        evaluate(cfg)
+
+
+def _checkpoint_by_hand(path: Path, model: I3DClassifier) -> Path:
+    """A Lightning checkpoint written without Lightning (whose own writer refuses non-finite weights)."""
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    return path
+
+
+def test_eval_refuses_a_checkpoint_with_non_finite_weights(tmp_path, eval_dataset):
+    model = I3DClassifier(num_classes=2)
+    with torch.no_grad():
+        model.towers["rgb"].logits.weight[1, 3] = float("nan")
+    checkpoint = _checkpoint_by_hand(tmp_path / "diverged.ckpt", model)
+    overrides = [*_eval_overrides(eval_dataset, tmp_path / "run", "null"), f"ckpt_path={checkpoint}"]
+    with pytest.raises(UserInputError, match=r"diverged.ckpt has non-finite weights \(towers.rgb.logits.weight\)"):
+        evaluate(compose_config("eval", overrides))
+
+
+def test_predictions_and_confusion_matrix_agree_on_ties_and_nan():
+    model = I3DClassifier(num_classes=3)
+    model.log_dict = lambda *args, **kwargs: None
+    scores = torch.tensor([[1.0, 1.0, 0.0], [float("nan"), 0.0, 5.0], [0.0, 2.0, 2.0]])
+    model.video_scores = lambda batch: {"rgb": scores}
+    model.on_test_epoch_start()
+    model.test_step({"skipped": [], "size": 3, "label": torch.tensor([0, 1, 2]), "index": torch.arange(3),
+                     "video_id": ["a", "b", "c"]}, 0)
+    confusion = model.confusion.compute()
+    predicted_by_confusion = [int(confusion[label].argmax()) for label in range(3)]  # one video per class
+    predicted_by_rows = [row["top_classes"][0] for row in model.predictions]
+    assert predicted_by_rows == predicted_by_confusion == [0, 0, 1]
+
+
+def test_a_run_folder_holds_everything_the_run_wrote(tmp_path):
+    # run_dir=... moves Hydra's .hydra/ and train.log too; skipped_videos.csv exists, with its header,
+    # when nothing was skipped.
+    run_dir = tmp_path / "my_run"
+    result = run_script("train.py", *FAST, f"run_dir={run_dir}", "debug=fast", f"dataset.root={tmp_path / 'synth'}",
+                        *SMALL_SYNTHETIC, "logger=[tensorboard]", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
+    assert (run_dir / "skipped_videos.csv").read_text().strip() == "video_id,path,reason"
+    assert not (tmp_path / "outputs").exists()
+    output = result.stdout + result.stderr
+    for chatter in ("LeafSpec", "litlogger", "oneDNN", "absl", "tensorflow", "worker processes"):
+        assert chatter not in output, chatter
+    assert "precision 32-true" in output or "precision bf16-mixed" in output  # the choice is logged
+
+
+def test_tensorboard_logging_does_not_import_tensorflow(tmp_path):
+    script = ("import sys; from pytorch_lightning.loggers import TensorBoardLogger;"
+              "from i3d_lightning.training import _tensorboard_without_tensorflow;"
+              "_tensorboard_without_tensorflow();"
+              f"logger = TensorBoardLogger({str(tmp_path)!r}); logger.log_metrics({{'a': 1.0}}, 0);"
+              "logger.finalize('ok');"
+              "print('tensorflow' in sys.modules)")
+    result = run_script("-c", script, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
+    assert list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_data_workers_default_to_the_cpus_available(tmp_path):
+    from i3d_lightning.data.datamodule import VideoDataModule, available_cpus
+    from i3d_lightning.data.sources import Custom
+
+    datamodule = VideoDataModule(Custom(train=str(tmp_path)))
+    assert datamodule.num_workers == min(4, available_cpus())
+    assert compose_config("train", [f"run_dir={tmp_path}"]).data.num_workers is None

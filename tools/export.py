@@ -16,6 +16,7 @@ within ``--tolerance`` (exit status 1 otherwise).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -25,13 +26,38 @@ import torch
 from i3d_lightning.data.sample import STREAMS, load_input, release_sample
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.export import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
+from i3d_lightning.release import ReleaseFileError
 
 SIZE = 224
 
 
+#: What each format needs beyond the base install (``pip install 'i3d-lightning[export]'``).
+FORMAT_MODULES = {"torchscript": (), "onnx": ("onnx", "onnxscript", "onnxruntime")}
+
+
+def check_format_modules(formats: list[str]) -> None:
+    """Refuse, before anything is written, formats whose packages are not installed."""
+    missing = sorted({module for fmt in formats for module in FORMAT_MODULES[fmt]
+                      if importlib.util.find_spec(module) is None})
+    if missing:
+        raise UserInputError(f"exporting {' and '.join(formats)} needs {', '.join(missing)}: "
+                             "pip install 'i3d-lightning[export]' (or pass --formats torchscript)")
+
+
+def sample_clip(stream: str, path: str | None, fetch_options: dict) -> torch.Tensor:
+    """The check clip of ``stream``: ``path``, else the release's sample clip."""
+    if path:
+        return load_input(path, stream)
+    try:
+        return load_input(release_sample(stream, **fetch_options), stream)
+    except ReleaseFileError as error:
+        raise UserInputError(f"{error}\nOr check the export on a clip of your own: --sample-{stream} PATH "
+                             f"(.npy, .gif{' or a video' if stream == 'rgb' else ''})") from None
+
+
 def check_inputs(streams: tuple[str, ...], samples: dict[str, str | None], fetch_options: dict) -> dict:
     """Named input sets for the checks: the sample clip, and a random batch of the shortest length."""
-    sample = tuple(load_input(samples.get(s) or release_sample(s, **fetch_options), s) for s in streams)
+    sample = tuple(sample_clip(s, samples.get(s), fetch_options) for s in streams)
     frames = min(clip.shape[2] for clip in sample)
     sample = tuple(clip[:, :, :frames] for clip in sample)  # the streams' clips have one length
     generator = torch.Generator().manual_seed(1)
@@ -55,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fetch_options = {"mirror": args.mirror} if args.mirror else {}
     try:
+        check_format_modules(args.formats)
         stream = args.stream or (None if args.checkpoint else "rgb")
+        print("loading the model ...", flush=True)
         model, classes = load_model(stream, weights={"rgb": args.weights_rgb, "flow": args.weights_flow},
                                     checkpoint=args.checkpoint, **fetch_options)
         name = "joint" if len(model.streams) > 1 else model.streams[0]
@@ -63,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         checks: dict[str, dict[str, float]] = {}
         for fmt in args.formats:
+            print(f"exporting {fmt} ...", flush=True)
             path = export(model, fmt, args.out / f"i3d_{name}{SUFFIXES[fmt]}", size=SIZE)
+            print(f"checking {path.name} against PyTorch on {', '.join(inputs)} ...", flush=True)
             checks[fmt] = {label: max_abs_difference(path, fmt, model, clips) for label, clips in inputs.items()}
             print(f"{path}: max |logit difference| to PyTorch " +
                   ", ".join(f"{diff:.3g} ({label})" for label, diff in checks[fmt].items()))

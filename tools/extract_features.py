@@ -20,7 +20,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from i3d_lightning.cli import quiet_library_chatter
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
+from i3d_lightning.data.datamodule import available_cpus
 from i3d_lightning.data.datasets import VideoList, video_files
 from i3d_lightning.data.sample import CHANNELS, STREAMS
 from i3d_lightning.errors import UserInputError
@@ -68,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("32", "bf16"), default="32")
     parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
     parser.add_argument("--devices", default="auto")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=min(2, available_cpus()))
     args = parser.parse_args(argv)
+    quiet_library_chatter()
     try:
         if args.dataset:
             videos, flow_root = dataset_videos(args.dataset, args.set)

@@ -114,6 +114,11 @@ class SkipReport:
                            [(video_id, *entry) for video_id, entry in sorted(self.entries.items())])
 
 
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _write_rows(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as stream:
@@ -132,8 +137,9 @@ class VideoDataModule(pl.LightningDataModule):
         train_sampling / eval_sampling: how training / evaluation clips are drawn.
         batch_size: training clips per batch (per process); ``eval_batch_size`` videos per
             evaluation batch (defaults to ``batch_size``; 1 in whole-video mode, whose lengths differ).
-        num_workers: DataLoader worker processes; ``worker_timeout`` seconds a batch may take before
-            the loader gives up instead of hanging.
+        num_workers: DataLoader worker processes (``None``: one per CPU core available to this process,
+            at most 4); ``worker_timeout`` seconds a batch may take before the loader gives up instead
+            of hanging.
         on_error: ``skip`` unreadable videos (reported) or ``raise``.
         report_dir: where the lists of missing and skipped videos are written (the run folder).
         check_videos: how many training videos ``setup`` probes to catch unusable data early.
@@ -142,7 +148,7 @@ class VideoDataModule(pl.LightningDataModule):
 
     def __init__(self, source: VideoSource, *, modalities: list[str] | tuple[str, ...] = ("rgb",),
                  train_sampling: ClipSampling | None = None, eval_sampling: ClipSampling | None = None,
-                 batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 4,
+                 batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int | None = None,
                  worker_timeout: float = 600.0, on_error: str = "skip", report_dir: str | None = None,
                  check_videos: int = 16, seed: int = 0) -> None:
         super().__init__()
@@ -152,7 +158,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.eval_sampling = eval_sampling or ClipSampling(train=False)
         self.batch_size = batch_size
         self.eval_batch_size = 1 if self.eval_sampling.whole_video else (eval_batch_size or batch_size)
-        self.num_workers = num_workers
+        self.num_workers = min(4, available_cpus()) if num_workers is None else num_workers
         self.worker_timeout = worker_timeout
         self.on_error = on_error
         self.report_dir = Path(report_dir) if report_dir else None

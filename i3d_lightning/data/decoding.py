@@ -33,6 +33,10 @@ class VideoInfo:
 def _open(path: str | os.PathLike, width: int = -1, height: int = -1):
     import decord
 
+    # FFmpeg's own lines ("moov atom not found", ...) would precede every decode error on stderr; the
+    # error raised below says what went wrong instead.
+    decord.logging.set_level(decord.logging.QUIET)
+
     if not os.path.isfile(path):
         raise VideoDecodeError(f"{path}: no such file")
     try:
