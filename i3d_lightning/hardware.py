@@ -1,11 +1,11 @@
 """What the machine can do well, and the numeric precision chosen from it.
 
-CPUs of the same "2 cores" machine kind differ: Intel CPUs with AMX run bf16 convolutions about 3x
-faster than fp32, while CPUs without AMX gain little or lose (AVX-512 bf16 only) or emulate bf16
-(AVX2), and oneDNN's bf16 convolution backward has returned NaN weight gradients on AMD EPYC CPUs
-with ``avx512_bf16``. So bf16 is chosen automatically only where it is known to be safe and faster:
-a CUDA GPU with bf16, or a CPU with AMX. Benchmarks print :func:`describe_device` so that every
-figure names the machine it came from.
+CPUs of the same "2 cores" machine kind differ: Intel CPUs with AMX run bf16 convolutions several
+times faster than fp32, while CPUs without AMX gain little (AVX-512 bf16 only) or emulate bf16 (AVX2)
+and run it far slower (the README has the measured figures), and oneDNN's bf16 convolution backward
+has returned NaN weight gradients on AMD EPYC CPUs with ``avx512_bf16``. So bf16 is chosen
+automatically only where it is known to be safe and faster: a CUDA GPU with bf16, or a CPU with AMX.
+Benchmarks print :func:`describe_device` so that every figure names the machine it came from.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def auto_precision(accelerator: str) -> tuple[str, str]:
         return "32-true", "this GPU has no bf16 support"
     info = cpu_info()
     if info.matrix_isa == "amx":
-        return "bf16-mixed", f"CPU {info.model} has AMX (bf16 about 3x faster than fp32)"
+        return "bf16-mixed", f"CPU {info.model} has AMX (bf16 matrix units)"
     if info.matrix_isa == "avx512_bf16":
         return "32-true", (f"CPU {info.model} has AVX-512 bf16 but no AMX: bf16 is not faster there, and "
                            "oneDNN's bf16 convolution backward has returned NaN gradients on such CPUs")

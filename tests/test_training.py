@@ -68,11 +68,14 @@ def _learning_config(tmp_path: Path, checkpoints_dir: Path, extra: list[str]):
 
 
 def test_default_training_learns_the_synthetic_motion_classes(tmp_path, checkpoints_dir):
-    # The default recipe on a smaller synthetic set: 48 training videos, 3 epochs of 12 steps.
-    cfg = _learning_config(tmp_path, checkpoints_dir, ["data.batch_size=4", "schedule.max_epochs=3"])
+    # The default recipe (precision auto: fp32 without AMX) on a smaller synthetic set: 48 training
+    # videos, 4 epochs of 12 steps. With 3 epochs the validation accuracy was 0.83-0.96 over seeds on
+    # an AMD CPU in fp32, too close to the bar; the 4th epoch gives the margin (see the README).
+    cfg = _learning_config(tmp_path, checkpoints_dir, ["data.batch_size=4", "schedule.max_epochs=4"])
     results = train(cfg)
     assert results["best_val_top1"] >= 0.75  # chance is 0.25
     assert results["test"]["test/rgb/top1"] >= 0.75
+    assert np.isfinite(results["metrics"]["train/loss"]) and results["skipped_steps"] == 0
     checkpoints = sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir())
     assert "last.ckpt" in checkpoints and any(name.startswith("best-") for name in checkpoints)
     model = I3DClassifier.load_from_checkpoint(results["best_checkpoint"], map_location="cpu")

@@ -24,7 +24,7 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.hardware import describe_device
 from i3d_lightning.models import i3d
 from i3d_lightning.models.i3d import MIN_FRAMES
-from i3d_lightning.models.inference import check_fast_path
+from i3d_lightning.models.inference import PRECISIONS, check_fast_path
 
 SIZE = 224
 
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", type=int, default=4, help="how many random clips besides the sample")
     parser.add_argument("--frames", type=int, default=64, help=f"frames of each random clip (>= {MIN_FRAMES})")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                        help="fast-path precisions to compare (bf16 is emulated and very slow on CPUs "
+                             "without bf16 instructions)")
     args = parser.parse_args(argv)
     if args.frames < MIN_FRAMES:
         parser.error(f"--frames must be at least {MIN_FRAMES}")
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = (1, model.in_channels, args.frames, SIZE, SIZE)
         clips[f"random {index} ({args.frames}x{SIZE}x{SIZE})"] = torch.rand(shape, generator=generator) * 2 - 1
 
-    checks = check_fast_path(model, clips, device=device)
+    checks = check_fast_path(model, clips, device=device, precisions=tuple(args.precisions))
     print(f"{args.weights} on {describe_device(device)}; fast path vs plain fp32 model")
     print(f"{'input':<28} {'precision':>9} {'max |dlogit|':>12} {'max |logit|':>11} {'top-1 margin':>12} "
           f"{'top-1 same':>10}")

@@ -169,8 +169,9 @@ def check_inference_precision(precision: str, device: torch.device) -> None:
     if str(precision) not in PRECISIONS:
         raise UserInputError(f"precision={precision} is not an inference precision; choose 32 or bf16")
     if str(precision) == "bf16" and not bf16_is_fast(device):
-        log.warning("precision=bf16 on %s: bf16 is not faster than fp32 here (no AMX), and less exact; "
-                    "precision=32 is the better choice on this machine", describe_device(device))
+        log.warning("precision=bf16 on %s: bf16 is not faster than fp32 here (no AMX; emulated without bf16 "
+                    "instructions, about 100x slower) and less exact; precision=32 is the better choice on "
+                    "this machine", describe_device(device))
 
 
 @contextlib.contextmanager
