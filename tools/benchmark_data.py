@@ -28,7 +28,7 @@ from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.data.sampling import random_clip, short_side_size
 from i3d_lightning.data.sources import Custom
 from i3d_lightning.data.synthetic import render_video, write_mp4
-from i3d_lightning.hardware import describe_device
+from i3d_lightning.hardware import bf16_is_fast, describe_device
 from i3d_lightning.models import InceptionI3d
 
 CLIP = 64
@@ -94,11 +94,14 @@ def main() -> None:
         rows = [("raw decode (decord, 1 process)", raw_decode(paths, args.clips))]
         rows += [(f"DataModule, {workers} worker{'s' * (workers > 1)}", datamodule_rate(Path(tmp), workers, args.clips))
                  for workers in args.workers]
-    rows += [("I3D forward fp32 (batch 1)", model_rate(torch.float32)),
-             ("I3D forward bf16 autocast (batch 1)", model_rate(torch.bfloat16))]
+    rows += [("I3D forward fp32 (batch 1)", model_rate(torch.float32))]
+    if bf16_is_fast("cpu"):
+        rows += [("I3D forward bf16 autocast (batch 1)", model_rate(torch.bfloat16))]
     print(f"{'what':<38} {'clips/s':>8}")
     for name, rate in rows:
         print(f"{name:<38} {rate:>8.2f}")
+    if not bf16_is_fast("cpu"):
+        print("(bf16 not timed: this CPU has no AMX; see tools/benchmark_model.py for its bf16 GEMM rate)")
 
 
 if __name__ == "__main__":
