@@ -26,7 +26,11 @@ def quiet_library_chatter() -> None:
     triggers (torch 2.14 deprecated ``LeafSpec``, which Lightning 2.6 still uses)."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning)
-    logging.getLogger("pytorch_lightning.trainer.connectors.logger_connector.logger_connector").setLevel(logging.WARNING)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_not_an_advertisement)
+
+
+def _not_an_advertisement(record: logging.LogRecord) -> bool:
+    return "litlogger" not in record.getMessage()
 
 
 def run_reporting_errors(task: Callable[[DictConfig], object], cfg: DictConfig) -> None:
