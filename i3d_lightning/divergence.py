@@ -68,10 +68,11 @@ class NonFiniteGuard(Callback):
                                  optimizer: torch.optim.Optimizer) -> None:
         # The losses of this step (every batch of an accumulation window) were seen before backward;
         # a non-finite loss whose gradient happens to be finite is no step either.
-        loss = trainer.strategy.reduce_boolean_decision(self._loss_finite, all=True)
-        grads = trainer.strategy.reduce_boolean_decision(self._gradients_finite(optimizer), all=True)
+        # One collective: every process takes the same decision. The message names what was bad here
+        # (the gradients are already reduced, so another process's non-finite loss shows in them).
+        loss, grads = self._loss_finite, self._gradients_finite(optimizer)
         self._loss_finite = True
-        if loss and grads:
+        if trainer.strategy.reduce_boolean_decision(loss and grads, all=True):
             self.consecutive = 0
             self._buffers = {}
             return

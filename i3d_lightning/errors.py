@@ -4,3 +4,9 @@ their message as one line instead of a traceback."""
 
 class UserInputError(Exception):
     """Something the user supplied is missing, malformed or does not fit; the message says what."""
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an exception's message (at most 300 characters), or its type's name."""
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

