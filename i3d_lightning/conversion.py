@@ -8,13 +8,10 @@ checkpoint is read (``pip install 'i3d-lightning[tf]'``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import re
-import sys
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ import torch
 
 from i3d_lightning.errors import UserInputError, first_line
 from i3d_lightning.models.i3d import INCEPTION_CHANNELS, InceptionI3d
+from i3d_lightning.native_stderr import native_stderr_captured
 
 #: Optimizer slots saved beside the weights (rgb_scratch_kin600 has SGD momentum for every
 #: trainable variable); they are not part of the model.
@@ -151,7 +149,7 @@ def import_tensorflow():
     import torch._dynamo  # noqa: F401  (see the docstring: must precede TensorFlow)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors only, and only from TensorFlow itself
-    with _native_stderr_captured() as captured:
+    with native_stderr_captured() as captured:
         try:
             import tensorflow as tf
         except ImportError as error:
@@ -166,35 +164,13 @@ def import_tensorflow():
     return tf
 
 
-class _Captured:
-    show = False
-
-
-@contextlib.contextmanager
-def _native_stderr_captured() -> Iterator[_Captured]:
-    """Send file descriptor 2 to a temporary file while the block runs; replay it if ``show`` is set."""
-    captured = _Captured()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if captured.show:
-                sink.seek(0)
-                sys.stderr.write(sink.read().decode(errors="replace"))
-
-
 def read_tf_checkpoint(prefix: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointLayout]:
     """Convert the TensorFlow checkpoint at ``prefix`` (e.g. ``.../rgb_scratch/model.ckpt``).
 
     Returns the complete PyTorch state dict of an :class:`InceptionI3d` (batch-norm gamma = 1) and
     the checkpoint's layout.
     """
-    with _native_stderr_captured():  # TensorFlow's native log lines of its first operations
+    with native_stderr_captured():  # TensorFlow's native log lines of its first operations
         return _read_tf_checkpoint(import_tensorflow(), prefix)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.native_stderr import native_stderr_captured
 
 
 class VideoDecodeError(UserInputError):
@@ -33,17 +34,21 @@ class VideoInfo:
 def _open(path: str | os.PathLike, width: int = -1, height: int = -1):
     import decord
 
-    # FFmpeg's own lines ("moov atom not found", ...) would precede every decode error on stderr; the
-    # error raised below says what went wrong instead.
+    # FFmpeg's own lines ("moov atom not found", ...) and decord's "ERROR opening: <path>" would precede
+    # every decode error on stderr; the error raised below says what went wrong instead. The log level
+    # quiets FFmpeg; decord's line goes straight to descriptor 2, so the lines naming the file are
+    # dropped there and anything else written meanwhile is passed on.
     decord.logging.set_level(decord.logging.QUIET)
 
     if not os.path.isfile(path):
         raise VideoDecodeError(f"{path}: no such file")
-    try:
-        return decord.VideoReader(os.fspath(path), ctx=decord.cpu(0), width=width, height=height,
-                                  num_threads=1)
-    except Exception as error:  # decord raises DECORDError, a plain Exception subclass
-        raise VideoDecodeError(f"{path}: cannot open as video ({_reason(error)})") from error
+    with native_stderr_captured() as captured:
+        captured.show, captured.omit = True, os.fspath(path)
+        try:
+            return decord.VideoReader(os.fspath(path), ctx=decord.cpu(0), width=width, height=height,
+                                      num_threads=1)
+        except Exception as error:  # decord raises DECORDError, a plain Exception subclass
+            raise VideoDecodeError(f"{path}: cannot open as video ({_reason(error)})") from error
 
 
 def _reason(error: Exception) -> str:

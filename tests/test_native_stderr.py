@@ -1,0 +1,29 @@
+import os
+
+import pytest
+
+from i3d_lightning.native_stderr import native_stderr_captured
+
+
+def test_native_lines_are_held_back_unless_shown(capfd):
+    with native_stderr_captured():
+        os.write(2, b"native chatter\n")
+    assert capfd.readouterr().err == ""
+    os.write(2, b"after\n")  # descriptor 2 is back where it was
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_shown_lines_are_replayed_without_the_omitted_ones(capfd):
+    with native_stderr_captured() as captured:
+        captured.show, captured.omit = True, "/videos/a.mp4"
+        os.write(2, b"ERROR opening: /videos/a.mp4, Invalid data\nanother thread's warning\n")
+    assert capfd.readouterr().err == "another thread's warning\n"
+
+
+def test_an_exception_in_the_block_still_restores_descriptor_2(capfd):
+    with pytest.raises(RuntimeError), native_stderr_captured() as captured:
+        captured.show = True
+        os.write(2, b"why it failed\n")
+        raise RuntimeError
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "why it failed\nafter\n"
