@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Descriptor 2 is process-wide: two threads swapping it at once could leave it pointing at a closed file.
-_swap_lock = threading.Lock()
+_swap_lock = threading.RLock()  # re-entrant: a capture may run inside another (TensorFlow import, then its ops)
 
 
 @dataclass

@@ -1,4 +1,5 @@
 import os
+import threading
 
 import pytest
 
@@ -27,3 +28,20 @@ def test_an_exception_in_the_block_still_restores_descriptor_2(capfd):
         raise RuntimeError
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "why it failed\nafter\n"
+
+
+def test_captures_nest_without_waiting_on_each_other(capfd):
+    # Converting a checkpoint captures around the TensorFlow import, which captures too.
+    def nested() -> None:
+        with native_stderr_captured() as outer:
+            outer.show = True
+            with native_stderr_captured() as inner:
+                inner.show = True
+                os.write(2, b"inner\n")
+            os.write(2, b"outer\n")
+
+    worker = threading.Thread(target=nested, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "nested captures deadlocked"
+    assert capfd.readouterr().err == "inner\nouter\n"
