@@ -13,11 +13,10 @@ from pathlib import Path
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from i3d_lightning.divergence import TrainingDivergedError
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.training.divergence import TrainingDivergedError
 
 
 def quiet_library_chatter() -> None:
@@ -33,31 +32,34 @@ def _not_an_advertisement(record: logging.LogRecord) -> bool:
     return "litlogger" not in record.getMessage()
 
 
-def run_reporting_errors(task: Callable[[DictConfig], object], cfg: DictConfig) -> None:
-    """Run ``task(cfg)``; a mistake in the user's input or config prints ``error: <message>`` (no
-    traceback) and exits with 2; a diverged training run prints what happened and exits with 1."""
+def run_reporting_errors(task: Callable[..., object], *args: object) -> int:
+    """Run ``task(*args)`` for a command (``train.py``, ``eval.py``, the tools) and return its exit
+    status: the int ``task`` returns, else 0. A mistake in the user's input or config prints one line
+    ``error: <message>`` (no traceback) and gives 2; a training run that diverged prints what happened
+    and gives 1. Library chatter is quieted first."""
     quiet_library_chatter()
     try:
-        task(cfg)
+        result = task(*args)
     except (UserInputError, OmegaConfBaseException) as error:
-        _refuse(error)
+        return _refuse(error)
     except TrainingDivergedError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        return 1
     except InstantiationException as error:
         # Hydra wraps what a constructor raised; a user error inside is reported as such.
         if isinstance(error.__cause__, UserInputError):
-            _refuse(error.__cause__)
+            return _refuse(error.__cause__)
         raise
+    return result if isinstance(result, int) else 0
 
 
-def _refuse(error: Exception) -> None:
+def _refuse(error: Exception) -> int:
     """Report a mistake in the user's input: one line, exit status 2, and no run folder left behind
     when Hydra's own files are all it holds."""
     print(f"error: {error}", file=sys.stderr)
     if HydraConfig.initialized():
         remove_if_only_hydra_files(Path(HydraConfig.get().runtime.output_dir))
-    sys.exit(2)
+    return 2
 
 
 def remove_if_only_hydra_files(run_dir: Path) -> None:

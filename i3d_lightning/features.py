@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from i3d_lightning.atomic_files import atomic_output
-from i3d_lightning.data.datamodule import SkipReport
-from i3d_lightning.data.datasets import VideoRecord
+from i3d_lightning.data.annotations import VideoRecord
+from i3d_lightning.data.skip_report import SkipReport
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import autocast, check_inference_precision, optimize_for_inference, prepare_input
 

@@ -1,7 +1,7 @@
 """What the machine can do well, and the numeric precision chosen from it.
 
-CPUs of the same "2 cores" machine kind differ: Intel CPUs with AMX run bf16 convolutions several
-times faster than fp32, while CPUs without AMX gain little (AVX-512 bf16 only) or emulate bf16 (AVX2)
+CPUs of the same "2 cores" machine kind differ: Intel CPUs with AMX run bf16 convolutions much
+faster than fp32, while CPUs without AMX gain little (AVX-512 bf16 only) or emulate bf16 (AVX2)
 and run it far slower (the README has the measured figures), and oneDNN's bf16 convolution backward
 has returned NaN weight gradients on AMD EPYC CPUs with ``avx512_bf16``. So bf16 is chosen
 automatically only where it is known to be safe and faster: a CUDA GPU with bf16, or a CPU with AMX.
@@ -10,6 +10,7 @@ Benchmarks print :func:`describe_device` so that every figure names the machine 
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from functools import cache
@@ -103,3 +104,8 @@ def resolve_trainer_precision(precision: object, accelerator: str) -> tuple[str,
     if text == "auto":
         return auto_precision(accelerator)
     return text, "set explicitly (trainer.precision)"
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -44,7 +44,7 @@ def checkpoints_dir(release_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def rgb_scratch_state(checkpoints_dir: Path) -> dict[str, torch.Tensor]:
     """The rgb_scratch checkpoint converted once for the whole session."""
-    from i3d_lightning.conversion import read_tf_checkpoint
+    from i3d_lightning.weights.conversion import read_tf_checkpoint
 
     state, _ = read_tf_checkpoint(checkpoints_dir / "rgb_scratch" / "model.ckpt")
     return state
@@ -53,10 +53,12 @@ def rgb_scratch_state(checkpoints_dir: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def weights_home(tmp_path_factory: pytest.TempPathFactory, rgb_scratch_state) -> Path:
     """An ``I3D_HOME`` whose cache holds the converted rgb_scratch weights."""
-    from i3d_lightning.models.weights import I3DWeights, converted_path, save_state_dict
+    from i3d_lightning.weights import I3DWeights, WeightsSource
+    from i3d_lightning.weights.loading import converted_path, save_state_dict
 
     home = tmp_path_factory.mktemp("i3d_home")
-    save_state_dict(rgb_scratch_state, converted_path(I3DWeights.rgb_scratch, home), {"name": "rgb_scratch"})
+    cached = converted_path(I3DWeights.rgb_scratch, WeightsSource(cache=home))
+    save_state_dict(rgb_scratch_state, cached, {"name": "rgb_scratch"})
     return home
 
 

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from i3d_lightning.data import decoding
+from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
-from i3d_lightning.data.datasets import VideoRecord
 from i3d_lightning.data.flow import flow_file, read_flow
 from i3d_lightning.errors import UserInputError
 from tests.conftest import run_script
@@ -117,7 +117,7 @@ def test_joint_streams_share_frames_crop_and_flip(tmp_path):
 def test_flow_jpegs_decode_to_model_range(tmp_path):
     _, flow_root = _ramp_video_and_flow(tmp_path, frames=3)
     flow = read_flow(flow_root / "ramp", [1, 0, 1])
-    assert flow.shape == (3, 64, 96, 2) and flow.dtype == np.float32
+    assert flow.shape == (3, 64, 96, 2) and flow.dtype == torch.float32
     assert flow[..., 0].min() == pytest.approx(16 / 127.5 - 1, abs=0.02)
     assert flow[..., 0].max() == pytest.approx(240 / 127.5 - 1, abs=0.02)
 
@@ -185,7 +185,7 @@ def test_forked_workers_do_not_hang_after_the_parent_decoded(tmp_path):
         import torch
         from i3d_lightning.data import decoding
         from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
-        from i3d_lightning.data.datasets import VideoRecord
+        from i3d_lightning.data.annotations import VideoRecord
         paths = sorted(Path({str(tmp_path)!r}).glob("*.mp4"))
         decoding.read_frames(paths[0], [0, 5])  # the parent decodes before forking
         records = [VideoRecord(p, 0, p.stem) for p in paths] * 4

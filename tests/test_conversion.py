@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from i3d_lightning.conversion import (
+from i3d_lightning.models import InceptionI3d
+from i3d_lightning.weights import i3d
+from i3d_lightning.weights.conversion import (
     CheckpointMismatchError,
     check_variables,
     import_tensorflow,
     read_tf_checkpoint,
     variable_map,
 )
-from i3d_lightning.models import InceptionI3d, i3d
 from tests.conftest import run_script
 from tests.tf_checkpoints import release_like_variables, write_tf_checkpoint
 

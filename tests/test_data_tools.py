@@ -27,7 +27,7 @@ def test_extract_flow_measures_motion_and_resumes(tmp_path):
                   "--workers", "2")
     assert result.returncode == 1  # one video failed
     assert count_flow_frames(tmp_path / "flow" / "moving" / "right") == 7
-    flow = read_flow(tmp_path / "flow" / "moving" / "right", range(7)) * 20  # back to pixels
+    flow = read_flow(tmp_path / "flow" / "moving" / "right", range(7)).numpy() * 20  # back to pixels
     assert abs(np.median(flow[..., 0]) - 3) < 0.5 and abs(np.median(flow[..., 1])) < 0.5
     with (tmp_path / "flow" / "failed_flow.csv").open() as stream:
         rows = list(csv.reader(stream))

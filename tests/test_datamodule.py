@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from i3d_lightning.data.clip_dataset import ClipSampling
-from i3d_lightning.data.datamodule import EpochSampler, SkipReport, UnpaddedDistributedSampler, VideoDataModule
-from i3d_lightning.data.sources import Custom, Synthetic
+from i3d_lightning.data.datamodule import VideoDataModule
+from i3d_lightning.data.dataset_configs import Custom, Synthetic
+from i3d_lightning.data.distributed import EpochSampler, UnpaddedDistributedSampler
+from i3d_lightning.data.skip_report import SkipReport
 from i3d_lightning.errors import UserInputError
 from tests.videos import write_video
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from i3d_lightning.data import datasets
-from i3d_lightning.data.sources import UCF101, Custom, Kinetics
+from i3d_lightning.data import annotations
+from i3d_lightning.data.dataset_configs import UCF101, Custom, Kinetics
 from i3d_lightning.errors import UserInputError
 
 
@@ -65,14 +65,14 @@ def test_hmdb51_tags(tmp_path):
     (splits / "wave_test_split1.txt").write_text("d.avi 2\ne.avi 1\n")
     for relative in ("brush_hair/a.avi", "brush_hair/b.avi", "brush_hair/c.avi", "wave/d.avi", "wave/e.avi"):
         _touch(tmp_path / "videos" / relative)
-    train = datasets.hmdb51(tmp_path / "videos", splits, 1, "train")
-    test = datasets.hmdb51(tmp_path / "videos", splits, 1, "test")
+    train = annotations.hmdb51(tmp_path / "videos", splits, 1, "train")
+    test = annotations.hmdb51(tmp_path / "videos", splits, 1, "test")
     assert train.classes == ["brush_hair", "wave"]
     assert [(r.video_id, r.label) for r in train.records] == [("brush_hair/a", 0), ("wave/e", 1)]
     assert [(r.video_id, r.label) for r in test.records] == [("brush_hair/b", 0), ("wave/d", 1)]
     (splits / "wave_test_split1.txt").write_text("d.avi 3\n")
     with pytest.raises(UserInputError, match=re.escape("expected '<video> <0|1|2>'")):
-        datasets.hmdb51(tmp_path / "videos", splits, 1, "train")
+        annotations.hmdb51(tmp_path / "videos", splits, 1, "train")
 
 
 KINETICS_CSV = ("label,youtube_id,time_start,time_end,split\n"
@@ -102,11 +102,11 @@ def test_kinetics_unknown_label(tmp_path):
     (tmp_path / "videos").mkdir()
     (tmp_path / "train.csv").write_text("label,youtube_id,time_start,time_end,split\nmoonwalking,x,0,10,train\n")
     with pytest.raises(UserInputError, match="label 'moonwalking' of x is not one of the 400 Kinetics classes"):
-        datasets.kinetics(tmp_path / "videos", tmp_path / "train.csv", datasets_classes())
+        annotations.kinetics(tmp_path / "videos", tmp_path / "train.csv", datasets_classes())
 
 
 def datasets_classes() -> list[str]:
-    from i3d_lightning.models.weights import kinetics_categories
+    from i3d_lightning.weights import kinetics_categories
 
     return kinetics_categories(400)
 
@@ -114,19 +114,19 @@ def datasets_classes() -> list[str]:
 def test_custom_folder_and_lists(tmp_path):
     for relative in ("cats/a.mp4", "cats/b.avi", "dogs/c.mp4", "dogs/notes.txt"):
         _touch(tmp_path / "data" / relative)
-    folder = datasets.custom(tmp_path / "data")
+    folder = annotations.custom(tmp_path / "data")
     assert folder.classes == ["cats", "dogs"]
     assert [(r.video_id, r.label) for r in folder.records] == [("cats/a", 0), ("cats/b", 0), ("dogs/c", 1)]
     (tmp_path / "data" / "names.csv").write_text("path,label\ncats/a.mp4,cats\ndogs/c.mp4 , dogs\nnone.mp4,dogs\n")
-    by_name = datasets.custom(tmp_path / "data" / "names.csv")
+    by_name = annotations.custom(tmp_path / "data" / "names.csv")
     assert [(r.video_id, r.label) for r in by_name.records] == [("cats/a", 0), ("dogs/c", 1)]
     assert by_name.missing == [("none", str(tmp_path / "data" / "none.mp4"))]
     (tmp_path / "data" / "indices.txt").write_text("cats/a.mp4 2\n" + str(tmp_path / "data/dogs/c.mp4") + " 0\n")
-    by_index = datasets.custom(tmp_path / "data" / "indices.txt")
+    by_index = annotations.custom(tmp_path / "data" / "indices.txt")
     assert by_index.classes == ["0", "1", "2"] and [r.label for r in by_index.records] == [2, 0]
     with pytest.raises(UserInputError, match="label 'birds' of cats/a.mp4 is not one of 2 classes"):
         (tmp_path / "data" / "bad.csv").write_text("cats/a.mp4,birds\n")
-        datasets.custom(tmp_path / "data" / "bad.csv", ["cats", "dogs"])
+        annotations.custom(tmp_path / "data" / "bad.csv", ["cats", "dogs"])
 
 
 def test_empty_dataset_is_an_error(tmp_path):

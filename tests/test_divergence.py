@@ -13,8 +13,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from i3d_lightning.divergence import NonFiniteGuard, TrainingDivergedError, check_finite_state_dict
-from i3d_lightning.lightning_module import I3DClassifier
+from i3d_lightning.training.divergence import NonFiniteGuard, TrainingDivergedError, check_finite_state_dict
+from i3d_lightning.training.lightning_module import I3DClassifier
 from tests.conftest import run_script
 
 
@@ -123,9 +123,9 @@ class InjectNaNGradients(pl.Callback):
 def test_train_cli_stops_a_diverging_run_with_one_line_and_exit_1(tmp_path, checkpoints_dir):
     result = run_script("train.py", f"hydra.run.dir={tmp_path}", f"dataset.root={tmp_path / 'synthetic'}",
                         "dataset.train_per_class=2", "dataset.val_per_class=1", "dataset.num_frames=20",
-                        "data.num_workers=0", "data.batch_size=2", "data.train_sampling.clip_len=9",
-                        "data.eval_sampling.clip_len=9", "data.train_sampling.crop_size=193",
-                        f"weights.mirror={checkpoints_dir}", "weights.rgb=rgb_scratch", "logger=[]",
+                        "data.num_workers=0", "data.batch_size=2", "data.clip.clip_len=9",
+                        "data.clip.crop_size=193",
+                        f"weights.source.mirror={checkpoints_dir}", "weights.rgb=rgb_scratch", "logger=[]",
                         "callbacks.nonfinite_guard.max_consecutive=2", "model.trainable_blocks=0",
                         "+callbacks.inject._target_=tests.test_divergence.InjectNaNGradients",
                         "trainer.enable_progress_bar=false", timeout=600)

@@ -11,10 +11,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from i3d_lightning.data.sample import load_input
-from i3d_lightning.export import FORMATS, MIN_EXPORT_FRAMES, StreamSum, export, max_abs_difference, run_exported
-from i3d_lightning.lightning_module import I3DClassifier
+from i3d_lightning.data.release_clip import load_input
+from i3d_lightning.deployment import FORMATS, MIN_EXPORT_FRAMES, StreamSum, export, max_abs_difference, run_exported
 from i3d_lightning.models import InceptionI3d
+from i3d_lightning.training.lightning_module import I3DClassifier
 from tests.conftest import run_script
 
 SIZE = 193  # the smallest input I3D takes: keeps the test fast
@@ -116,7 +116,7 @@ def test_export_without_the_onnx_extra_is_refused_before_anything_is_written(tmp
 
 def test_export_without_a_sample_clip_points_to_the_sample_option(tmp_path, capsys):
     weights = tmp_path / "w.safetensors"
-    from i3d_lightning.models.weights import save_state_dict
+    from i3d_lightning.weights.loading import save_state_dict
 
     save_state_dict(InceptionI3d(3, 3).state_dict(), weights, {})
     assert _export_tool().main([str(tmp_path / "out"), "--weights-rgb", str(weights), "--formats", "torchscript"]) == 2

@@ -8,8 +8,8 @@ import subprocess
 import numpy as np
 import torch
 
+from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
-from i3d_lightning.data.datasets import video_files
 from i3d_lightning.features import window_starts
 from i3d_lightning.models import InceptionI3d
 from tests.conftest import run_script

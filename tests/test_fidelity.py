@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from i3d_lightning.conversion import read_tf_checkpoint
-from i3d_lightning.data.sample import load_input
+from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.models.weights import kinetics_categories
-from i3d_lightning.tf_reference import TFReferenceI3D
+from i3d_lightning.weights import kinetics_categories
+from i3d_lightning.weights.conversion import read_tf_checkpoint
 from tests.tf_checkpoints import release_like_variables, write_tf_checkpoint
+from tools.tf_reference import TFReferenceI3D
 
 TOLERANCE = 1e-4
 

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from i3d_lightning import hardware
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.inference import check_inference_precision
-from i3d_lightning.training import build_trainer
+from i3d_lightning.training.run import build_trainer
 from tests.conftest import REPO_ROOT
 
 CPUINFO = {
@@ -66,7 +66,7 @@ def _trainer(overrides: list[str], tmp_path):
 
 
 def test_the_cpu_trainer_chooses_and_logs_its_precision(cpu, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="i3d_lightning.training")
+    caplog.set_level(logging.INFO, logger="i3d_lightning.training.run")
     cpu("amx")
     assert _trainer([], tmp_path).precision == "bf16-mixed"
     assert "precision bf16-mixed: CPU Intel(R) Xeon(R) Platinum 8480+ (family 6, model 143) has AMX" in caplog.text

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from i3d_lightning.data.sample import load_input
+from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.hardware import cpu_info
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.models.i3d import MaxPool3dSame, Unit3D

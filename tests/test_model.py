@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from i3d_lightning.models import ENDPOINTS, InceptionI3d, i3d
+from i3d_lightning.models import ENDPOINTS, InceptionI3d
 from i3d_lightning.models.i3d import MaxPool3dSame, Unit3D, tf_same_padding
+from i3d_lightning.weights import i3d
 
 
 @pytest.fixture(scope="module")

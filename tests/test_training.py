@@ -15,14 +15,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
+from i3d_lightning.data.annotations import custom
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
-from i3d_lightning.data.datasets import custom
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.evaluate import evaluate
-from i3d_lightning.lightning_module import I3DClassifier
+from i3d_lightning.evaluation.run import evaluate
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.models.weights import save_state_dict
-from i3d_lightning.training import train
+from i3d_lightning.training.lightning_module import I3DClassifier
+from i3d_lightning.training.run import train
+from i3d_lightning.weights.loading import save_state_dict
 from tests.conftest import REPO_ROOT, run_script
 from tests.tiny_datasets import FAST, make_tiny_datasets
 
@@ -37,6 +37,39 @@ def tiny(tmp_path_factory) -> dict[str, list[str]]:
     return make_tiny_datasets(tmp_path_factory.mktemp("datasets"))
 
 
+class RunProbe(pl.Callback):
+    """What a run did, for the fast_dev_run matrix: the shape of each head's scores on the validation
+    batch, and which parameters the training step changed. The latest instance is ``RunProbe.last``."""
+
+    last: RunProbe | None = None
+
+    def __init__(self) -> None:
+        RunProbe.last = self
+        self.score_shapes: dict[str, tuple[int, ...]] = {}
+        self.parameter_names: set[str] = set()
+        self.trainable: set[str] = set()
+        self.changed: set[str] = set()
+        self._before: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._before = {name: p.detach().clone() for name, p in pl_module.named_parameters()}
+        self.parameter_names = set(self._before)
+        self.trainable = {name for name, p in pl_module.named_parameters() if p.requires_grad}
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        with torch.no_grad():
+            self.score_shapes = {head: tuple(scores.shape) for head, scores in pl_module.video_scores(batch).items()}
+        self.score_shapes["labels"] = tuple(batch["label"].shape)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.changed = {name for name, p in pl_module.named_parameters()
+                        if not torch.equal(p.detach(), self._before[name])}
+
+
+#: Classes of each tiny dataset (tests/tiny_datasets.py); Kinetics keeps the checkpoints' label sets.
+TINY_CLASSES = {"synthetic": 4, "ucf101": 2, "hmdb51": 2, "kinetics400": 400, "kinetics600": 600, "custom": 2}
+
+
 @pytest.mark.parametrize("stream", ["rgb", "flow", "joint"])
 @pytest.mark.parametrize("dataset", ["synthetic", "ucf101", "hmdb51", "kinetics400", "kinetics600", "custom"])
 def test_every_stream_and_dataset_runs_fast_dev_run(tiny, tmp_path, dataset, stream, checkpoints_dir):
@@ -45,25 +78,40 @@ def test_every_stream_and_dataset_runs_fast_dev_run(tiny, tmp_path, dataset, str
     else:
         tiny_overrides = tiny[dataset]
     cfg = compose_config("train", [f"dataset={dataset}", f"stream={stream}", "debug=fast", f"run_dir={tmp_path}",
-                                   f"weights.mirror={checkpoints_dir}", *FAST, *tiny_overrides])
+                                   f"weights.source.mirror={checkpoints_dir}", "model.trainable_blocks=1",
+                                   "+callbacks.probe._target_=tests.test_training.RunProbe", *FAST, *tiny_overrides])
     if stream != "rgb" and dataset == "synthetic":
         # The synthetic videos come without flow: a clear error before training, not a crash inside it.
         with pytest.raises(Exception, match="flow folder not found|no flow"):
             train(cfg)
         return
     results = train(cfg)
+    probe = RunProbe.last
     assert results["global_step"] == 1  # one optimizer step
     heads = ["rgb", "flow", "joint"] if stream == "joint" else [stream]
+    # Every head scores each validation video over the dataset's classes.
+    (videos,) = probe.score_shapes.pop("labels")
+    assert probe.score_shapes == {head: (videos, TINY_CLASSES[dataset]) for head in heads}
+    metrics = results["metrics"]
     for head in heads:  # one validation batch, scored for every head
-        assert 0 <= results["metrics"][f"val/{head}/top1"] <= 1
-    assert np.isfinite(results["metrics"]["train/loss"])
+        assert {f"val/{head}/{key}" for key in ("top1", "top5", "mean_class_accuracy")} <= metrics.keys()
+        assert f"train/{head}/top1" in metrics and 0 <= metrics[f"val/{head}/top1"] <= 1
+    assert np.isfinite(metrics["train/loss"])
+    # trainable_blocks=1: the step moved Mixed_5c and the logits layer of each tower, and nothing else.
+    towers = [head for head in heads if head != "joint"]
+    expected = {name for name in probe.parameter_names  # batch norm's gamma is the release's constant 1
+                if (".blocks.Mixed_5c." in name and not name.endswith(".bn.weight")) or ".logits." in name}
+    assert {name.split(".")[1] for name in expected} == set(towers)
+    assert probe.trainable == expected
+    assert probe.changed == expected
     assert list(tmp_path.rglob("*.ckpt")) == []  # fast_dev_run writes no checkpoint
 
 
 def _learning_config(tmp_path: Path, checkpoints_dir: Path, extra: list[str]):
     return compose_config("train", [
-        f"run_dir={tmp_path / 'run'}", f"dataset.root={tmp_path / 'synthetic'}", f"weights.mirror={checkpoints_dir}",
-        "weights.rgb=rgb_scratch", "dataset.train_per_class=12", "dataset.val_per_class=6", "data.num_workers=2",
+        f"run_dir={tmp_path / 'run'}", f"dataset.root={tmp_path / 'synthetic'}",
+        f"weights.source.mirror={checkpoints_dir}", "weights.rgb=rgb_scratch", "dataset.train_per_class=12",
+        "dataset.val_per_class=6", "data.num_workers=2",
         "trainer.enable_progress_bar=false", "logger=[]", *extra])
 
 
@@ -209,7 +257,7 @@ SMALL_SYNTHETIC = ["dataset.train_per_class=1", "dataset.val_per_class=1", "data
     (["dataset=ucf101"], "error: dataset=ucf101 needs dataset.root=PATH"),
     (["weights.rgb=rgb_imagenette", *SMALL_SYNTHETIC], "error: I3D weights 'rgb_imagenette' are neither a registry"),
     (["dataset=sample"], "error: dataset=sample is not a video dataset"),
-    (["data.train_sampling.crop_size=300", *SMALL_SYNTHETIC], "error: crop_size 300 is larger than short_side 224"),
+    (["data.clip.crop_size=300", *SMALL_SYNTHETIC], "error: crop_size 300 is larger than short_side 224"),
 ])
 def test_train_cli_config_mistakes_are_one_line(tmp_path, overrides, expected):
     if "dataset.train_per_class=1" in overrides:
@@ -318,7 +366,7 @@ def test_a_run_folder_holds_everything_the_run_wrote(tmp_path):
 
 def test_tensorboard_logging_does_not_import_tensorflow(tmp_path):
     script = ("import sys; from pytorch_lightning.loggers import TensorBoardLogger;"
-              "from i3d_lightning.training import _tensorboard_without_tensorflow;"
+              "from i3d_lightning.training.run import _tensorboard_without_tensorflow;"
               "_tensorboard_without_tensorflow();"
               f"logger = TensorBoardLogger({str(tmp_path)!r}); logger.log_metrics({{'a': 1.0}}, 0);"
               "logger.finalize('ok');"
@@ -330,8 +378,9 @@ def test_tensorboard_logging_does_not_import_tensorflow(tmp_path):
 
 
 def test_data_workers_default_to_the_cpus_available(tmp_path):
-    from i3d_lightning.data.datamodule import VideoDataModule, available_cpus
-    from i3d_lightning.data.sources import Custom
+    from i3d_lightning.data.datamodule import VideoDataModule
+    from i3d_lightning.data.dataset_configs import Custom
+    from i3d_lightning.hardware import available_cpus
 
     datamodule = VideoDataModule(Custom(train=str(tmp_path)))
     assert datamodule.num_workers == min(4, available_cpus())

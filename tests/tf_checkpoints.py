@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from i3d_lightning.conversion import _tf_shape, import_tensorflow, variable_map
 from i3d_lightning.models.i3d import InceptionI3d
+from i3d_lightning.weights.conversion import _tf_shape, import_tensorflow, variable_map
 
 
 def release_like_variables(scope: str, in_channels: int, num_classes: int, *, seed: int = 0,

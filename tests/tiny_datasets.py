@@ -17,8 +17,7 @@ SIZE = 200  # I3D needs 193x193; videos are resized at decode to the configured 
 #: Overrides that make the real configs cheap: small clips, tiny batches, random weights, no workers.
 FAST = [
     "data.num_workers=0", "data.batch_size=2", "data.check_videos=2",
-    "data.train_sampling.clip_len=9", "data.train_sampling.short_side=193", "data.train_sampling.crop_size=193",
-    "data.eval_sampling.clip_len=9", "data.eval_sampling.short_side=193", "data.eval_sampling.crop_size=193",
+    "data.clip.clip_len=9", "data.clip.short_side=193", "data.clip.crop_size=193",
     "weights.rgb=null", "weights.flow=null", "model.eval_chunk=2", "trainer.enable_progress_bar=false",
 ]
 

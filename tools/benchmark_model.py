@@ -47,7 +47,7 @@ def gemm_peak(device: torch.device, dtype: torch.dtype, repeats: int, budget_s: 
     so that the model's fraction of it is not flattered by a slow GEMM run."""
     n = 8192 if device.type == "cuda" else 4096
     if device.type == "cpu" and dtype == torch.bfloat16 and cpu_info().matrix_isa == "none":
-        n = 1024  # emulated bf16 is about 100x slower: a 4096 product would take minutes
+        n = 1024  # emulated bf16 is far slower: a 4096 product would take minutes
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     timings: list[float] = []
     start = time.perf_counter()

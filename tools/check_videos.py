@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from i3d_lightning.data.datasets import video_files
+from i3d_lightning.data.annotations import video_files
 
 
 def check_one(path: Path) -> None:

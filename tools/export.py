@@ -23,10 +23,12 @@ from pathlib import Path
 
 import torch
 
-from i3d_lightning.data.sample import STREAMS, load_input, release_sample
+from i3d_lightning.cli import run_reporting_errors
+from i3d_lightning.data.release_clip import load_input, release_sample
+from i3d_lightning.deployment import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.export import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
-from i3d_lightning.release import ReleaseFileError
+from i3d_lightning.models.streams import STREAMS
+from i3d_lightning.weights.release import ReleaseFileError, WeightsSource
 
 SIZE = 224
 
@@ -44,20 +46,20 @@ def check_format_modules(formats: list[str]) -> None:
                              "pip install 'i3d-lightning[export]' (or pass --formats torchscript)")
 
 
-def sample_clip(stream: str, path: str | None, fetch_options: dict) -> torch.Tensor:
+def sample_clip(stream: str, path: str | None, source: WeightsSource) -> torch.Tensor:
     """The check clip of ``stream``: ``path``, else the release's sample clip."""
     if path:
         return load_input(path, stream)
     try:
-        return load_input(release_sample(stream, **fetch_options), stream)
+        return load_input(release_sample(stream, source), stream)
     except ReleaseFileError as error:
         raise UserInputError(f"{error}\nOr check the export on a clip of your own: --sample-{stream} PATH "
                              f"(.npy, .gif{' or a video' if stream == 'rgb' else ''})") from None
 
 
-def check_inputs(streams: tuple[str, ...], samples: dict[str, str | None], fetch_options: dict) -> dict:
+def check_inputs(streams: tuple[str, ...], samples: dict[str, str | None], source: WeightsSource) -> dict:
     """Named input sets for the checks: the sample clip, and a random batch of the shortest length."""
-    sample = tuple(sample_clip(s, samples.get(s), fetch_options) for s in streams)
+    sample = tuple(sample_clip(s, samples.get(s), source) for s in streams)
     frames = min(clip.shape[2] for clip in sample)
     sample = tuple(clip[:, :, :frames] for clip in sample)  # the streams' clips have one length
     generator = torch.Generator().manual_seed(1)
@@ -79,27 +81,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted logit difference")
     args = parser.parse_args(argv)
-    fetch_options = {"mirror": args.mirror} if args.mirror else {}
-    try:
-        check_format_modules(args.formats)
-        stream = args.stream or (None if args.checkpoint else "rgb")
-        print("loading the model ...", flush=True)
-        model, classes = load_model(stream, weights={"rgb": args.weights_rgb, "flow": args.weights_flow},
-                                    checkpoint=args.checkpoint, **fetch_options)
-        name = "joint" if len(model.streams) > 1 else model.streams[0]
-        inputs = check_inputs(model.streams, {"rgb": args.sample_rgb, "flow": args.sample_flow}, fetch_options)
-        args.out.mkdir(parents=True, exist_ok=True)
-        checks: dict[str, dict[str, float]] = {}
-        for fmt in args.formats:
-            print(f"exporting {fmt} ...", flush=True)
-            path = export(model, fmt, args.out / f"i3d_{name}{SUFFIXES[fmt]}", size=SIZE)
-            print(f"checking {path.name} against PyTorch on {', '.join(inputs)} ...", flush=True)
-            checks[fmt] = {label: max_abs_difference(path, fmt, model, clips) for label, clips in inputs.items()}
-            print(f"{path}: max |logit difference| to PyTorch " +
-                  ", ".join(f"{diff:.3g} ({label})" for label, diff in checks[fmt].items()))
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(export_and_check, args)
+
+
+def export_and_check(args: argparse.Namespace) -> int:
+    source = WeightsSource(mirror=args.mirror)
+    check_format_modules(args.formats)
+    stream = args.stream or (None if args.checkpoint else "rgb")
+    print("loading the model ...", flush=True)
+    model, classes = load_model(stream, weights={"rgb": args.weights_rgb, "flow": args.weights_flow},
+                                checkpoint=args.checkpoint, source=source)
+    name = "joint" if len(model.streams) > 1 else model.streams[0]
+    inputs = check_inputs(model.streams, {"rgb": args.sample_rgb, "flow": args.sample_flow}, source)
+    args.out.mkdir(parents=True, exist_ok=True)
+    checks: dict[str, dict[str, float]] = {}
+    for fmt in args.formats:
+        print(f"exporting {fmt} ...", flush=True)
+        path = export(model, fmt, args.out / f"i3d_{name}{SUFFIXES[fmt]}", size=SIZE)
+        print(f"checking {path.name} against PyTorch on {', '.join(inputs)} ...", flush=True)
+        checks[fmt] = {label: max_abs_difference(path, fmt, model, clips) for label, clips in inputs.items()}
+        print(f"{path}: max |logit difference| to PyTorch " +
+              ", ".join(f"{diff:.3g} ({label})" for label, diff in checks[fmt].items()))
     description = {
         "stream": name,
         "source": args.checkpoint or {s: getattr(args, f"weights_{s}") for s in model.streams},

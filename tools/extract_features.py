@@ -20,15 +20,15 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from i3d_lightning.cli import quiet_library_chatter
+from i3d_lightning.cli import run_reporting_errors
+from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
-from i3d_lightning.data.datamodule import available_cpus
-from i3d_lightning.data.datasets import VideoList, video_files
-from i3d_lightning.data.sample import CHANNELS, STREAMS
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features import FeatureExtractor, pending, write_index
-from i3d_lightning.models import i3d
+from i3d_lightning.hardware import available_cpus
 from i3d_lightning.models.i3d import MIN_FRAMES
+from i3d_lightning.models.streams import STREAMS, modalities_of
+from i3d_lightning.weights import WeightsSource, stream_towers
 
 
 def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | None]:
@@ -72,41 +72,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default="auto")
     parser.add_argument("--workers", type=int, default=min(2, available_cpus()))
     args = parser.parse_args(argv)
-    quiet_library_chatter()
-    try:
-        if args.dataset:
-            videos, flow_root = dataset_videos(args.dataset, args.set)
-        elif args.source is not None and args.source.exists():
-            videos, flow_root = video_files(args.source), None
-        else:
-            raise UserInputError(f"{args.source}: no such folder or list (or give --dataset NAME)")
-        streams = STREAMS[args.stream]
-        flow_root = args.flow_root or flow_root
-        if args.window < MIN_FRAMES and not args.per_video:
-            raise UserInputError(f"--window must be at least {MIN_FRAMES} frames (I3D's minimum)")
-        todo = pending(videos.records, args.out, streams)
-        print(f"{len(videos.records)} videos, {len(videos.records) - len(todo)} already extracted, {len(todo)} to do")
-        towers = {s: i3d(weights=getattr(args, f"weights_{s}"), in_channels=CHANNELS[s], mirror=args.mirror)
-                  for s in streams}
-        if todo:
-            sampling = ClipSampling(train=False, whole_video=True, short_side=args.short_side, crop_size=args.crop)
-            dataset = VideoClipDataset(todo, sampling, modalities=streams, flow_root=flow_root)
-            loader = DataLoader(dataset, batch_size=1, num_workers=args.workers, collate_fn=collate_clips,
-                                timeout=600 if args.workers else 0)
-            extractor = FeatureExtractor(towers, args.out, window=None if args.per_video else args.window,
-                                         stride=args.stride, precision=args.precision, fast=not args.no_fast)
-            trainer = pl.Trainer(accelerator="auto", devices=args.devices, logger=False, enable_checkpointing=False,
-                                 enable_model_summary=False)
-            trainer.predict(extractor, dataloaders=loader, return_predictions=False)
-            if not trainer.is_global_zero:
-                return 0
-            if len(extractor.skipped):
-                extractor.skipped.write(args.out / "failed_videos.csv")
-                print(f"{len(extractor.skipped)} videos could not be read; listed in {args.out / 'failed_videos.csv'}")
-        print(f"index written to {write_index(args.out, streams)}")
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(extract, args)
+
+
+def extract(args: argparse.Namespace) -> int:
+    if args.dataset:
+        videos, flow_root = dataset_videos(args.dataset, args.set)
+    elif args.source is not None and args.source.exists():
+        videos, flow_root = video_files(args.source), None
+    else:
+        raise UserInputError(f"{args.source}: no such folder or list (or give --dataset NAME)")
+    streams = modalities_of(args.stream)
+    flow_root = args.flow_root or flow_root
+    if args.window < MIN_FRAMES and not args.per_video:
+        raise UserInputError(f"--window must be at least {MIN_FRAMES} frames (I3D's minimum)")
+    todo = pending(videos.records, args.out, streams)
+    print(f"{len(videos.records)} videos, {len(videos.records) - len(todo)} already extracted, {len(todo)} to do")
+    towers = stream_towers(streams, {"rgb": args.weights_rgb, "flow": args.weights_flow},
+                           source=WeightsSource(mirror=args.mirror))
+    if todo:
+        sampling = ClipSampling(train=False, whole_video=True, short_side=args.short_side, crop_size=args.crop)
+        dataset = VideoClipDataset(todo, sampling, modalities=streams, flow_root=flow_root)
+        loader = DataLoader(dataset, batch_size=1, num_workers=args.workers, collate_fn=collate_clips,
+                            timeout=600 if args.workers else 0)
+        extractor = FeatureExtractor(towers, args.out, window=None if args.per_video else args.window,
+                                     stride=args.stride, precision=args.precision, fast=not args.no_fast)
+        trainer = pl.Trainer(accelerator="auto", devices=args.devices, logger=False, enable_checkpointing=False,
+                             enable_model_summary=False)
+        trainer.predict(extractor, dataloaders=loader, return_predictions=False)
+        if not trainer.is_global_zero:
+            return 0
+        if len(extractor.skipped):
+            extractor.skipped.write(args.out / "failed_videos.csv")
+            print(f"{len(extractor.skipped)} videos could not be read; listed in {args.out / 'failed_videos.csv'}")
+    print(f"index written to {write_index(args.out, streams)}")
     return 0
 
 

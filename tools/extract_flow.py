@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from i3d_lightning.data import decoding
-from i3d_lightning.data.datasets import VIDEO_EXTENSIONS
+from i3d_lightning.data.annotations import VIDEO_EXTENSIONS
 from i3d_lightning.data.flow import flow_file, flow_to_pixels
 from i3d_lightning.data.sampling import resample_indices, short_side_size
 from i3d_lightning.errors import UserInputError

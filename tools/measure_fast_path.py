@@ -18,13 +18,12 @@ import sys
 
 import torch
 
-from i3d_lightning.cli import resolve_device
-from i3d_lightning.data.sample import load_input, release_sample
-from i3d_lightning.errors import UserInputError
+from i3d_lightning.cli import resolve_device, run_reporting_errors
+from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.hardware import describe_device
-from i3d_lightning.models import i3d
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.inference import PRECISIONS, check_fast_path
+from i3d_lightning.weights import WeightsSource, i3d
 
 SIZE = 224
 
@@ -42,15 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.frames < MIN_FRAMES:
         parser.error(f"--frames must be at least {MIN_FRAMES}")
-    fetch_options = {"mirror": args.mirror} if args.mirror else {}
-    try:
-        device = resolve_device(args.device)
-        model = i3d(weights=args.weights, **fetch_options)
-        stream = "rgb" if model.in_channels == 3 else "flow"
-        clips = {f"release sample ({stream})": load_input(release_sample(stream, **fetch_options), stream)}
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(measure, args)
+
+
+def measure(args: argparse.Namespace) -> int:
+    source = WeightsSource(mirror=args.mirror)
+    device = resolve_device(args.device)
+    model = i3d(weights=args.weights, source=source)
+    stream = "rgb" if model.in_channels == 3 else "flow"
+    clips = {f"release sample ({stream})": load_input(release_sample(stream, source), stream)}
     generator = torch.Generator().manual_seed(0)
     for index in range(args.random):
         shape = (1, model.in_channels, args.frames, SIZE, SIZE)

@@ -3,7 +3,7 @@
     python tools/measure_fidelity.py [--shared ../shared]
 
 Converts the rgb_scratch checkpoint of ``shared/`` and runs the same inputs through a TensorFlow
-reference forward pass (``i3d_lightning.tf_reference``) and through the PyTorch model: the release's
+reference forward pass (``tools/tf_reference.py``) and through the PyTorch model: the release's
 sample clip (decoded from its GIF render, 79 frames at 224x224) and random inputs of odd sizes.
 Prints the maximum absolute logit difference and whether the top-1 classes agree.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tf_reference import TFReferenceI3D
 
-from i3d_lightning.conversion import read_tf_checkpoint
-from i3d_lightning.data.sample import load_input
+from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.tf_reference import TFReferenceI3D
+from i3d_lightning.weights.conversion import read_tf_checkpoint
 
 # Inputs whose last feature map is 7x7 (the release graph squeezes it, so it takes no larger ones).
 RANDOM_SHAPES = [(1, 17, 193, 211), (2, 16, 224, 224), (1, 9, 193, 193), (1, 31, 224, 200)]

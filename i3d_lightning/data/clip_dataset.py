@@ -17,16 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 
 from i3d_lightning.data import decoding, sampling
-from i3d_lightning.data.datasets import VideoRecord
+from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.data.flow import count_flow_frames, read_flow
+from i3d_lightning.data.transforms import resize_flow, to_model_range_
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import MIN_FRAMES
-
-MODALITIES = ("rgb", "flow")
+from i3d_lightning.models.streams import check_modalities
 
 
 @dataclass(frozen=True)
@@ -75,9 +74,7 @@ class VideoClipDataset(Dataset):
 
     def __init__(self, records: list[VideoRecord], sampling: ClipSampling, *, modalities: tuple[str, ...] = ("rgb",),
                  flow_root: str | Path | None = None, on_error: str = "skip", seed: int = 0) -> None:
-        unknown = set(modalities) - set(MODALITIES)
-        if unknown or not modalities:
-            raise UserInputError(f"modalities must be drawn from {MODALITIES}, got {modalities}")
+        modalities = check_modalities(modalities)
         if "flow" in modalities and flow_root is None:
             raise UserInputError("the flow stream needs precomputed flow: set dataset.flow_root "
                                  "(tools/extract_flow.py writes it)")
@@ -85,7 +82,7 @@ class VideoClipDataset(Dataset):
             raise UserInputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         self.records = records
         self.sampling = sampling
-        self.modalities = tuple(modalities)
+        self.modalities = modalities
         self.flow_root = Path(flow_root) if flow_root is not None else None
         self.on_error = on_error
         self.seed = seed
@@ -128,7 +125,7 @@ class VideoClipDataset(Dataset):
             size = sampling.short_side_size(info.width, info.height, self.sampling.short_side)
             streams["rgb"] = torch.from_numpy(decoding.read_frames(record.path, source_frames[frames], size=size))
         if "flow" in self.modalities:
-            flow = torch.from_numpy(read_flow(self.flow_folder(record), frames))
+            flow = read_flow(self.flow_folder(record), frames)
             target = streams["rgb"].shape[1:3] if "rgb" in streams else None
             streams["flow"] = self._resize_flow(flow, target)
         return self._views(streams, clips.shape, rng)
@@ -150,9 +147,7 @@ class VideoClipDataset(Dataset):
             size = torch.Size((new_height, new_width))
         if tuple(size) == (height, width):
             return flow
-        resized = F.interpolate(flow.permute(0, 3, 1, 2), size=tuple(size), mode="bilinear", align_corners=False)
-        scale = torch.tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
-        return (resized * scale).clamp(-1, 1).permute(0, 2, 3, 1)
+        return resize_flow(flow.permute(0, 3, 1, 2), tuple(size)).clamp(-1, 1).permute(0, 2, 3, 1)
 
     def _views(self, streams: dict[str, torch.Tensor], clips_shape: tuple[int, int],
                rng: np.random.Generator) -> dict[str, torch.Tensor]:
@@ -174,7 +169,7 @@ class VideoClipDataset(Dataset):
             result = torch.empty(views.shape[0], views.shape[-1], *views.shape[1:-1], dtype=torch.float32)
             result.copy_(views.permute(0, 4, 1, 2, 3))
             if name == "rgb":
-                result.mul_(1 / 127.5).sub_(1.0)
+                to_model_range_(result, 0.0, 255.0)
             elif flip:
                 result[:, 0].neg_()  # mirrored motion: flow x reverses
             out[name] = result[0] if s.train else result

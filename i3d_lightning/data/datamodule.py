@@ -4,128 +4,44 @@
 * ``setup``: reads the annotations, writes the list of annotated-but-missing videos to the report
   folder, and checks before any training that the dataset is usable (videos found, some readable,
   clip not longer than every video checked).
-* Training batches are shuffled (Lightning adds its DistributedSampler on several GPUs); evaluation
-  batches are sharded with :class:`UnpaddedDistributedSampler`, so that each video is evaluated once
-  and metrics over N processes equal those of one.
-* Unreadable videos are skipped by the dataset and collected by :class:`SkipReport`.
+* Training batches are shuffled by :class:`~i3d_lightning.data.distributed.EpochSampler`; evaluation
+  batches are sharded with :class:`~i3d_lightning.data.distributed.UnpaddedDistributedSampler`, so that
+  each video is evaluated once and metrics over N processes equal those of one.
+* Unreadable videos are skipped by the dataset and collected by
+  :class:`~i3d_lightning.data.skip_report.SkipReport`.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import math
-import os
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from i3d_lightning.data import decoding
+from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
-from i3d_lightning.data.datasets import VideoList
+from i3d_lightning.data.dataset_configs import VideoSource
+from i3d_lightning.data.distributed import EpochSampler, UnpaddedDistributedSampler, is_distributed
 from i3d_lightning.data.flow import count_flow_frames
 from i3d_lightning.data.sampling import clip_span, resample_indices
-from i3d_lightning.data.sources import VideoSource
+from i3d_lightning.data.skip_report import SkipReport, write_rows
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.hardware import available_cpus
 
 log = logging.getLogger(__name__)
 
 
-class UnpaddedDistributedSampler(DistributedSampler):
-    """Rank ``r`` of ``n`` takes items ``r, r + n, r + 2n, ...``: no padding, no duplicates.
-
-    (torch's DistributedSampler repeats items to give every rank the same count, which would count
-    some test videos twice.) Ranks may get one batch more or less than each other.
-    """
-
-    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
-        self.total_size = len(dataset)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
-
-
-class EpochSampler(DistributedSampler):
-    """Shuffles with a permutation drawn from (seed, epoch), sharded over the processes when several run.
-
-    Lightning calls ``set_epoch`` before each epoch; the sampler passes the epoch on to the dataset, so
-    that augmentations too depend only on (seed, epoch, item) and a resumed run repeats them exactly.
-    Being a DistributedSampler, Lightning uses it as it is on several GPUs instead of wrapping it.
-    """
-
-    def __init__(self, dataset: VideoClipDataset, seed: int) -> None:
-        distributed = dist.is_available() and dist.is_initialized()
-        super().__init__(dataset, num_replicas=dist.get_world_size() if distributed else 1,
-                         rank=dist.get_rank() if distributed else 0, shuffle=True, seed=seed)
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        self.dataset.epoch = epoch
-
-
-def is_distributed() -> bool:
-    """Whether several processes run together (torch.distributed initialised, world size above 1)."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def gather_objects(value: Any) -> list[Any]:
-    """``value`` from every process, in rank order (``[value]`` when one process runs). A collective:
-    every process must call it."""
-    if not is_distributed():
-        return [value]
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, value)
-    return gathered
-
-
-class SkipReport:
-    """Videos that could not be read, by video id: where and why."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, tuple[str, str]] = {}
-
-    def add(self, skipped: list[tuple[str, str, str]]) -> None:
-        for video_id, path, reason in skipped:
-            if video_id not in self.entries:
-                log.warning("skipped unreadable video %s: %s", video_id, reason)
-            self.entries[video_id] = (path, reason)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def gathered(self) -> SkipReport:
-        """The videos skipped by all processes (a collective: every process must call it)."""
-        report = SkipReport()
-        for entries in gather_objects(self.entries):
-            report.entries.update(entries)
-        return report
-
-    def write(self, path: str | os.PathLike) -> Path:
-        """Write ``video_id,path,reason`` rows (sorted) to ``path``."""
-        return _write_rows(Path(path), ("video_id", "path", "reason"),
-                           [(video_id, *entry) for video_id, entry in sorted(self.entries.items())])
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _write_rows(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+def _sampling(sampling: ClipSampling | Mapping[str, Any] | None, clip: Mapping[str, Any] | None, *,
+              train: bool) -> ClipSampling:
+    if isinstance(sampling, ClipSampling):
+        return sampling
+    return ClipSampling(train=train, **{**(clip or {}), **(sampling or {})})
 
 
 class VideoDataModule(pl.LightningDataModule):
@@ -133,8 +49,11 @@ class VideoDataModule(pl.LightningDataModule):
     or ``["rgb", "flow"]``).
 
     Args:
-        source: a dataset source (:mod:`i3d_lightning.data.sources`).
-        train_sampling / eval_sampling: how training / evaluation clips are drawn.
+        source: a dataset source (:mod:`i3d_lightning.data.dataset_configs`).
+        train_sampling / eval_sampling: how training / evaluation clips are drawn: a
+            :class:`ClipSampling`, or a mapping of its fields completed by ``clip``.
+        clip: the fields both samplings share when given as mappings (``clip_len``, ``stride``,
+            ``fps``, ``short_side``, ``crop_size``); a key in a sampling's mapping overrides it.
         batch_size: training clips per batch (per process); ``eval_batch_size`` videos per
             evaluation batch (defaults to ``batch_size``; 1 in whole-video mode, whose lengths differ).
         num_workers: DataLoader worker processes (``None``: one per CPU core available to this process,
@@ -147,15 +66,16 @@ class VideoDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, source: VideoSource, *, modalities: list[str] | tuple[str, ...] = ("rgb",),
-                 train_sampling: ClipSampling | None = None, eval_sampling: ClipSampling | None = None,
+                 train_sampling: ClipSampling | Mapping[str, Any] | None = None,
+                 eval_sampling: ClipSampling | Mapping[str, Any] | None = None, clip: Mapping[str, Any] | None = None,
                  batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int | None = None,
                  worker_timeout: float = 600.0, on_error: str = "skip", report_dir: str | None = None,
                  check_videos: int = 16, seed: int = 0) -> None:
         super().__init__()
         self.source = source
         self.modalities = tuple(modalities)
-        self.train_sampling = train_sampling or ClipSampling(train=True)
-        self.eval_sampling = eval_sampling or ClipSampling(train=False)
+        self.train_sampling = _sampling(train_sampling, clip, train=True)
+        self.eval_sampling = _sampling(eval_sampling, clip, train=False)
         self.batch_size = batch_size
         self.eval_batch_size = 1 if self.eval_sampling.whole_video else (eval_batch_size or batch_size)
         self.num_workers = min(4, available_cpus()) if num_workers is None else num_workers
@@ -205,7 +125,7 @@ class VideoDataModule(pl.LightningDataModule):
         log.warning("dataset=%s (%s): %d annotated videos are missing on disk", self.source.name, split,
                     len(videos.missing))
         if self.report_dir is not None:
-            path = _write_rows(self.report_dir / f"missing_videos_{split}.csv", ("video_id", "expected_at"),
+            path = write_rows(self.report_dir / f"missing_videos_{split}.csv", ("video_id", "expected_at"),
                                videos.missing)
             log.warning("the list of missing videos is in %s", path)
 
@@ -236,7 +156,7 @@ class VideoDataModule(pl.LightningDataModule):
         if span > max(lengths):
             raise UserInputError(f"a training clip spans {span} frames (clip_len {self.train_sampling.clip_len}, "
                                  f"stride {self.train_sampling.stride}) but the longest of {len(lengths)} videos "
-                                 f"checked has {max(lengths)}: lower data.train_sampling.clip_len or .stride")
+                                 f"checked has {max(lengths)}: lower data.clip.clip_len or data.clip.stride")
 
     def _loader(self, split: str, *, batch_size: int, sampler=None) -> DataLoader:
         if split not in self.datasets:
@@ -263,7 +183,3 @@ class VideoDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
-
-    def steps_per_epoch(self) -> int:
-        """Training batches per epoch on one process."""
-        return math.ceil(len(self.datasets["train"]) / self.batch_size)

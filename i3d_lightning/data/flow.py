@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from i3d_lightning.data.transforms import FLOW_BOUND, to_model_range_
 from i3d_lightning.errors import UserInputError
-
-#: The release clipped TV-L1 flow to [-20, 20] pixels before scaling it to [-1, 1].
-FLOW_BOUND = 20.0
 
 
 class FlowReadError(UserInputError):
@@ -45,7 +44,7 @@ def flow_to_pixels(flow: np.ndarray) -> np.ndarray:
     return np.round(scaled).astype(np.uint8)
 
 
-def read_flow(folder: str | os.PathLike, indices: np.ndarray | list[int]) -> np.ndarray:
+def read_flow(folder: str | os.PathLike, indices: np.ndarray | list[int]) -> torch.Tensor:
     """Flow frames ``indices`` of ``folder`` as float32 ``[T, H, W, 2]`` (x, y) in [-1, 1]."""
     folder = Path(folder)
     unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
@@ -63,4 +62,4 @@ def read_flow(folder: str | os.PathLike, indices: np.ndarray | list[int]) -> np.
             raise FlowReadError(f"{folder}: flow_x and flow_y of frame {index + 1} differ in size")
         frames.append(np.stack(pair, axis=-1))
     pixels = np.stack(frames)[inverse]
-    return pixels.astype(np.float32) / 127.5 - 1.0
+    return to_model_range_(torch.from_numpy(pixels.astype(np.float32)), 0.0, 255.0)

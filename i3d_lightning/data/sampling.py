@@ -39,7 +39,7 @@ def random_clip(num_frames: int, clip_len: int, stride: int, rng: np.random.Gene
 def uniform_clips(num_frames: int, clip_len: int, stride: int, num_clips: int) -> np.ndarray:
     """``num_clips`` clips with uniformly spaced starts, first at frame 0, last ending at the last frame.
 
-    Returns ``[num_clips, clip_len]`` indices; short videos are looped as in :func:`train_clip`.
+    Returns ``[num_clips, clip_len]`` indices; short videos are looped as in :func:`random_clip`.
     """
     last_start = max(num_frames - clip_span(clip_len, stride), 0)
     starts = np.round(np.linspace(0, last_start, num_clips)).astype(np.int64)

@@ -1,14 +1,32 @@
-"""Tensor transforms of clips: ``[T, H, W, C]`` uint8 frames in, ``[C, T, H, W]`` floats out."""
+"""Tensor transforms of frames, and the release's preprocessing built from them.
+
+Frames are ``[T, C, H, W]`` (or ``[..., H, W]`` where only the last two axes matter); the model takes
+``[C, T, H, W]`` float32 in [-1, 1]. :func:`to_model_range_` is the one place where values become
+[-1, 1]: rgb pixels from [0, 255], flow from [-20, 20] pixels (and flow JPEGs, which store that
+range as 0..255).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+#: Flow beyond +-20 pixels per frame is clipped, as in the release; 20 pixels become 1.
+FLOW_BOUND = 20.0
+
+
+def to_model_range_(values: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Map float ``values`` in [low, high] linearly onto [-1, 1], in place (the release's ``x / 127.5 - 1``
+    for pixels: the subtraction of ``low = 0`` and the division are exact as written)."""
+    return values.sub_(low).div_((high - low) / 2).sub_(1.0)
+
 
 def resize_short_side(frames: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of ``[T, C, H, W]`` frames so that ``min(H, W) == size``, keeping the aspect
-    ratio (no antialiasing, like OpenCV's ``INTER_LINEAR`` that the release used)."""
+    ratio (no antialiasing, like OpenCV's ``INTER_LINEAR`` that the release used). Returns the frames
+    as they are when already that size, else float32."""
     height, width = frames.shape[-2:]
     scale = size / min(height, width)
     new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
@@ -16,6 +34,16 @@ def resize_short_side(frames: torch.Tensor, size: int) -> torch.Tensor:
         return frames
     return F.interpolate(frames.float(), size=new_size, mode="bilinear", align_corners=False,
                          antialias=False)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``[T, 2, H, W]`` flow (x, y) to ``size`` = (height, width), scaling the vectors
+    with the image so that they stay in (resized) pixels."""
+    height, width = flow.shape[-2:]
+    if tuple(size) == (height, width):
+        return flow
+    resized = F.interpolate(flow.float(), size=tuple(size), mode="bilinear", align_corners=False)
+    return resized * torch.tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
 
 
 def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
@@ -27,6 +55,46 @@ def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     return frames[..., top:top + size, left:left + size]
 
 
-def rgb_to_model_range(frames: torch.Tensor) -> torch.Tensor:
-    """Pixel values in [0, 255] -> [-1, 1] (the release's ``x / 127.5 - 1``)."""
-    return frames.float() / 127.5 - 1.0
+@dataclass(frozen=True)
+class ReleasePreprocessing:
+    """How the release prepared one modality's input (the kinetics-i3d README), as a callable.
+
+    Frames sampled at ``fps``; resized (bilinear) so the shorter side is ``short_side``; centre crop
+    ``crop_size``; values scaled from ``value_range`` to [-1, 1]. Flow (TV-L1 on greyscale frames) is
+    clipped to ``value_range`` = +-20 pixels first, and its vectors scale with the resize.
+    """
+
+    modality: str
+    value_range: tuple[float, float]
+    fps: float = 25.0
+    short_side: int = 256
+    crop_size: int = 224
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[T, H, W, C]`` frames already at ``fps`` (rgb: uint8 pixels; flow: float pixels, channels
+        x, y) -> ``[C, T, crop_size, crop_size]`` float32 in [-1, 1]."""
+        frames = frames.permute(0, 3, 1, 2)  # [T, C, H, W]
+        if self.modality == "flow":
+            height, width = frames.shape[-2:]
+            scale = self.short_side / min(height, width)
+            frames = resize_flow(frames, (max(self.short_side, round(height * scale)),
+                                          max(self.short_side, round(width * scale))))
+        else:
+            frames = resize_short_side(frames, self.short_side)
+        low, high = self.value_range
+        clip = center_crop(frames, self.crop_size).float().clamp(low, high)
+        return to_model_range_(clip, low, high).permute(1, 0, 2, 3)
+
+    def describe(self) -> str:
+        """One line for documentation and model cards."""
+        what = ("RGB values rescaled to [-1, 1]" if self.modality == "rgb" else
+                f"greyscale; TV-L1 optical flow (x, y) clipped to [-{FLOW_BOUND:g}, {FLOW_BOUND:g}] and rescaled "
+                f"to [-1, 1]")
+        return (f"{self.fps:g} fps; resize (bilinear) so the shorter side is {self.short_side}; centre crop "
+                f"{self.crop_size}x{self.crop_size}; {what}")
+
+
+RELEASE_PREPROCESSING: dict[str, ReleasePreprocessing] = {
+    "rgb": ReleasePreprocessing("rgb", (0.0, 255.0)),
+    "flow": ReleasePreprocessing("flow", (-FLOW_BOUND, FLOW_BOUND)),
+}

@@ -16,6 +16,7 @@ converted TensorFlow checkpoints give the same logits:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,43 +24,59 @@ from torch import nn
 
 Triple = tuple[int, int, int]
 
-#: Endpoints in network order; ``Features`` is the average-pooled ``Mixed_5c`` output averaged over
-#: time and space (the 1024-d vector the logits layer sees), an addition to the release's list.
-ENDPOINTS: tuple[str, ...] = (
-    "Conv3d_1a_7x7",
-    "MaxPool3d_2a_3x3",
-    "Conv3d_2b_1x1",
-    "Conv3d_2c_3x3",
-    "MaxPool3d_3a_3x3",
-    "Mixed_3b",
-    "Mixed_3c",
-    "MaxPool3d_4a_3x3",
-    "Mixed_4b",
-    "Mixed_4c",
-    "Mixed_4d",
-    "Mixed_4e",
-    "Mixed_4f",
-    "MaxPool3d_5a_2x2",
-    "Mixed_5b",
-    "Mixed_5c",
-    "Features",
-    "Logits",
-    "Predictions",
+@dataclass(frozen=True)
+class Conv:
+    """A :class:`Unit3D`: convolution with ``out_channels`` filters, batch norm, ReLU."""
+
+    name: str
+    out_channels: int
+    kernel: Triple = (1, 1, 1)
+    stride: Triple = (1, 1, 1)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A :class:`MaxPool3dSame`."""
+
+    name: str
+    kernel: Triple
+    stride: Triple
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """An :class:`InceptionBlock`; ``channels`` of its branches: (branch 0 1x1, branch 1 1x1 reduce,
+    branch 1 3x3, branch 2 1x1 reduce, branch 2 3x3, branch 3 1x1)."""
+
+    name: str
+    channels: tuple[int, int, int, int, int, int]
+
+
+#: The backbone, layer by layer, as the release's Sonnet graph builds it (its endpoint names). The
+#: network, :data:`ENDPOINTS`, the checkpoint conversion and the TensorFlow reference are built from it.
+LAYERS: tuple[Conv | Pool | Mixed, ...] = (
+    Conv("Conv3d_1a_7x7", 64, (7, 7, 7), (2, 2, 2)),
+    Pool("MaxPool3d_2a_3x3", (1, 3, 3), (1, 2, 2)),
+    Conv("Conv3d_2b_1x1", 64),
+    Conv("Conv3d_2c_3x3", 192, (3, 3, 3)),
+    Pool("MaxPool3d_3a_3x3", (1, 3, 3), (1, 2, 2)),
+    Mixed("Mixed_3b", (64, 96, 128, 16, 32, 32)),
+    Mixed("Mixed_3c", (128, 128, 192, 32, 96, 64)),
+    Pool("MaxPool3d_4a_3x3", (3, 3, 3), (2, 2, 2)),
+    Mixed("Mixed_4b", (192, 96, 208, 16, 48, 64)),
+    Mixed("Mixed_4c", (160, 112, 224, 24, 64, 64)),
+    Mixed("Mixed_4d", (128, 128, 256, 24, 64, 64)),
+    Mixed("Mixed_4e", (112, 144, 288, 32, 64, 64)),
+    Mixed("Mixed_4f", (256, 160, 320, 32, 128, 128)),
+    Pool("MaxPool3d_5a_2x2", (2, 2, 2), (2, 2, 2)),
+    Mixed("Mixed_5b", (256, 160, 320, 32, 128, 128)),
+    Mixed("Mixed_5c", (384, 192, 384, 48, 128, 128)),
 )
 
-#: Output channels of each Inception block's branches:
-#: (branch 0 1x1, branch 1 1x1 reduce, branch 1 3x3, branch 2 1x1 reduce, branch 2 3x3, branch 3 1x1).
-INCEPTION_CHANNELS: dict[str, tuple[int, int, int, int, int, int]] = {
-    "Mixed_3b": (64, 96, 128, 16, 32, 32),
-    "Mixed_3c": (128, 128, 192, 32, 96, 64),
-    "Mixed_4b": (192, 96, 208, 16, 48, 64),
-    "Mixed_4c": (160, 112, 224, 24, 64, 64),
-    "Mixed_4d": (128, 128, 256, 24, 64, 64),
-    "Mixed_4e": (112, 144, 288, 32, 64, 64),
-    "Mixed_4f": (256, 160, 320, 32, 128, 128),
-    "Mixed_5b": (256, 160, 320, 32, 128, 128),
-    "Mixed_5c": (384, 192, 384, 48, 128, 128),
-}
+#: Endpoints in network order: the layers, then ``Features`` (the average-pooled ``Mixed_5c`` output
+#: averaged over time and space: the 1024-d vector the logits layer sees, an addition to the
+#: release's list), ``Logits`` and ``Predictions``.
+ENDPOINTS: tuple[str, ...] = (*(layer.name for layer in LAYERS), "Features", "Logits", "Predictions")
 
 FEATURE_DIM = 1024
 #: The network divides time by 8 and space by 32 before the 2x7x7 average pool, so these are the
@@ -148,22 +165,18 @@ class InceptionBlock(nn.Module):
 
 
 def _backbone(in_channels: int) -> nn.ModuleDict:
-    layers: dict[str, nn.Module] = {
-        "Conv3d_1a_7x7": Unit3D(in_channels, 64, (7, 7, 7), (2, 2, 2)),
-        "MaxPool3d_2a_3x3": MaxPool3dSame((1, 3, 3), (1, 2, 2)),
-        "Conv3d_2b_1x1": Unit3D(64, 64),
-        "Conv3d_2c_3x3": Unit3D(64, 192, (3, 3, 3)),
-        "MaxPool3d_3a_3x3": MaxPool3dSame((1, 3, 3), (1, 2, 2)),
-    }
-    channels = 192
-    for name, branch_channels in INCEPTION_CHANNELS.items():
-        if name == "Mixed_4b":
-            layers["MaxPool3d_4a_3x3"] = MaxPool3dSame((3, 3, 3), (2, 2, 2))
-        elif name == "Mixed_5b":
-            layers["MaxPool3d_5a_2x2"] = MaxPool3dSame((2, 2, 2), (2, 2, 2))
-        block = InceptionBlock(channels, branch_channels)
-        layers[name] = block
-        channels = block.out_channels
+    layers: dict[str, nn.Module] = {}
+    channels = in_channels
+    for layer in LAYERS:
+        if isinstance(layer, Conv):
+            layers[layer.name] = Unit3D(channels, layer.out_channels, layer.kernel, layer.stride)
+            channels = layer.out_channels
+        elif isinstance(layer, Pool):
+            layers[layer.name] = MaxPool3dSame(layer.kernel, layer.stride)
+        else:
+            block = InceptionBlock(channels, layer.channels)
+            layers[layer.name] = block
+            channels = block.out_channels
     return nn.ModuleDict(layers)
 
 

@@ -5,8 +5,8 @@ the hardware runs it fast, optionally ``torch.compile``.
 Every rewrite computes the same function: folding is exact algebra (``conv(x) * s + b`` with
 ``s = 1 / sqrt(var + eps)``, ``b = beta - mean * s``), the space-to-depth stem only reorders the sums
 of the 7x7x7 convolution, and a max is the same in any order. In fp32 the logits stay within 1e-4 of
-the plain model; bf16 changes them by about 0.1 on a scale of ~20. :func:`check_fast_path` (used by
-``tools/measure_fast_path.py`` and the tests) measures both.
+the plain model; bf16 moves them further. :func:`check_fast_path` (used by
+``tools/measure_fast_path.py`` and the tests) measures both; the README has the figures.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ class SpaceToDepthStem(nn.Module):
     With 3 (or 2) input channels the 7x7x7 convolution leaves the CPU's matrix units mostly idle: it
     was a quarter of the network's FLOPs and half of its bf16 time. Moving each 2x2x2 block of the
     padded input into the channels (8C of them) and zero-padding the kernel to 8x8x8 gives the same
-    sums in a shape oneDNN runs about 2.5x faster, although it multiplies 1.5x more zeros.
+    sums in a shape oneDNN runs much faster, although it multiplies 1.5x more zeros (README: the
+    fast path's figures).
     """
 
     def __init__(self, unit: Unit3D) -> None:
@@ -97,7 +98,7 @@ class ShiftedMaxPool3dSame(nn.Module):
 
     The same values (cells outside the input are skipped, as TensorFlow's ``SAME`` max-pool does),
     without the ``-inf`` padding copy; PyTorch's CPU max-pool kernel is slow in channels-last bf16,
-    about 3x slower than this for I3D's 3x3x3 stride-1 branch pools.
+    slower than this for I3D's 3x3x3 stride-1 branch pools.
     """
 
     def __init__(self, pool: MaxPool3dSame) -> None:
@@ -170,7 +171,7 @@ def check_inference_precision(precision: str, device: torch.device) -> None:
         raise UserInputError(f"precision={precision} is not an inference precision; choose 32 or bf16")
     if str(precision) == "bf16" and not bf16_is_fast(device):
         log.warning("precision=bf16 on %s: bf16 is not faster than fp32 here (no AMX; emulated without bf16 "
-                    "instructions, about 100x slower) and less exact; precision=32 is the better choice on "
+                    "instructions, far slower) and less exact; precision=32 is the better choice on "
                     "this machine", describe_device(device))
 
 

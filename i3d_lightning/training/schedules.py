@@ -30,7 +30,3 @@ def cosine_with_warmup(optimizer: Optimizer, total_steps: int, warmup_fraction: 
 
     return LambdaLR(optimizer, factor)
 
-
-def constant(optimizer: Optimizer, total_steps: int) -> LambdaLR:
-    """No schedule."""
-    return LambdaLR(optimizer, lambda step: 1.0)

@@ -1,10 +1,10 @@
-"""Single-clip inputs in the release's formats, for the sample evaluation.
+"""The release's sample clip, and single-clip inputs in the release's formats (sample evaluation).
 
 * ``.npy``: the release's arrays, ``(1, T, 224, 224, C)`` float in [-1, 1] (C = 3 rgb, 2 flow);
 * ``.gif``: the release's renders of them: rgb as ``(x + 1) / 2`` (so ``pixel / 255 * 2 - 1`` gives the
   input back), flow as ``clip(flow + 0.5, 0, 1)`` in R (x) and G (y) (so ``pixel / 255 - 0.5``);
-* any other file (rgb only): a video, preprocessed as the release did: 25 fps, shorter side 256 with
-  bilinear resize, centre crop 224, values scaled to [-1, 1].
+* any other file (rgb only): a video, preprocessed as the release did
+  (:data:`~i3d_lightning.data.transforms.RELEASE_PREPROCESSING`).
 
 Every loader returns a float32 tensor ``[1, C, T, H, W]``.
 """
@@ -17,33 +17,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i3d_lightning import release
 from i3d_lightning.data import decoding
 from i3d_lightning.data.sampling import resample_indices
-from i3d_lightning.data.transforms import center_crop, resize_short_side, rgb_to_model_range
+from i3d_lightning.data.transforms import RELEASE_PREPROCESSING, to_model_range_
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.models.streams import CHANNELS
+from i3d_lightning.weights import release
+from i3d_lightning.weights.release import WeightsSource
 
-CHANNELS = {"rgb": 3, "flow": 2}
-#: The modalities each stream choice runs (``joint``: both, their logits summed).
-STREAMS: dict[str, tuple[str, ...]] = {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
 SAMPLE_NAME = "v_CricketShot_g04_c01"
-#: The release's sample clip is 25 fps, shorter side 256, centre crop 224.
-RELEASE_FPS = 25.0
-RESIZE_SHORT_SIDE = 256
-CROP_SIZE = 224
 # Slack for the range check of .npy inputs: float rounding of values computed as x / 127.5 - 1.
 _RANGE_TOLERANCE = 1e-3
 
 
-def release_sample(stream: str, **fetch_options) -> Path:
+def release_sample(stream: str, source: WeightsSource = WeightsSource()) -> Path:
     """The release's sample clip of ``stream``: its ``.npy`` if a mirror or the cache has it or it
     can be downloaded, else the ``.gif`` render from a mirror (as in ``shared/deepmind-i3d``)."""
     npy, gif = f"{SAMPLE_NAME}_{stream}.npy", f"{SAMPLE_NAME}_{stream}.gif"
     for name in (npy, gif):
-        found = release.find_in_mirror(name, fetch_options.get("mirror"))
+        found = release.find_in_mirror(name, source)
         if found is not None:
             return found
-    return release.fetch_release_file(npy, **fetch_options)
+    return release.fetch_release_file(npy, source)
 
 
 def load_input(path: str | os.PathLike, stream: str) -> torch.Tensor:
@@ -94,13 +89,12 @@ def _load_gif(path: Path, stream: str) -> torch.Tensor:
         raise UserInputError(f"{path}: not a readable GIF ({error})") from error
     pixels = torch.from_numpy(frames).permute(3, 0, 1, 2).float()  # [3, T, H, W] in [0, 255]
     if stream == "rgb":
-        return pixels / 255 * 2 - 1
-    return pixels[:2] / 255 - 0.5
+        return to_model_range_(pixels, 0.0, 255.0)
+    return pixels[:2] / 255 - 0.5  # undoes the render, clip(flow + 0.5, 0, 1); not a [-1, 1] scaling
 
 
 def _load_video(path: Path) -> torch.Tensor:
+    preprocess = RELEASE_PREPROCESSING["rgb"]
     info = decoding.probe(path)
-    indices = resample_indices(info.num_frames, info.fps, RELEASE_FPS)
-    frames = torch.from_numpy(decoding.read_frames(path, indices)).permute(0, 3, 1, 2)  # [T, 3, H, W]
-    frames = center_crop(resize_short_side(frames, RESIZE_SHORT_SIDE), CROP_SIZE)
-    return rgb_to_model_range(frames).permute(1, 0, 2, 3)
+    indices = resample_indices(info.num_frames, info.fps, preprocess.fps)
+    return preprocess(torch.from_numpy(decoding.read_frames(path, indices)))

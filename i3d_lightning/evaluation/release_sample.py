@@ -9,10 +9,11 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from i3d_lightning.data.sample import CHANNELS, load_input, release_sample
+from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.inference import autocast, optimize_for_inference, prepare_input
-from i3d_lightning.models.weights import i3d, kinetics_categories
+from i3d_lightning.models.streams import check_modalities
+from i3d_lightning.weights import WeightsSource, kinetics_categories, stream_towers
 
 TOP_K = 20
 
@@ -29,30 +30,27 @@ def format_release_output(logits: np.ndarray, categories: list[str], top_k: int 
     return "\n".join(lines)
 
 
-def evaluate_sample(streams: list[str], weights: Mapping[str, str | os.PathLike],
+def evaluate_sample(modalities: list[str], weights: Mapping[str, str | os.PathLike],
                     inputs: Mapping[str, str | os.PathLike | None], *,
                     device: str | torch.device = "cpu", precision: str = "32", fast: bool = False,
-                    fetch_options: Mapping[str, object] | None = None) -> tuple[np.ndarray, list[str]]:
-    """Sum of the logits of each stream's model on its input (the release's joint model is rgb + flow).
+                    source: WeightsSource = WeightsSource()) -> tuple[np.ndarray, list[str]]:
+    """Sum of the logits of each modality's model on its input (the release's joint model is rgb + flow).
 
-    ``weights[stream]`` is a registry name or a converted file; ``inputs[stream]`` a path, or
+    ``weights[modality]`` is a registry name or a converted file; ``inputs[modality]`` a path, or
     ``None`` for the release's sample clip. ``precision`` ("32" or "bf16") and ``fast`` choose the
     inference path (:mod:`i3d_lightning.models.inference`). Returns (logits ``[classes]`` float32,
     class names).
     """
     device = torch.device(device)
-    fetch_options = dict(fetch_options or {})
     total: torch.Tensor | None = None
-    for stream in streams:
-        if stream not in CHANNELS:
-            raise UserInputError(f"unknown stream {stream!r}; choose from {sorted(CHANNELS)}")
-        model = i3d(weights=weights[stream], in_channels=CHANNELS[stream], **fetch_options)
-        path = inputs.get(stream) or release_sample(stream, **fetch_options)
-        clip = load_input(path, stream).to(device)
+    towers = stream_towers(check_modalities(modalities), weights, source=source)
+    for modality, model in towers.items():
+        path = inputs.get(modality) or release_sample(modality, source)
+        clip = load_input(path, modality).to(device)
         try:
             model.check_input(clip)
         except ValueError as error:
-            raise UserInputError(f"{stream} input {path}: {error}") from None
+            raise UserInputError(f"{modality} input {path}: {error}") from None
         model = optimize_for_inference(model.eval().to(device), fast=fast)
         with torch.inference_mode(), autocast(device, str(precision)):
             logits = model(prepare_input(clip, fast))[0].float().cpu()
@@ -62,7 +60,7 @@ def evaluate_sample(streams: list[str], weights: Mapping[str, str | os.PathLike]
         total = logits if total is None else total + logits
     assert total is not None, "no stream given"
     try:
-        categories = kinetics_categories(total.numel(), **fetch_options)
+        categories = kinetics_categories(total.numel(), source)
     except ValueError:  # fine-tuned weights of another label set: no names known here
         categories = [f"class {index}" for index in range(total.numel())]
     return total.numpy(), categories

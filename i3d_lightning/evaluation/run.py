@@ -17,21 +17,16 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from i3d_lightning import reports
 from i3d_lightning.cli import resolve_device
-from i3d_lightning.divergence import TrainingDivergedError, check_finite_state_dict
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.lightning_module import I3DClassifier
+from i3d_lightning.evaluation import reports
+from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
 from i3d_lightning.models.inference import check_inference_precision
-from i3d_lightning.sample_evaluation import evaluate_sample, format_release_output
-from i3d_lightning.training import build_datamodule, build_trainer
+from i3d_lightning.training.divergence import TrainingDivergedError, check_finite_state_dict
+from i3d_lightning.training.lightning_module import I3DClassifier
+from i3d_lightning.training.run import build_datamodule, build_trainer
 
 log = logging.getLogger(__name__)
-
-
-def fetch_options(weights_cfg: DictConfig) -> dict[str, object]:
-    """Where weights come from (``weights.cache``, ``.mirror``, ``.base_url``, ``.progress``)."""
-    return {key: weights_cfg.get(key) for key in ("cache", "mirror", "base_url", "progress")}
 
 
 def evaluate(cfg: DictConfig) -> str:
@@ -42,7 +37,7 @@ def evaluate(cfg: DictConfig) -> str:
         logits, categories = evaluate_sample(
             list(cfg.stream.modalities), cfg.weights, cfg.sample,
             device=device, precision=str(cfg.precision), fast=cfg.fast,
-            fetch_options=fetch_options(cfg.weights))
+            source=instantiate(cfg.weights.source))
         report = format_release_output(logits, categories)
     else:
         report = evaluate_dataset(cfg)
@@ -86,7 +81,7 @@ def evaluate_dataset(cfg: DictConfig) -> str:
     datamodule.setup("test")
     model = _load_model(cfg, datamodule.num_classes, datamodule.classes)
     if cfg.fast:
-        model.optimize_for_inference()
+        model.use_fast_inference_path()
     trainer = build_trainer(cfg, for_training=False)
     logged = trainer.test(model, datamodule=datamodule)[0]
     if not trainer.is_global_zero:

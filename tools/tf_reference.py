@@ -4,7 +4,8 @@ It reads the variables of a TensorFlow checkpoint with TensorFlow's reader and a
 operations as DeepMind's Sonnet graph in inference mode: ``tf.nn.conv3d`` and ``tf.nn.max_pool3d``
 with ``SAME`` padding, Sonnet's batch norm (``(x - moving_mean) / sqrt(moving_variance + 1e-3) +
 beta``), ReLU, ``tf.nn.avg_pool3d`` 2x7x7 ``VALID``, the logits convolution with bias, the spatial
-squeeze and the mean over time. Needs TensorFlow (``pip install 'i3d-lightning[tf]'``).
+squeeze and the mean over time. Needs TensorFlow (``pip install 'i3d-lightning[tf]'``). It lives with
+the tools because only ``tools/measure_fidelity.py`` and the tests use it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import os
 
 import numpy as np
 
-from i3d_lightning.conversion import checkpoint_scope, import_tensorflow, unit_scopes
-from i3d_lightning.models.i3d import INCEPTION_CHANNELS
+from i3d_lightning.models.i3d import LAYERS, Conv, Pool
+from i3d_lightning.weights.conversion import checkpoint_scope, import_tensorflow, unit_scopes
 
 _EPSILON = 1e-3
 
@@ -31,16 +32,16 @@ class TFReferenceI3D:
         self._vars = {name.removeprefix(scope): tf.constant(reader.get_tensor(name))
                       for name in reader.get_variable_to_shape_map() if name.startswith(scope)}
 
-    def _unit(self, x, module: str, stride: int = 1):
+    def _unit(self, x, module: str, stride: tuple[int, int, int] = (1, 1, 1)):
         tf = self._tf
         scope = self._scope_of[module]
-        x = tf.nn.conv3d(x, self._vars[f"{scope}/conv_3d/w"], [1, stride, stride, stride, 1], "SAME")
+        x = tf.nn.conv3d(x, self._vars[f"{scope}/conv_3d/w"], [1, *stride, 1], "SAME")
         mean, variance, beta = (tf.reshape(self._vars[f"{scope}/batch_norm/{name}"], [-1])
                                 for name in ("moving_mean", "moving_variance", "beta"))
         x = tf.nn.batch_normalization(x, mean, variance, beta, None, _EPSILON)
         return tf.nn.relu(x)
 
-    def _max_pool(self, x, kernel: list[int], stride: list[int]):
+    def _max_pool(self, x, kernel: tuple[int, int, int], stride: tuple[int, int, int]):
         return self._tf.nn.max_pool3d(x, [1, *kernel, 1], [1, *stride, 1], "SAME")
 
     def _mixed(self, x, block: str):
@@ -49,23 +50,19 @@ class TFReferenceI3D:
         branch0 = self._unit(x, f"{prefix}.branch0")
         branch1 = self._unit(self._unit(x, f"{prefix}.branch1.0"), f"{prefix}.branch1.1")
         branch2 = self._unit(self._unit(x, f"{prefix}.branch2.0"), f"{prefix}.branch2.1")
-        branch3 = self._unit(self._max_pool(x, [3, 3, 3], [1, 1, 1]), f"{prefix}.branch3.1")
+        branch3 = self._unit(self._max_pool(x, (3, 3, 3), (1, 1, 1)), f"{prefix}.branch3.1")
         return tf.concat([branch0, branch1, branch2, branch3], axis=4)
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         tf = self._tf
         x = tf.constant(inputs, dtype=tf.float32)
-        x = self._unit(x, "blocks.Conv3d_1a_7x7", stride=2)
-        x = self._max_pool(x, [1, 3, 3], [1, 2, 2])
-        x = self._unit(x, "blocks.Conv3d_2b_1x1")
-        x = self._unit(x, "blocks.Conv3d_2c_3x3")
-        x = self._max_pool(x, [1, 3, 3], [1, 2, 2])
-        for block in INCEPTION_CHANNELS:
-            if block == "Mixed_4b":
-                x = self._max_pool(x, [3, 3, 3], [2, 2, 2])
-            elif block == "Mixed_5b":
-                x = self._max_pool(x, [2, 2, 2], [2, 2, 2])
-            x = self._mixed(x, block)
+        for layer in LAYERS:
+            if isinstance(layer, Conv):
+                x = self._unit(x, f"blocks.{layer.name}", layer.stride)
+            elif isinstance(layer, Pool):
+                x = self._max_pool(x, layer.kernel, layer.stride)
+            else:
+                x = self._mixed(x, layer.name)
         x = tf.nn.avg_pool3d(x, [1, 2, 7, 7, 1], [1, 1, 1, 1, 1], "VALID")
         logits = tf.nn.conv3d(x, self._vars["Logits/Conv3d_0c_1x1/conv_3d/w"], [1] * 5, "VALID")
         logits = logits + self._vars["Logits/Conv3d_0c_1x1/conv_3d/b"]

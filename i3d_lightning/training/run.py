@@ -14,10 +14,10 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from i3d_lightning.data.datamodule import VideoDataModule
-from i3d_lightning.divergence import NonFiniteGuard
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.hardware import resolve_trainer_precision
-from i3d_lightning.lightning_module import I3DClassifier
+from i3d_lightning.training.divergence import NonFiniteGuard
+from i3d_lightning.training.lightning_module import I3DClassifier
 
 log = logging.getLogger(__name__)
 

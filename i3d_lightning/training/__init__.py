@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its schedules, the divergence guard and the train() run."""
