@@ -268,3 +268,15 @@ def test_two_processes_give_the_value_of_one(fvd_metric):
     assert results[0] == results[1]
     assert results[0][0] == pytest.approx(float(one.compute()), rel=1e-12)
     assert results[0][1] == pytest.approx(one.compute_kvd(), rel=1e-12)
+
+
+def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_home):
+    result = run_script("tools/fvd_choices.py", "--videos", "3", "--frames", "9", "--size", "16",
+                        env={"I3D_HOME": str(weights_home)}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line[:52].strip(): (float(line.split()[-2]), float(line.split()[-1]))
+            for line in result.stdout.splitlines()[1:]}
+    reference = rows["reference (TF1 resize, float, unbiased, SVD roots)"]
+    assert reference[1] == 0 and reference[0] > 0
+    assert rows["biased covariance (divided by n)"][0] < reference[0]  # the traces shrink by (n-1)/n
+    assert abs(rows["scipy.linalg.sqrtm"][1]) < 1e-3 and rows["PyTorch half-pixel bilinear resize"][1] != 0
