@@ -63,7 +63,7 @@ def measure(args: argparse.Namespace) -> int:
                             max_videos=args.max_videos, seed=args.seed)
     model = i3d(weights=args.weights, in_channels=3, source=WeightsSource(mirror=args.mirror))
     embedder = VideoEmbedder(model, preprocessed=args.preprocessed, fast=not args.no_fast)
-    description = description_of(protocol, embedder, args.preprocessed)
+    description = description_of(protocol, model, args.preprocessed)
     module = EmbeddingLoop(embedder, args.precision)
     # Lightning's "GPU available: ..." lines would come before any refusal; the result is what matters here.
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)

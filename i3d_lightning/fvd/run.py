@@ -15,6 +15,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from i3d_lightning.data.distributed import UnpaddedDistributedSampler, gather_objects, is_distributed
@@ -102,10 +103,10 @@ def load_side(path: str | os.PathLike, description: dict) -> Side:
     return Side(statistics, videos=saved.get("videos", statistics.count), frame_sizes=saved.get("frame_sizes", []))
 
 
-def description_of(protocol: ClipProtocol, embedder: VideoEmbedder, preprocessed: bool) -> dict:
-    """What makes two sets of statistics comparable."""
-    return {"protocol": protocol.describe(), "weights": weights_fingerprint(embedder.network),
-            "preprocessed": preprocessed}
+def description_of(protocol: ClipProtocol, model: nn.Module, preprocessed: bool) -> dict:
+    """What makes two sets of statistics comparable: the protocol and the weights of ``model`` as
+    loaded (not its fast inference form, so fast and plain runs share statistics)."""
+    return {"protocol": protocol.describe(), "weights": weights_fingerprint(model), "preprocessed": preprocessed}
 
 
 def compare(real: Side, fake: Side) -> dict[str, Any]:
