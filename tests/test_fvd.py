@@ -146,12 +146,17 @@ def test_whole_chain_equals_tensorflow_on_small_videos(tf, fvd_metric, checkpoin
     assert float(metric.compute()) == pytest.approx(expected, rel=1e-5)
 
 
+def _filled(metric: FrechetVideoDistance, real: torch.Tensor, fake: torch.Tensor) -> FrechetVideoDistance:
+    """``metric`` after adding ``real`` and ``fake`` embeddings ``[n, d]``."""
+    metric.update(real, real=True, embedded=True)
+    metric.update(fake, real=False, embedded=True)
+    return metric
+
+
 def test_sharded_sums_give_the_distance_of_one_pass(fvd_metric):
     rng = np.random.default_rng(4)
     real, fake = torch.from_numpy(rng.normal(0, 4, (20, 400))), torch.from_numpy(rng.normal(1, 4, (16, 400)))
-    whole = fvd_metric()
-    whole.update(real, real=True, embedded=True)
-    whole.update(fake, real=False, embedded=True)
+    whole = _filled(fvd_metric(), real, fake)
     shards = [fvd_metric() for _ in range(3)]
     for index, shard in enumerate(shards):
         shard.update(real[index::3], real=True, embedded=True)
@@ -165,9 +170,7 @@ def test_sharded_sums_give_the_distance_of_one_pass(fvd_metric):
 def test_real_statistics_survive_reset_when_asked(fvd_metric):
     rng = np.random.default_rng(5)
     real, fake = torch.from_numpy(rng.normal(0, 4, (10, 400))), torch.from_numpy(rng.normal(1, 4, (10, 400)))
-    metric = fvd_metric(reset_real_features=False)
-    metric.update(real, real=True, embedded=True)
-    metric.update(fake, real=False, embedded=True)
+    metric = _filled(fvd_metric(reset_real_features=False), real, fake)
     first = float(metric.compute())
     metric.reset()
     assert int(metric.real_count) == 10 and int(metric.fake_count) == 0
@@ -257,9 +260,7 @@ def _two_process_fvd(rank: int, port: int, real: torch.Tensor, fake: torch.Tenso
 def test_two_processes_give_the_value_of_one(fvd_metric):
     rng = np.random.default_rng(7)
     real, fake = torch.from_numpy(rng.normal(0, 4, (13, 400))), torch.from_numpy(rng.normal(1, 4, (11, 400)))
-    one = fvd_metric()
-    one.update(real, real=True, embedded=True)
-    one.update(fake, real=False, embedded=True)
+    one = _filled(fvd_metric(), real, fake)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

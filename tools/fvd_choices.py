@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from i3d_lightning.data.transforms import to_model_range_
-from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, trace_sqrt_product
+from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance
 from i3d_lightning.fvd.embedding import SIZE
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.hardware import describe_device
@@ -66,11 +66,10 @@ def scipy_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
 
 
 def biased_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """The reference distance of covariances divided by n instead of n - 1."""
     first, second = GaussianStatistics.from_embeddings(real), GaussianStatistics.from_embeddings(fake)
-    scale_first, scale_second = (first.count - 1) / first.count, (second.count - 1) / second.count
-    sigma, sigma_other = first.covariance * scale_first, second.covariance * scale_second
-    return float(torch.sum((first.mean - second.mean) ** 2) + torch.trace(sigma + sigma_other)
-                 - 2 * trace_sqrt_product(sigma, sigma_other))
+    return frechet_distance(*(GaussianStatistics(one.count, one.mean, one.covariance * (one.count - 1) / one.count)
+                              for one in (first, second)))
 
 
 def main() -> None:

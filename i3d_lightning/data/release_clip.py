@@ -19,15 +19,13 @@ import torch
 
 from i3d_lightning.data import decoding
 from i3d_lightning.data.sampling import resample_indices
-from i3d_lightning.data.transforms import RELEASE_PREPROCESSING, to_model_range_
+from i3d_lightning.data.transforms import RELEASE_PREPROCESSING, check_model_range, to_model_range_
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.streams import CHANNELS
 from i3d_lightning.weights import release
 from i3d_lightning.weights.release import WeightsSource
 
 SAMPLE_NAME = "v_CricketShot_g04_c01"
-# Slack for the range check of .npy inputs: float rounding of values computed as x / 127.5 - 1.
-_RANGE_TOLERANCE = 1e-3
 
 
 def release_sample(stream: str, source: WeightsSource = WeightsSource()) -> Path:
@@ -72,10 +70,7 @@ def _load_npy(path: Path, stream: str) -> torch.Tensor:
                              f"{stream}, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.floating):
         raise UserInputError(f"{path}: expected float values in [-1, 1], got dtype {array.dtype}")
-    low, high = float(array.min()), float(array.max())
-    if low < -1 - _RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
-        raise UserInputError(f"{path}: values span [{low:.3g}, {high:.3g}], expected [-1, 1] "
-                             f"(rescale pixels as x / 127.5 - 1)")
+    check_model_range(array, str(path), " (rescale pixels as x / 127.5 - 1)")
     return torch.from_numpy(array[0].astype(np.float32)).permute(3, 0, 1, 2)
 
 

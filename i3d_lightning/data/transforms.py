@@ -10,17 +10,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from i3d_lightning.errors import UserInputError
+
 #: Flow beyond +-20 pixels per frame is clipped, as in the release; 20 pixels become 1.
 FLOW_BOUND = 20.0
+#: Slack when checking that given input is in [-1, 1]: float rounding of values computed as x / 127.5 - 1.
+MODEL_RANGE_TOLERANCE = 1e-3
 
 
 def to_model_range_(values: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """Map float ``values`` in [low, high] linearly onto [-1, 1], in place (the release's ``x / 127.5 - 1``
     for pixels: the subtraction of ``low = 0`` and the division are exact as written)."""
     return values.sub_(low).div_((high - low) / 2).sub_(1.0)
+
+
+def check_model_range(values: torch.Tensor | np.ndarray, what: str, hint: str = "") -> None:
+    """Raise a one-line :class:`UserInputError` naming ``what`` if ``values`` leave [-1, 1]."""
+    low, high = float(values.min()), float(values.max())
+    if low < -1 - MODEL_RANGE_TOLERANCE or high > 1 + MODEL_RANGE_TOLERANCE:
+        raise UserInputError(f"{what}: values span [{low:.3g}, {high:.3g}], expected [-1, 1]{hint}")
 
 
 def resize_short_side(frames: torch.Tensor, size: int) -> torch.Tensor:

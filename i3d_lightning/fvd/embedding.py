@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from i3d_lightning.data.transforms import to_model_range_
+from i3d_lightning.data.transforms import check_model_range, to_model_range_
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.models.i3d import MIN_FRAMES, InceptionI3d
@@ -15,8 +15,6 @@ from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 
 #: The frame size the reference protocol resizes to.
 SIZE = 224
-#: Slack for the range check of network-ready input (float rounding of values scaled to [-1, 1]).
-_RANGE_TOLERANCE = 1e-3
 
 
 class VideoEmbedder(nn.Module):
@@ -44,9 +42,7 @@ class VideoEmbedder(nn.Module):
             if tuple(videos.shape[2:4]) != (SIZE, SIZE) or not videos.is_floating_point():
                 raise UserInputError(f"preprocessed videos must be float [N, T, {SIZE}, {SIZE}, 3] in [-1, 1], got "
                                      f"{videos.dtype} of shape {tuple(videos.shape)}")
-            low, high = float(videos.min()), float(videos.max())
-            if low < -1 - _RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
-                raise UserInputError(f"preprocessed videos must be in [-1, 1], got values in [{low:.3g}, {high:.3g}]")
+            check_model_range(videos, "preprocessed videos", " (videos in [-1, 1] are used as they are)")
             frames = videos.to(torch.float32)
         else:
             frames = to_model_range_(resize_bilinear_tf1(videos, (SIZE, SIZE)), 0.0, 255.0)

@@ -15,7 +15,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from i3d_lightning.data import decoding
-from i3d_lightning.data.annotations import VIDEO_EXTENSIONS
+from i3d_lightning.data.annotations import video_files
+from i3d_lightning.data.sampling import clip_span
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 
@@ -51,7 +52,7 @@ class ClipProtocol:
     @property
     def span(self) -> int:
         """Frames one clip covers."""
-        return (self.frames - 1) * self.stride + 1
+        return clip_span(self.frames, self.stride)
 
     def starts(self, num_frames: int, rng: np.random.Generator) -> list[int]:
         """First frame of each clip of a ``num_frames`` video (which must hold one clip)."""
@@ -162,7 +163,7 @@ def _check_pixel_range(frames: np.ndarray, name: str) -> np.ndarray:
 
 
 def _videos_or_frame_folders(root: Path) -> list[Path]:
-    videos = sorted(path for path in root.rglob("*") if path.suffix.lower() in VIDEO_EXTENSIONS)
+    videos = [record.path for record in video_files(root).records]
     folders = sorted({path.parent for path in root.rglob("*") if path.suffix.lower() in FRAME_EXTENSIONS})
     return videos or folders
 
