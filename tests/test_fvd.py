@@ -17,7 +17,7 @@ from i3d_lightning.fvd.metric import FrechetVideoDistance
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
-from tests.conftest import run_script
+from tests.conftest import REPO_ROOT, run_script
 from tests.videos import write_frames
 from tools.tf_reference import TFReferenceI3D
 
@@ -269,6 +269,28 @@ def test_two_processes_give_the_value_of_one(fvd_metric):
     assert results[0] == results[1]
     assert results[0][0] == pytest.approx(float(one.compute()), rel=1e-12)
     assert results[0][1] == pytest.approx(one.compute_kvd(), rel=1e-12)
+
+
+def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_home):
+    # torchrun starts 2 processes; each embeds its share of the videos (5 real, 4 fake: unequal shares).
+    rng = np.random.default_rng(8)
+    np.save(tmp_path / "real.npy", rng.integers(0, 256, (5, 9, 16, 20, 3), dtype=np.uint8))
+    np.save(tmp_path / "fake.npy", rng.integers(0, 128, (4, 9, 16, 20, 3), dtype=np.uint8))
+    env = {"I3D_HOME": str(weights_home), "I3D_WEIGHTS_MIRROR": str(tmp_path / "no-mirror"), "OMP_NUM_THREADS": "1"}
+    inputs = [str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--frames", "9"]
+    one = run_script("tools/fvd.py", *inputs, "--devices", "1", "--json", str(tmp_path / "one.json"), env=env,
+                     timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_script("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                     str(REPO_ROOT / "tools" / "fvd.py"), *inputs, "--devices", "2", "--accelerator", "cpu",
+                     "--json", str(tmp_path / "two.json"), env=env, timeout=900)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    assert two.stdout.count("FVD: ") == 1  # printed by rank 0 only
+    results = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("one", "two")}
+    assert results["two"]["counts"] == results["one"]["counts"] == {
+        "real_clips": 5, "fake_clips": 4, "real_videos": 5, "fake_videos": 4, "real_skipped": 0, "fake_skipped": 0}
+    assert results["two"]["fvd"] == pytest.approx(results["one"]["fvd"], rel=1e-9)
+    assert results["two"]["kvd"] == pytest.approx(results["one"]["kvd"], rel=1e-9)
 
 
 def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_home):

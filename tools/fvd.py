@@ -2,7 +2,7 @@
 
     python tools/fvd.py REAL FAKE [--frames 16] [--stride 1] [--start first|uniform|random]
         [--clips-per-video 1] [--resolution H W] [--max-videos N] [--seed 0]
-        [--save-stats FILE] [--json FILE] [--preprocessed] [--devices auto] [--precision 32|bf16]
+        [--save-stats FILE] [--json FILE] [--preprocessed] [--devices auto] [--accelerator auto] [--precision 32|bf16]
 
 REAL and FAKE are each a folder of videos (anything decord reads), a folder of frame folders
 (png/jpg), a ``.npy``/``.npz`` array ``[N, T, H, W, 3]`` with values 0..255, or a statistics file
@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
-
-import pytorch_lightning as pl
 
 from i3d_lightning.cli import run_reporting_errors
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
-from i3d_lightning.fvd.run import EmbeddingLoop, compare, description_of, embed_side, side
+from i3d_lightning.fvd.run import EmbeddingLoop, compare, description_of, embed_side, embedding_trainer, side
 from i3d_lightning.fvd.statistics_file import save_statistics
 from i3d_lightning.weights import WeightsSource, i3d
 
@@ -50,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
     parser.add_argument("--precision", choices=("32", "bf16"), default="32")
     parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
-    parser.add_argument("--devices", default="auto")
+    parser.add_argument("--devices", default="auto", help="how many devices (Lightning's devices)")
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (Lightning's accelerator)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     args = parser.parse_args(argv)
     return run_reporting_errors(measure, args)
@@ -65,10 +63,7 @@ def measure(args: argparse.Namespace) -> int:
     embedder = VideoEmbedder(model, preprocessed=args.preprocessed, fast=not args.no_fast)
     description = description_of(protocol, model, args.preprocessed)
     module = EmbeddingLoop(embedder, args.precision)
-    # Lightning's "GPU available: ..." lines would come before any refusal; the result is what matters here.
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-    trainer = pl.Trainer(accelerator="auto", devices=args.devices, logger=False, enable_checkpointing=False,
-                         enable_model_summary=False)
+    trainer = embedding_trainer(args.accelerator, args.devices)
 
     def embed(path: Path):
         return embed_side(path, protocol, trainer, module, preprocessed=args.preprocessed, workers=args.workers)

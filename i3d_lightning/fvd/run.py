@@ -75,6 +75,14 @@ class EmbeddingLoop(pl.LightningModule):
         self.frame_sizes = set().union(*gather_objects(self.frame_sizes))
 
 
+def embedding_trainer(accelerator: str = "auto", devices: int | str = "auto") -> pl.Trainer:
+    """A Trainer for :class:`EmbeddingLoop`'s predict loop, with nothing written to disk."""
+    # Lightning's "GPU available: ..." lines would come before any refusal; the result is what matters here.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    return pl.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_checkpointing=False,
+                      enable_model_summary=False)
+
+
 def embed_side(path: str | os.PathLike, protocol: ClipProtocol, trainer: pl.Trainer, module: EmbeddingLoop, *,
                preprocessed: bool = False, workers: int = 0) -> Side:
     """Embed the clips of ``path`` (see :class:`ClipSource`)."""
