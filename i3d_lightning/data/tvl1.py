@@ -60,6 +60,13 @@ class TVL1Parameters:
                                  f"{self.median_filtering}")
 
 
+def grey_from_rgb(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[..., 3]`` RGB -> uint8 ``[...]`` luma, bit for bit OpenCV's ``cvtColor(RGB2GRAY)``
+    (0.299 R + 0.587 G + 0.114 B in 15-bit fixed point, rounded)."""
+    weights = torch.tensor([9798, 19235, 3735], dtype=torch.int32, device=frames.device)
+    return ((frames.to(torch.int32) * weights).sum(-1).add_(1 << 14) >> 15).to(torch.uint8)
+
+
 def tvl1_flow(first: torch.Tensor, second: torch.Tensor, parameters: TVL1Parameters = TVL1Parameters()) -> torch.Tensor:
     """Flow from ``first`` to ``second``: greyscale ``[B, H, W]`` (or ``[H, W]``) values 0..255, uint8
     or float -> float32 ``[B, H, W, 2]`` (x, y) in pixels: ``first[y, x]`` moves to
