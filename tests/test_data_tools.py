@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from i3d_lightning.data.flow import count_flow_frames, read_flow
 from tests.conftest import run_script
@@ -17,14 +18,15 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return run_script(*args, timeout=300)
 
 
-def test_extract_flow_measures_motion_and_resumes(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "opencv"])
+def test_extract_flow_measures_motion_and_resumes(tmp_path, backend):
     rng = np.random.default_rng(0)
     texture = np.repeat(np.repeat(rng.integers(0, 256, (12, 12), dtype=np.uint8), 8, 0), 8, 1)  # 96x96 blocks
     frames = np.stack([np.roll(texture, 3 * t, axis=1) for t in range(8)])  # moves right 3 px per frame
     write_frames(tmp_path / "videos" / "moving" / "right.mp4", np.repeat(frames[..., None], 3, 3))
     (tmp_path / "videos" / "moving" / "broken.avi").write_bytes(b"\x00" * 4096)
     result = _run("tools/extract_flow.py", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96",
-                  "--workers", "2")
+                  "--workers", "2", "--backend", backend)
     assert result.returncode == 1  # one video failed
     assert count_flow_frames(tmp_path / "flow" / "moving" / "right") == 7
     flow = read_flow(tmp_path / "flow" / "moving" / "right", range(7)).numpy() * 20  # back to pixels

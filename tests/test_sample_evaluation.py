@@ -18,7 +18,7 @@ from i3d_lightning.models import InceptionI3d
 from i3d_lightning.weights import WeightsSource, kinetics_categories
 from i3d_lightning.weights.loading import save_state_dict
 from tests.conftest import REPO_ROOT, run_script
-from tests.videos import decoded_index_mod_levels, write_video
+from tests.videos import decoded_index_mod_levels, write_frames, write_video
 
 RELEASE_LINE = re.compile(r"^(\S+) (\S+) (.+)$")
 
@@ -142,8 +142,19 @@ def test_not_a_gif_or_video(tmp_path):
     (tmp_path / "clip.mp4").write_bytes(b"\x00" * 1000)
     with pytest.raises(UserInputError, match="cannot open as video"):
         load_input(tmp_path / "clip.mp4", "rgb")
-    with pytest.raises(UserInputError, match="flow is not computed from a video"):
+    with pytest.raises(UserInputError, match="cannot open as video"):
         load_input(tmp_path / "clip.mp4", "flow")
+
+
+def test_flow_input_from_a_video_is_tvl1_of_its_frames_the_release_way(tmp_path):
+    # A texture panning right by 2 px a frame in a 128x128 video: at the release's shorter side 256
+    # that is 4 px a frame, a network input of 4 / 20 in x and 0 in y.
+    texture = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    video = write_frames(tmp_path / "pan.mp4", np.stack([np.roll(texture, 2 * t, axis=1) for t in range(6)]))
+    clip = load_input(video, "flow")
+    assert clip.shape == (1, 2, 5, 224, 224)  # a flow frame per pair of consecutive frames
+    assert float(clip[0, 0].median()) == pytest.approx(0.2, abs=0.02)
+    assert float(clip[0, 1].median()) == pytest.approx(0.0, abs=0.02)
 
 
 def test_too_short_input_is_explained(tmp_path, weights_home, monkeypatch):

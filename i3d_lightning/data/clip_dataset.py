@@ -3,8 +3,8 @@
 Items are dicts: ``rgb`` / ``flow`` clips, ``label``, ``index`` (position in the dataset) and
 ``video_id``. Training items hold one clip ``[C, T, S, S]``; evaluation items hold every view of the
 video, ``[V, C, T, S, S]`` with V = clips x crops (whole-video mode: one view of all frames). RGB
-values are in [-1, 1]; flow is (x, y) in [-1, 1]. Both streams of a joint item come from the same
-frames, the same crop and the same flip (which negates flow x).
+values are in [-1, 1]; flow is (x, y) in [-1, 1], stored or computed from the frames. Both streams of
+a joint item come from the same frames, the same crop and the same flip (which negates flow x).
 
 A video that cannot be read becomes ``{"index", "video_id", "path", "error"}`` (``on_error="skip"``)
 for :func:`collate_clips` to set aside and report, or raises (``on_error="raise"``).
@@ -22,10 +22,15 @@ from torch.utils.data import Dataset, default_collate
 from i3d_lightning.data import decoding, sampling
 from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.data.flow import count_flow_frames, read_flow
-from i3d_lightning.data.transforms import resize_flow, to_model_range_
+from i3d_lightning.data.online_flow import OnlineFlow
+from i3d_lightning.data.transforms import crop_views, resize_flow
+from i3d_lightning.data.tvl1 import grey_from_rgb
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import check_modalities
+
+#: Where flow comes from: JPEGs under ``flow_root``, or TV-L1 of the decoded frames.
+FLOW_SOURCES = ("stored", "online")
 
 
 @dataclass(frozen=True)
@@ -67,23 +72,33 @@ class ClipSampling:
 class VideoClipDataset(Dataset):
     """Clips of ``records`` for the ``modalities`` (``rgb``, ``flow`` or both).
 
-    Flow of a video is read from ``flow_root / video_id`` (see :mod:`i3d_lightning.data.flow`).
+    Flow is read from ``flow_root / video_id`` (``flow_source="stored"``, see
+    :mod:`i3d_lightning.data.flow`) or computed from the decoded frames (``"online"``, see
+    :mod:`i3d_lightning.data.online_flow`): here, or, with ``flow_on_device``, after the batch reaches
+    the accelerator (items then carry ``flow_pairs`` instead of ``flow``).
     Decoders are opened inside ``__getitem__`` and closed before it returns; the dataset object holds
     no reader, so it is safe to fork into DataLoader workers.
     """
 
     def __init__(self, records: list[VideoRecord], sampling: ClipSampling, *, modalities: tuple[str, ...] = ("rgb",),
-                 flow_root: str | Path | None = None, on_error: str = "skip", seed: int = 0) -> None:
+                 flow_root: str | Path | None = None, flow_source: str = "stored",
+                 online_flow: OnlineFlow | None = None, flow_on_device: bool = False, on_error: str = "skip",
+                 seed: int = 0) -> None:
         modalities = check_modalities(modalities)
-        if "flow" in modalities and flow_root is None:
+        if flow_source not in FLOW_SOURCES:
+            raise UserInputError(f"flow_source must be one of {', '.join(FLOW_SOURCES)}, got {flow_source!r}")
+        if "flow" in modalities and flow_source == "stored" and flow_root is None:
             raise UserInputError("the flow stream needs precomputed flow: set dataset.flow_root "
-                                 "(tools/extract_flow.py writes it)")
+                                 "(tools/extract_flow.py writes it), or compute it from the videos with "
+                                 "data.flow_source=online")
         if on_error not in ("skip", "raise"):
             raise UserInputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         self.records = records
         self.sampling = sampling
         self.modalities = modalities
         self.flow_root = Path(flow_root) if flow_root is not None else None
+        self.online_flow = (online_flow or OnlineFlow()) if "flow" in modalities and flow_source == "online" else None
+        self.flow_on_device = flow_on_device and self.online_flow is not None
         self.on_error = on_error
         self.seed = seed
         #: Set by :class:`~i3d_lightning.data.datamodule.EpochSampler` before each epoch's workers start.
@@ -106,29 +121,61 @@ class VideoClipDataset(Dataset):
         assert self.flow_root is not None
         return self.flow_root / record.video_id
 
-    def _load(self, record: VideoRecord, index: int) -> dict[str, torch.Tensor]:
+    def num_frames(self, record: VideoRecord) -> int:
+        """Frames a clip of ``record`` can be drawn from (the resampled timeline; flow has one frame
+        fewer than the video when it is computed here, a frame per pair)."""
+        return self._num_frames(record, self._timeline(record))
+
+    def _timeline(self, record: VideoRecord) -> tuple[decoding.VideoInfo, np.ndarray] | None:
+        """The video's info and its frames resampled to the dataset's rate, if frames are decoded."""
+        if "rgb" not in self.modalities and self.online_flow is None:
+            return None
+        info = decoding.probe(record.path)
+        return info, sampling.resample_indices(info.num_frames, info.fps, self.sampling.fps)
+
+    def _num_frames(self, record: VideoRecord, timeline: tuple[decoding.VideoInfo, np.ndarray] | None) -> int:
+        lengths = []
+        if timeline is not None:
+            lengths.append(len(timeline[1]) - (self.online_flow is not None))
+        if "flow" in self.modalities and self.online_flow is None:
+            lengths.append(count_flow_frames(self.flow_folder(record)))
+        return min(lengths)
+
+    def _load(self, record: VideoRecord, index: int) -> dict:
         # Random choices are a function of (seed, epoch, item) alone: the same with any number of
         # workers, and the same when a run resumes from a checkpoint.
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        source_frames, info = None, None
-        lengths = []
-        if "rgb" in self.modalities:
-            info = decoding.probe(record.path)
-            source_frames = sampling.resample_indices(info.num_frames, info.fps, self.sampling.fps)
-            lengths.append(len(source_frames))
-        if "flow" in self.modalities:
-            lengths.append(count_flow_frames(self.flow_folder(record)))
-        clips = self._clip_indices(min(lengths), rng)  # [K, T] on the resampled timeline
+        timeline = self._timeline(record)
+        clips = self._clip_indices(self._num_frames(record, timeline), rng)  # [K, T] on the resampled timeline
         frames = clips.reshape(-1)
         streams: dict[str, torch.Tensor] = {}  # each [K * T, H, W, C]: rgb uint8, flow float
-        if info is not None and source_frames is not None:
+        pairs = None
+        if timeline is not None:
+            info, source_frames = timeline
             size = sampling.short_side_size(info.width, info.height, self.sampling.short_side)
-            streams["rgb"] = torch.from_numpy(decoding.read_frames(record.path, source_frames[frames], size=size))
-        if "flow" in self.modalities:
+            # Online flow needs each frame's successor too: one decode for both streams.
+            needed = np.union1d(frames, frames + 1) if self.online_flow is not None else np.unique(frames)
+            decoded = torch.from_numpy(decoding.read_frames(record.path, source_frames[needed], size=size))
+            if "rgb" in self.modalities:
+                streams["rgb"] = decoded[np.searchsorted(needed, frames)]
+            if self.online_flow is not None:
+                grey = grey_from_rgb(decoded)
+                pairs = grey[np.searchsorted(needed, frames)], grey[np.searchsorted(needed, frames + 1)]
+                if not self.flow_on_device:
+                    streams["flow"] = self.online_flow.model_input(*pairs)
+        if "flow" in self.modalities and self.online_flow is None:
             flow = read_flow(self.flow_folder(record), frames)
             target = streams["rgb"].shape[1:3] if "rgb" in streams else None
             streams["flow"] = self._resize_flow(flow, target)
-        return self._views(streams, clips.shape, rng)
+        height, width = (next(iter(streams.values())) if streams else pairs[0]).shape[1:3]
+        boxes, flip = self._crops(height, width, rng)
+        s = self.sampling
+        item: dict = {name: crop_views(name, frames, clips.shape, boxes, flip, s.crop_size, s.train)
+                      for name, frames in streams.items()}
+        if pairs is not None and self.flow_on_device:
+            item["flow_pairs"] = {"first": pairs[0], "second": pairs[1], "clips": clips.shape, "boxes": boxes,
+                                  "flip": flip, "crop_size": s.crop_size, "train": s.train}
+        return item
 
     def _clip_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
         s = self.sampling
@@ -149,31 +196,13 @@ class VideoClipDataset(Dataset):
             return flow
         return resize_flow(flow.permute(0, 3, 1, 2), tuple(size)).clamp(-1, 1).permute(0, 2, 3, 1)
 
-    def _views(self, streams: dict[str, torch.Tensor], clips_shape: tuple[int, int],
-               rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def _crops(self, height: int, width: int, rng: np.random.Generator) -> tuple[list[tuple[int, int]], bool]:
+        """Where the views are cropped (top, left) and whether they are mirrored."""
         s = self.sampling
-        height, width = next(iter(streams.values())).shape[1:3]
-        num_clips, clip_len = clips_shape
         if s.train:
-            boxes, flip = [sampling.random_crop_box(height, width, s.crop_size, rng)], s.flip and rng.random() < 0.5
-        else:
-            boxes, flip = sampling.crop_boxes(height, width, s.crop_size, 1 if s.whole_video else s.num_crops), False
-        out = {}
-        for name, frames in streams.items():
-            clips = frames.reshape(num_clips, clip_len, *frames.shape[1:])  # [K, T, H, W, C]
-            crops = [clips[:, :, top:top + s.crop_size, left:left + s.crop_size] for top, left in boxes]
-            views = torch.stack(crops, dim=1).flatten(0, 1) if len(crops) > 1 else crops[0]  # [V, T, S, S, C]
-            if flip:
-                views = views.flip(-2)
-            # One pass from the cropped (uint8 for rgb) frames into a contiguous float [V, C, T, S, S].
-            result = torch.empty(views.shape[0], views.shape[-1], *views.shape[1:-1], dtype=torch.float32)
-            result.copy_(views.permute(0, 4, 1, 2, 3))
-            if name == "rgb":
-                to_model_range_(result, 0.0, 255.0)
-            elif flip:
-                result[:, 0].neg_()  # mirrored motion: flow x reverses
-            out[name] = result[0] if s.train else result
-        return out
+            return [sampling.random_crop_box(height, width, s.crop_size, rng)], s.flip and rng.random() < 0.5
+        return sampling.crop_boxes(height, width, s.crop_size, 1 if s.whole_video else s.num_crops), False
+
 
 def collate_clips(items: list[dict]) -> dict:
     """Batch the readable items; unreadable ones go to ``batch["skipped"]`` as (video id, path, reason).
@@ -181,7 +210,11 @@ def collate_clips(items: list[dict]) -> dict:
     A batch whose items all failed has only ``skipped`` (and ``size`` 0).
     """
     good = [item for item in items if "error" not in item]
+    # Frame pairs for flow on the device keep each video's own frame size: a list, not a stack.
+    flow_pairs = [item.pop("flow_pairs") for item in good if "flow_pairs" in item]
     batch = default_collate(good) if good else {}
+    if flow_pairs:
+        batch["flow_pairs"] = flow_pairs
     batch["skipped"] = [(item["video_id"], item["path"], item["error"]) for item in items if "error" in item]
     batch["size"] = len(good)
     return batch

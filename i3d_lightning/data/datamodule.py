@@ -23,13 +23,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from i3d_lightning.data import decoding
 from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.data.dataset_configs import VideoSource
 from i3d_lightning.data.distributed import EpochSampler, UnpaddedDistributedSampler, is_distributed
-from i3d_lightning.data.flow import count_flow_frames
-from i3d_lightning.data.sampling import clip_span, resample_indices
+from i3d_lightning.data.online_flow import OnlineFlow, add_device_flow
+from i3d_lightning.data.sampling import clip_span
 from i3d_lightning.data.skip_report import SkipReport, write_rows
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.hardware import available_cpus
@@ -63,6 +62,9 @@ class VideoDataModule(pl.LightningDataModule):
         report_dir: where the lists of missing and skipped videos are written (the run folder).
         check_videos: how many training videos ``setup`` probes to catch unusable data early.
         seed: seed of the training order and augmentations (with the epoch and the item).
+        flow_source: ``stored`` (flow JPEGs under the source's ``flow_root``) or ``online`` (TV-L1
+            computed from the videos, see :mod:`i3d_lightning.data.online_flow`, configured by
+            ``online_flow``: an :class:`OnlineFlow` or a mapping of its fields).
     """
 
     def __init__(self, source: VideoSource, *, modalities: list[str] | tuple[str, ...] = ("rgb",),
@@ -70,7 +72,8 @@ class VideoDataModule(pl.LightningDataModule):
                  eval_sampling: ClipSampling | Mapping[str, Any] | None = None, clip: Mapping[str, Any] | None = None,
                  batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int | None = None,
                  worker_timeout: float = 600.0, on_error: str = "skip", report_dir: str | None = None,
-                 check_videos: int = 16, seed: int = 0) -> None:
+                 check_videos: int = 16, seed: int = 0, flow_source: str = "stored",
+                 online_flow: OnlineFlow | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.source = source
         self.modalities = tuple(modalities)
@@ -84,6 +87,8 @@ class VideoDataModule(pl.LightningDataModule):
         self.report_dir = Path(report_dir) if report_dir else None
         self.check_videos = check_videos
         self.seed = seed
+        self.flow_source = flow_source
+        self.online_flow = OnlineFlow.from_config(online_flow)
         self.lists: dict[str, VideoList] = {}
         self.datasets: dict[str, VideoClipDataset] = {}
         self.skipped = SkipReport()
@@ -110,14 +115,27 @@ class VideoDataModule(pl.LightningDataModule):
             self._report_missing(split, videos)
             sampling = self.train_sampling if split == "train" else self.eval_sampling
             self.lists[split] = videos
-            self.datasets[split] = VideoClipDataset(videos.records, sampling, modalities=self.modalities,
-                                                    flow_root=self.source.flow_root, on_error=self.on_error,
-                                                    seed=self.seed)
+            self.datasets[split] = VideoClipDataset(
+                videos.records, sampling, modalities=self.modalities, flow_root=self.source.flow_root,
+                flow_source=self.flow_source, online_flow=self.online_flow, flow_on_device=self._flow_on_device(),
+                on_error=self.on_error, seed=self.seed)
             if split == "train":
                 self._check_clip_length(videos)
         class_lists = {len(videos.classes) for videos in self.lists.values()}
         if len(class_lists) > 1:
             raise UserInputError(f"dataset={self.source.name}: the splits have different class lists")
+
+    def _flow_on_device(self) -> bool:
+        """Whether online flow is computed on the accelerator (after transfer) rather than in the workers."""
+        if self.online_flow.where != "auto":
+            return self.online_flow.where == "device"
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict) and "flow_pairs" in batch:
+            return add_device_flow(batch, self.online_flow)
+        return batch
 
     def _report_missing(self, split: str, videos: VideoList) -> None:
         if not videos.missing:
@@ -141,13 +159,7 @@ class VideoDataModule(pl.LightningDataModule):
         for index in chosen:
             record = videos.records[index]
             try:
-                counts = []
-                if "rgb" in self.modalities:
-                    info = decoding.probe(record.path)
-                    counts.append(len(resample_indices(info.num_frames, info.fps, self.train_sampling.fps)))
-                if "flow" in self.modalities:
-                    counts.append(count_flow_frames(dataset.flow_folder(record)))
-                lengths.append(min(counts))
+                lengths.append(dataset.num_frames(record))
             except UserInputError as error:
                 errors.append(str(error))
         if not lengths:

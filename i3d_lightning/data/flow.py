@@ -38,10 +38,10 @@ def count_flow_frames(folder: str | os.PathLike) -> int:
     return count
 
 
-def flow_to_pixels(flow: np.ndarray) -> np.ndarray:
+def flow_to_pixels(flow: torch.Tensor) -> torch.Tensor:
     """Flow in pixels -> uint8 JPEG values (clipped to +-20, 0..255)."""
-    scaled = (np.clip(flow, -FLOW_BOUND, FLOW_BOUND) + FLOW_BOUND) * (255 / (2 * FLOW_BOUND))
-    return np.round(scaled).astype(np.uint8)
+    scaled = (flow.clamp(-FLOW_BOUND, FLOW_BOUND) + FLOW_BOUND) * (255 / (2 * FLOW_BOUND))
+    return scaled.round_().to(torch.uint8)
 
 
 def read_flow(folder: str | os.PathLike, indices: np.ndarray | list[int]) -> torch.Tensor:

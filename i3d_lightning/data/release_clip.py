@@ -3,8 +3,9 @@
 * ``.npy``: the release's arrays, ``(1, T, 224, 224, C)`` float in [-1, 1] (C = 3 rgb, 2 flow);
 * ``.gif``: the release's renders of them: rgb as ``(x + 1) / 2`` (so ``pixel / 255 * 2 - 1`` gives the
   input back), flow as ``clip(flow + 0.5, 0, 1)`` in R (x) and G (y) (so ``pixel / 255 - 0.5``);
-* any other file (rgb only): a video, preprocessed as the release did
-  (:data:`~i3d_lightning.data.transforms.RELEASE_PREPROCESSING`).
+* any other file: a video, preprocessed as the release did
+  (:data:`~i3d_lightning.data.transforms.RELEASE_PREPROCESSING`); for flow, TV-L1
+  (:mod:`~i3d_lightning.data.tvl1`) of its greyscale frames first.
 
 Every loader returns a float32 tensor ``[1, C, T, H, W]``.
 """
@@ -18,14 +19,17 @@ import numpy as np
 import torch
 
 from i3d_lightning.data import decoding
-from i3d_lightning.data.sampling import resample_indices
+from i3d_lightning.data.sampling import resample_indices, short_side_size
 from i3d_lightning.data.transforms import RELEASE_PREPROCESSING, check_model_range, to_model_range_
+from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.streams import CHANNELS
 from i3d_lightning.weights import release
 from i3d_lightning.weights.release import WeightsSource
 
 SAMPLE_NAME = "v_CricketShot_g04_c01"
+#: Frame pairs per TV-L1 call when a flow input is computed from a video.
+FLOW_PAIRS_PER_CALL = 16
 
 
 def release_sample(stream: str, source: WeightsSource = WeightsSource()) -> Path:
@@ -51,11 +55,8 @@ def load_input(path: str | os.PathLike, stream: str) -> torch.Tensor:
         clip = _load_npy(path, stream)
     elif suffix == ".gif":
         clip = _load_gif(path, stream)
-    elif stream == "rgb":
-        clip = _load_video(path)
     else:
-        raise UserInputError(f"flow input {path}: expected the release's .npy or .gif format "
-                             f"(flow is not computed from a video here)")
+        clip = _load_video(path, stream)
     return clip.unsqueeze(0)
 
 
@@ -88,8 +89,17 @@ def _load_gif(path: Path, stream: str) -> torch.Tensor:
     return pixels[:2] / 255 - 0.5  # undoes the render, clip(flow + 0.5, 0, 1); not a [-1, 1] scaling
 
 
-def _load_video(path: Path) -> torch.Tensor:
-    preprocess = RELEASE_PREPROCESSING["rgb"]
+def _load_video(path: Path, stream: str) -> torch.Tensor:
+    preprocess = RELEASE_PREPROCESSING[stream]
     info = decoding.probe(path)
     indices = resample_indices(info.num_frames, info.fps, preprocess.fps)
-    return preprocess(torch.from_numpy(decoding.read_frames(path, indices)))
+    if stream == "rgb":
+        return preprocess(torch.from_numpy(decoding.read_frames(path, indices)))
+    # Flow as the release made it: TV-L1 between consecutive greyscale frames at the shorter side
+    # 256 (one flow frame fewer than the video has), then cropped, clipped and scaled.
+    size = short_side_size(info.width, info.height, preprocess.short_side)
+    grey = grey_from_rgb(torch.from_numpy(decoding.read_frames(path, indices, size=size)))
+    if len(grey) < 2:
+        raise UserInputError(f"{path}: {len(grey)} frame at {preprocess.fps:g} fps, no flow")
+    pairs = zip(grey[:-1].split(FLOW_PAIRS_PER_CALL), grey[1:].split(FLOW_PAIRS_PER_CALL), strict=True)
+    return preprocess(torch.cat([tvl1_flow(first, second) for first, second in pairs]))

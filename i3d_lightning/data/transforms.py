@@ -67,6 +67,29 @@ def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     return frames[..., top:top + size, left:left + size]
 
 
+def crop_views(name: str, frames: torch.Tensor, clips_shape: tuple[int, int], boxes: list[tuple[int, int]],
+               flip: bool, crop_size: int, train: bool) -> torch.Tensor:
+    """The model's views of a video's clips: ``frames`` ``[K * T, H, W, C]`` (rgb uint8 0..255, flow
+    float in [-1, 1]) of ``clips_shape`` (K, T), each clip cropped at every ``(top, left)`` of
+    ``boxes`` (``crop_size`` square), mirrored when ``flip`` (which negates flow x), as float32
+    ``[V, C, T, S, S]`` in [-1, 1] with V = K x boxes (``[C, T, S, S]`` for a training clip)."""
+    num_clips, clip_len = clips_shape
+    clips = frames.reshape(num_clips, clip_len, *frames.shape[1:])  # [K, T, H, W, C]
+    crops = [clips[:, :, top:top + crop_size, left:left + crop_size] for top, left in boxes]
+    views = torch.stack(crops, dim=1).flatten(0, 1) if len(crops) > 1 else crops[0]  # [V, T, S, S, C]
+    if flip:
+        views = views.flip(-2)
+    # One pass from the cropped (uint8 for rgb) frames into a contiguous float [V, C, T, S, S].
+    result = torch.empty(views.shape[0], views.shape[-1], *views.shape[1:-1], dtype=torch.float32,
+                         device=frames.device)
+    result.copy_(views.permute(0, 4, 1, 2, 3))
+    if name == "rgb":
+        to_model_range_(result, 0.0, 255.0)
+    elif flip:
+        result[:, 0].neg_()  # mirrored motion: flow x reverses
+    return result[0] if train else result
+
+
 @dataclass(frozen=True)
 class ReleasePreprocessing:
     """How the release prepared one modality's input (the kinetics-i3d README), as a callable.
