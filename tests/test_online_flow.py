@@ -84,10 +84,12 @@ def _random_weights(path: Path, stream: str) -> Path:
     return save_state_dict(InceptionI3d(2, CHANNELS[stream]).state_dict(), path, {"stream": stream})
 
 
-@pytest.mark.parametrize("stream", ["flow", "joint"])
-def test_training_and_evaluation_from_videos_alone(videos_without_flow, tmp_path, stream):
-    # No flow folders anywhere: the flow comes from the videos (TV-L1 cut short to keep the test quick).
+@pytest.mark.parametrize(("stream", "where"), [("flow", "workers"), ("joint", "device")])
+def test_training_and_evaluation_from_videos_alone(videos_without_flow, tmp_path, stream, where):
+    # No flow folders anywhere: the flow comes from the videos (TV-L1 cut short to keep the test quick),
+    # in the loader or in the DataModule's hook after the batch reaches the device (here the CPU).
     common = [*FAST, "dataset=custom", f"stream={stream}", "trainer.precision=32", "data.flow_source=online",
+              f"data.online_flow.where={where}",
               "data.online_flow.tvl1.scales=2", "data.online_flow.tvl1.warps=1",
               "data.online_flow.tvl1.outer_iterations=2"]
     results = train(compose_config("train", [*common, "debug=fast", f"dataset.train={videos_without_flow}",

@@ -117,7 +117,7 @@ class VideoDataModule(pl.LightningDataModule):
             self.lists[split] = videos
             self.datasets[split] = VideoClipDataset(
                 videos.records, sampling, modalities=self.modalities, flow_root=self.source.flow_root,
-                flow_source=self.flow_source, online_flow=self.online_flow, flow_on_device=self._flow_on_device(),
+                flow_source=self.flow_source, online_flow=self.online_flow,
                 on_error=self.on_error, seed=self.seed)
             if split == "train":
                 self._check_clip_length(videos)
@@ -128,9 +128,12 @@ class VideoDataModule(pl.LightningDataModule):
     def _flow_on_device(self) -> bool:
         """Whether online flow is computed on the accelerator (after transfer) rather than in the workers."""
         if self.online_flow.where != "auto":
-            return self.online_flow.where == "device"
-        trainer = self.trainer
-        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+            on_device = self.online_flow.where == "device"
+        else:
+            on_device = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        log.info("flow computed from the videos (TV-L1) %s", "on the device, after each batch is transferred"
+                 if on_device else "in the DataLoader workers")
+        return on_device
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, dict) and "flow_pairs" in batch:
@@ -174,6 +177,10 @@ class VideoDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             raise RuntimeError(f"no {split} data: call setup() for its stage first")
         workers = self.num_workers
+        dataset = self.datasets[split]
+        if dataset.online_flow is not None:
+            # Decided here, not in setup: the Trainer (and so the device) may not be attached before.
+            dataset.flow_on_device = self._flow_on_device()
         # Workers are not persistent: each epoch's workers start from the dataset with the new epoch.
         return DataLoader(self.datasets[split], batch_size=batch_size, sampler=sampler, num_workers=workers,
                           collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),

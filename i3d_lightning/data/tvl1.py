@@ -79,7 +79,8 @@ def tvl1_flow(first: torch.Tensor, second: torch.Tensor, parameters: TVL1Paramet
     if min(first.shape[1:]) < MIN_LEVEL_SIDE:
         raise UserInputError(f"TV-L1 needs frames of at least {MIN_LEVEL_SIDE}x{MIN_LEVEL_SIDE}, got "
                              f"{first.shape[1]}x{first.shape[2]}")
-    with _denormals_flushed():
+    # fp32 whatever the caller's autocast: TV-L1's iterations are not meant for bf16.
+    with _denormals_flushed(), torch.autocast(first.device.type, enabled=False):
         return _pyramid_flow(first.to(torch.float32), second.to(torch.float32), parameters)
 
 
