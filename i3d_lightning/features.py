@@ -23,6 +23,7 @@ from torch import nn
 
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.data.annotations import VideoRecord
+from i3d_lightning.data.online_flow import OnlineFlow, add_device_flow
 from i3d_lightning.data.skip_report import SkipReport
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import autocast, check_inference_precision, optimize_for_inference, prepare_input
@@ -51,8 +52,10 @@ class FeatureExtractor(pl.LightningModule):
     """Predict-loop module: each batch item is a whole video ``[1, C, T, S, S]`` per stream."""
 
     def __init__(self, towers: dict[str, InceptionI3d], out_dir: str | os.PathLike, *, window: int | None = 16,
-                 stride: int = 16, precision: str = "32", fast: bool = True, chunk: int = 8) -> None:
+                 stride: int = 16, precision: str = "32", fast: bool = True, chunk: int = 8,
+                 online_flow: OnlineFlow | None = None) -> None:
         super().__init__()
+        self.online_flow = online_flow or OnlineFlow()
         self.towers = nn.ModuleDict({name: optimize_for_inference(tower, fast=fast) for name, tower in towers.items()})
         self.out_dir = Path(out_dir)
         self.window, self.stride, self.precision, self.fast, self.chunk = window, stride, precision, fast, chunk
@@ -74,6 +77,12 @@ class FeatureExtractor(pl.LightningModule):
 
     def on_predict_start(self) -> None:
         check_inference_precision(self.precision, self.device)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Flow computed on the device when the dataset sent frame pairs (``flow_on_device``)."""
+        if isinstance(batch, dict) and "flow_pairs" in batch:
+            return add_device_flow(batch, self.online_flow)
+        return batch
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> int:
         """Write the features of the batch's videos; returns how many videos were written."""

@@ -12,8 +12,10 @@ from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.features import window_starts
 from i3d_lightning.models import InceptionI3d
+from i3d_lightning.weights.loading import save_state_dict
 from tests.conftest import run_script
 from tests.tiny_datasets import _video
+from tests.videos import write_frames
 
 
 def _extract(videos, out, weights_home, checkpoints_dir, *extra: str) -> subprocess.CompletedProcess:
@@ -73,4 +75,28 @@ def test_per_video_features(tmp_path, weights_home, checkpoints_dir, rgb_scratch
                                ClipSampling(train=False, whole_video=True, short_side=193, crop_size=193))
     with torch.no_grad():
         direct = model.features(dataset[0]["rgb"])[0].numpy()
+    np.testing.assert_allclose(saved, direct, atol=1e-5)
+
+
+def test_flow_features_from_videos_alone(tmp_path, weights_home, checkpoints_dir):
+    # No flow folders: the flow is computed from the video (TV-L1), as data.flow_source=online does.
+    # 4 frames of a panning texture: 3 flow frames, looped to I3D's 9 (TV-L1 runs on the 3 pairs once).
+    texture = np.random.default_rng(8).integers(0, 256, (25, 25, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    write_frames(tmp_path / "videos" / "a.mp4", np.stack([np.roll(texture, 2 * t, axis=1) for t in range(4)]))
+    torch.manual_seed(0)
+    model = InceptionI3d(400, 2).eval()
+    weights = save_state_dict(model.state_dict(), tmp_path / "flow.safetensors", {"stream": "flow"})
+    out = tmp_path / "features"
+    result = _extract(tmp_path / "videos", out, weights_home, checkpoints_dir, "--stream", "flow", "--weights-flow",
+                      str(weights), "--per-video", "--no-fast")
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = np.load(out / "flow" / "a.npy")
+    dataset = VideoClipDataset(video_files(tmp_path / "videos").records,
+                               ClipSampling(train=False, whole_video=True, short_side=193, crop_size=193),
+                               modalities=("flow",), flow_source="online")
+    clip = dataset[0]["flow"]
+    assert clip.shape[:3] == (1, 2, 9) and clip.abs().max() > 0
+    torch.testing.assert_close(clip[:, :, 3:6], clip[:, :, :3])  # the video's 3 flow frames, looped
+    with torch.no_grad():
+        direct = model.features(clip)[0].numpy()
     np.testing.assert_allclose(saved, direct, atol=1e-5)

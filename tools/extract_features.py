@@ -8,7 +8,8 @@ Writes ``OUT_DIR/<stream>/<video id>.npy`` (``[N, 1024]`` windows or ``[1024]``)
 and ``OUT_DIR/failed_videos.csv`` (see :mod:`i3d_lightning.features`). Resumable: videos already
 extracted are skipped. With several GPUs (``--devices N``), Lightning's predict loop shares the
 videos between them. Frames are resampled to 25 fps, resized (shorter side 256) and centre-cropped
-(224), as the release preprocessed its inputs.
+(224), as the release preprocessed its inputs. Flow comes from ``--flow-root`` (or the dataset's flow
+folders), or is computed from the videos (``--flow-source online``, the default without flow folders).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from i3d_lightning.cli import run_reporting_errors
 from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
+from i3d_lightning.data.online_flow import OnlineFlow
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features import FeatureExtractor, pending, write_index
 from i3d_lightning.hardware import available_cpus
@@ -62,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights-flow", default="flow_imagenet")
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
     parser.add_argument("--flow-root", help="precomputed flow folders (tools/extract_flow.py)")
+    parser.add_argument("--flow-source", choices=("stored", "online"),
+                        help="flow from the flow folders or computed from the videos (TV-L1; on the GPU if "
+                             "there is one); default: stored when there are flow folders, else online")
     parser.add_argument("--window", type=int, default=16, help=f"frames per window (at least {MIN_FRAMES})")
     parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--per-video", action="store_true", help="one vector per video instead of windows")
@@ -92,11 +98,15 @@ def extract(args: argparse.Namespace) -> int:
                            source=WeightsSource(mirror=args.mirror))
     if todo:
         sampling = ClipSampling(train=False, whole_video=True, short_side=args.short_side, crop_size=args.crop)
-        dataset = VideoClipDataset(todo, sampling, modalities=streams, flow_root=flow_root)
+        flow_source = args.flow_source or ("stored" if flow_root else "online")
+        online = OnlineFlow(where="device" if torch.cuda.is_available() else "workers")
+        dataset = VideoClipDataset(todo, sampling, modalities=streams, flow_root=flow_root, flow_source=flow_source,
+                                   online_flow=online, flow_on_device=online.where == "device")
         loader = DataLoader(dataset, batch_size=1, num_workers=args.workers, collate_fn=collate_clips,
                             timeout=600 if args.workers else 0)
         extractor = FeatureExtractor(towers, args.out, window=None if args.per_video else args.window,
-                                     stride=args.stride, precision=args.precision, fast=not args.no_fast)
+                                     stride=args.stride, precision=args.precision, fast=not args.no_fast,
+                                     online_flow=online)
         trainer = pl.Trainer(accelerator="auto", devices=args.devices, logger=False, enable_checkpointing=False,
                              enable_model_summary=False)
         trainer.predict(extractor, dataloaders=loader, return_predictions=False)

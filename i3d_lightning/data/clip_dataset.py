@@ -153,16 +153,18 @@ class VideoClipDataset(Dataset):
         if timeline is not None:
             info, source_frames = timeline
             size = sampling.short_side_size(info.width, info.height, self.sampling.short_side)
-            # Online flow needs each frame's successor too: one decode for both streams.
-            needed = np.union1d(frames, frames + 1) if self.online_flow is not None else np.unique(frames)
+            # Online flow needs each frame's successor too: one decode for both streams. Flow is computed
+            # once per distinct frame (clips may overlap, a short video loops) and then repeated.
+            distinct, order = np.unique(frames, return_inverse=True)
+            needed = np.union1d(distinct, distinct + 1) if self.online_flow is not None else distinct
             decoded = torch.from_numpy(decoding.read_frames(record.path, source_frames[needed], size=size))
             if "rgb" in self.modalities:
                 streams["rgb"] = decoded[np.searchsorted(needed, frames)]
             if self.online_flow is not None:
                 grey = grey_from_rgb(decoded)
-                pairs = grey[np.searchsorted(needed, frames)], grey[np.searchsorted(needed, frames + 1)]
+                pairs = grey[np.searchsorted(needed, distinct)], grey[np.searchsorted(needed, distinct + 1)]
                 if not self.flow_on_device:
-                    streams["flow"] = self.online_flow.model_input(*pairs)
+                    streams["flow"] = self.online_flow.model_input(*pairs)[order]
         if "flow" in self.modalities and self.online_flow is None:
             flow = read_flow(self.flow_folder(record), frames)
             target = streams["rgb"].shape[1:3] if "rgb" in streams else None
@@ -173,8 +175,9 @@ class VideoClipDataset(Dataset):
         item: dict = {name: crop_views(name, frames, clips.shape, boxes, flip, s.crop_size, s.train)
                       for name, frames in streams.items()}
         if pairs is not None and self.flow_on_device:
-            item["flow_pairs"] = {"first": pairs[0], "second": pairs[1], "clips": clips.shape, "boxes": boxes,
-                                  "flip": flip, "crop_size": s.crop_size, "train": s.train}
+            item["flow_pairs"] = {"first": pairs[0], "second": pairs[1], "order": torch.from_numpy(order),
+                                  "clips": clips.shape, "boxes": boxes, "flip": flip, "crop_size": s.crop_size,
+                                  "train": s.train}
         return item
 
     def _clip_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:

@@ -72,7 +72,7 @@ def add_device_flow(batch: dict, online: OnlineFlow) -> dict:
         flow = online.model_input(torch.cat([entries[p]["first"] for p in positions]),
                                   torch.cat([entries[p]["second"] for p in positions]))
         for position, part in zip(positions, flow.split([len(entries[p]["first"]) for p in positions]), strict=True):
-            flows[position] = part
+            flows[position] = part[entries[position]["order"]]  # distinct frames -> the clips' frames
     batch["flow"] = torch.stack([crop_views("flow", flow, entry["clips"], entry["boxes"], entry["flip"],
                                             entry["crop_size"], entry["train"])
                                  for flow, entry in zip(flows, entries, strict=True)])
