@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageSequence
 
+from i3d_lightning.data.release_clip import read_gif
 from i3d_lightning.data.tvl1 import TVL1Parameters, _median, grey_from_rgb, tvl1_flow
 from i3d_lightning.errors import UserInputError
 
@@ -75,8 +75,7 @@ def test_a_rotation_is_recovered():
 @pytest.fixture(scope="module")
 def sample_grey(release_dir) -> np.ndarray:
     """The release's sample clip in greyscale, uint8 ``[T, 224, 224]``."""
-    with Image.open(release_dir / "v_CricketShot_g04_c01_rgb.gif") as gif:
-        rgb = np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)])
+    rgb = read_gif(release_dir / "v_CricketShot_g04_c01_rgb.gif")
     return grey_from_rgb(torch.from_numpy(rgb)).numpy()
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageSequence
 
 from i3d_lightning.data import decoding
+from i3d_lightning.data.release_clip import read_gif
 from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow
 from i3d_lightning.hardware import describe_device
 
@@ -35,8 +35,7 @@ def default_clip() -> Path:
 def read_rgb(path: Path) -> np.ndarray:
     """uint8 ``[T, H, W, 3]`` frames of a GIF or a video."""
     if path.suffix.lower() == ".gif":
-        with Image.open(path) as gif:
-            return np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)])
+        return read_gif(path)
     return decoding.read_frames(path, np.arange(decoding.probe(path).num_frames))
 
 

@@ -35,7 +35,7 @@ from i3d_lightning.data import decoding
 from i3d_lightning.data.annotations import VIDEO_EXTENSIONS
 from i3d_lightning.data.flow import flow_file, flow_to_pixels
 from i3d_lightning.data.sampling import resample_indices, short_side_size
-from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow
+from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.errors import UserInputError
 
 #: Frames decoded at a time: bounds memory for long videos.
@@ -84,8 +84,7 @@ def opencv_pairs():
 def torch_pairs(batch: int, device: torch.device):
     """Our TV-L1, ``batch`` pairs at a time on ``device``."""
     def flow_of_pairs(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        return torch.cat([tvl1_flow(a.to(device), b.to(device)).cpu()
-                          for a, b in zip(first.split(batch), second.split(batch), strict=True)])
+        return tvl1_flow_in_batches(first.to(device), second.to(device), batch).cpu()
     return flow_of_pairs
 
 

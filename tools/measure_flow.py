@@ -23,21 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageSequence
 
 from i3d_lightning.data import decoding
+from i3d_lightning.data.release_clip import read_gif
 from i3d_lightning.data.sampling import short_side_size
 from i3d_lightning.data.transforms import FLOW_BOUND
-from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow
+from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.hardware import describe_device
 
 SHARED_CLIP = (Path(os.environ.get("I3D_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
                / "deepmind-i3d" / "v_CricketShot_g04_c01_{}.gif")
-
-
-def gif_frames(path: Path) -> np.ndarray:
-    with Image.open(path) as gif:
-        return np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)])
 
 
 def video_frames(path: Path, short_side: int, count: int) -> np.ndarray:
@@ -56,8 +51,7 @@ def both_flows(rgb: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray, flo
     opencv = np.stack([tvl1.calc(grey[i].numpy(), grey[i + 1].numpy(), None) for i in range(len(grey) - 1)])
     opencv_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    ours = torch.cat([tvl1_flow(first, second) for first, second in
-                      zip(grey[:-1].split(batch), grey[1:].split(batch), strict=True)]).numpy()
+    ours = tvl1_flow_in_batches(grey[:-1], grey[1:], batch).numpy()
     return opencv, ours, opencv_seconds, time.perf_counter() - start
 
 
@@ -87,9 +81,9 @@ def main() -> None:
     parser.add_argument("--margin", type=int, default=16)
     args = parser.parse_args()
     print(f"{describe_device('cpu')}; OpenCV's default parameters for both")
-    rgb = gif_frames(args.clip)
+    rgb = read_gif(args.clip)
     opencv, ours = report_agreement(args.clip.name, rgb, args.batch)
-    release = gif_frames(args.release_flow)[: len(opencv), ..., :2].astype(np.float64) / 255 - 0.5
+    release = read_gif(args.release_flow)[: len(opencv), ..., :2].astype(np.float64) / 255 - 0.5
     exact = (np.abs(release) < 0.5 - 1 / 255).all(-1)
     centre = np.zeros_like(exact)
     centre[:, args.margin:-args.margin, args.margin:-args.margin] = True

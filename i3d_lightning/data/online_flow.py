@@ -20,7 +20,7 @@ import torch
 
 from i3d_lightning.data.flow import flow_to_pixels
 from i3d_lightning.data.transforms import FLOW_BOUND, crop_views, to_model_range_
-from i3d_lightning.data.tvl1 import TVL1Parameters, tvl1_flow
+from i3d_lightning.data.tvl1 import TVL1Parameters, tvl1_flow_in_batches
 from i3d_lightning.errors import UserInputError
 
 PLACES = ("auto", "workers", "device")
@@ -52,8 +52,7 @@ class OnlineFlow:
 
     def model_input(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """Greyscale pairs, uint8 ``[N, H, W]`` each -> flow ``[N, H, W, 2]`` (x, y) float32 in [-1, 1]."""
-        flow = torch.cat([tvl1_flow(a, b, self.tvl1) for a, b in
-                          zip(first.split(self.pairs_per_call), second.split(self.pairs_per_call), strict=True)])
+        flow = tvl1_flow_in_batches(first, second, self.pairs_per_call, self.tvl1)
         if self.quantize:
             return to_model_range_(flow_to_pixels(flow).float(), 0.0, 255.0)
         return flow.clamp_(-FLOW_BOUND, FLOW_BOUND).div_(FLOW_BOUND)

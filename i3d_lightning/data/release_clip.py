@@ -21,7 +21,7 @@ import torch
 from i3d_lightning.data import decoding
 from i3d_lightning.data.sampling import resample_indices, short_side_size
 from i3d_lightning.data.transforms import RELEASE_PREPROCESSING, check_model_range, to_model_range_
-from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow
+from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.streams import CHANNELS
 from i3d_lightning.weights import release
@@ -75,15 +75,19 @@ def _load_npy(path: Path, stream: str) -> torch.Tensor:
     return torch.from_numpy(array[0].astype(np.float32)).permute(3, 0, 1, 2)
 
 
-def _load_gif(path: Path, stream: str) -> torch.Tensor:
+def read_gif(path: str | os.PathLike) -> np.ndarray:
+    """Every frame of a GIF as uint8 RGB ``[T, H, W, 3]``."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            frames = np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)])
+            return np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)])
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise UserInputError(f"{path}: not a readable GIF ({error})") from error
-    pixels = torch.from_numpy(frames).permute(3, 0, 1, 2).float()  # [3, T, H, W] in [0, 255]
+
+
+def _load_gif(path: Path, stream: str) -> torch.Tensor:
+    pixels = torch.from_numpy(read_gif(path)).permute(3, 0, 1, 2).float()  # [3, T, H, W] in [0, 255]
     if stream == "rgb":
         return to_model_range_(pixels, 0.0, 255.0)
     return pixels[:2] / 255 - 0.5  # undoes the render, clip(flow + 0.5, 0, 1); not a [-1, 1] scaling
@@ -101,5 +105,4 @@ def _load_video(path: Path, stream: str) -> torch.Tensor:
     grey = grey_from_rgb(torch.from_numpy(decoding.read_frames(path, indices, size=size)))
     if len(grey) < 2:
         raise UserInputError(f"{path}: {len(grey)} frame at {preprocess.fps:g} fps, no flow")
-    pairs = zip(grey[:-1].split(FLOW_PAIRS_PER_CALL), grey[1:].split(FLOW_PAIRS_PER_CALL), strict=True)
-    return preprocess(torch.cat([tvl1_flow(first, second) for first, second in pairs]))
+    return preprocess(tvl1_flow_in_batches(grey[:-1], grey[1:], FLOW_PAIRS_PER_CALL))
