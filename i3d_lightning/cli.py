@@ -21,15 +21,18 @@ from i3d_lightning.training.divergence import TrainingDivergedError
 
 def quiet_library_chatter() -> None:
     """Silence what libraries print that is neither progress nor a problem of the user's run:
-    Lightning's advertisement for its cloud logger, and the pytree deprecation that Lightning itself
-    triggers (torch 2.14 deprecated ``LeafSpec``, which Lightning 2.6 still uses)."""
+    Lightning's advertisement for its cloud logger, its advice to set TF32 (the precision is chosen
+    and logged by :func:`~i3d_lightning.hardware.float32_mode`), and the pytree deprecation that
+    Lightning itself triggers (torch 2.14 deprecated ``LeafSpec``, which Lightning 2.6 still uses)."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning)
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_not_an_advertisement)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_not_chatter)
 
 
-def _not_an_advertisement(record: logging.LogRecord) -> bool:
-    return "litlogger" not in record.getMessage()
+def _not_chatter(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return "litlogger" not in message and "set_float32_matmul_precision" not in message
 
 
 def run_reporting_errors(task: Callable[..., object], *args: object) -> int:

@@ -31,6 +31,7 @@ from torch import nn
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import MIN_SIZE, InceptionI3d
+from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.models.streams import modalities_of
 from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.weights import WeightsSource, kinetics_categories, stream_towers
@@ -150,8 +151,9 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[torch.Tenso
 
 
 def max_abs_difference(path: str | os.PathLike, fmt: str, model: StreamSum, inputs: Sequence[torch.Tensor]) -> float:
-    """Largest absolute logit difference between the export at ``path`` and ``model`` on ``inputs``."""
-    with torch.no_grad():
+    """Largest absolute logit difference between the export at ``path`` and ``model`` on ``inputs`` (the
+    model in IEEE fp32, whatever the process's float32 settings)."""
+    with torch.no_grad(), inference_precision(inputs[0].device, "32"):
         expected = model.eval()(*inputs).numpy()
     return float(np.abs(run_exported(path, fmt, inputs) - expected).max())
 

@@ -5,7 +5,8 @@ Output, per stream, ``<out>/<stream>/<video id>.npy``: float32 ``[N, 1024]`` for
 the video; a video shorter than a window gives one looped window), or ``[1024]`` for the whole video
 in one pass. ``<out>/index.csv`` lists every file with its shape; ``<out>/failed_videos.csv`` the
 videos that could not be read. Each file is written under a temporary name and renamed when
-complete, and videos whose files exist are skipped, so an interrupted extraction resumes.
+complete, and videos whose files exist are skipped, so an interrupted extraction resumes. Frames
+travel as uint8 and windows of several videos share network calls (:mod:`i3d_lightning.video_inference`).
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.data.annotations import VideoRecord
-from i3d_lightning.data.online_flow import OnlineFlow, add_device_flow
-from i3d_lightning.data.skip_report import SkipReport
+from i3d_lightning.data.online_flow import OnlineFlow, device_flow_views
+from i3d_lightning.data.transforms import rgb_to_model_range
 from i3d_lightning.models.i3d import InceptionI3d
-from i3d_lightning.models.inference import autocast, check_inference_precision, optimize_for_inference, prepare_input
+from i3d_lightning.models.inference import optimize_for_inference, prepare_input, run_in_batches
+from i3d_lightning.video_inference import VideoInferenceLoop
 
 
 def feature_path(out_dir: Path, stream: str, video_id: str) -> Path:
@@ -48,53 +49,85 @@ def _save(path: Path, array: np.ndarray) -> None:
         np.save(stream, array)
 
 
-class FeatureExtractor(pl.LightningModule):
-    """Predict-loop module: each batch item is a whole video ``[1, C, T, S, S]`` per stream."""
+class FeatureExtractor(VideoInferenceLoop):
+    """Predict loop over :class:`~i3d_lightning.data.clip_dataset.VideoClipDataset` items of whole videos
+    (one view ``[1, C, T, S, S]`` per modality: rgb uint8, scaled on the device; flow float in [-1, 1]).
+
+    The windows of consecutive videos share network calls of ``batch_size`` windows: videos wait in
+    ``pending`` until they hold a batch's worth, and only one call's float windows exist at a time.
+    """
 
     def __init__(self, towers: dict[str, InceptionI3d], out_dir: str | os.PathLike, *, window: int | None = 16,
-                 stride: int = 16, precision: str = "32", fast: bool = True, chunk: int = 8,
+                 stride: int = 16, precision: str = "32", fast: bool = True, batch_size: int = 8,
                  online_flow: OnlineFlow | None = None) -> None:
-        super().__init__()
+        super().__init__(precision, batch_size)
         self.online_flow = online_flow or OnlineFlow()
         self.towers = nn.ModuleDict({name: optimize_for_inference(tower, fast=fast) for name, tower in towers.items()})
         self.out_dir = Path(out_dir)
-        self.window, self.stride, self.precision, self.fast, self.chunk = window, stride, precision, fast, chunk
-        self.skipped = SkipReport()
-
-    def _features(self, stream: str, clip: torch.Tensor) -> torch.Tensor:
-        """``[C, T, S, S]`` -> ``[N, 1024]`` (windows) or ``[1024]`` (whole video)."""
-        tower = self.towers[stream]
-        with autocast(self.device, self.precision):
-            if self.window is None:
-                whole = prepare_input(clip[None], self.fast)
-                return tower.forward_endpoints(whole, ["Features"])["Features"][0].float()
-            frames = clip.shape[1]
-            windows = torch.stack([clip[:, (torch.arange(self.window) + start) % frames]
-                                   for start in window_starts(frames, self.window, self.stride)])
-            parts = [tower.forward_endpoints(prepare_input(part, self.fast), ["Features"])["Features"].float()
-                     for part in windows.split(self.chunk)]
-            return torch.cat(parts)
-
-    def on_predict_start(self) -> None:
-        check_inference_precision(self.precision, self.device)
+        self.window, self.stride, self.fast = window, stride, fast
+        self.pending: list[dict[str, Any]] = []
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Flow computed on the device when the dataset sent frame pairs (``flow_on_device``)."""
-        if isinstance(batch, dict) and "flow_pairs" in batch:
-            return add_device_flow(batch, self.online_flow)
+        """Flow computed on the device for the videos whose frame pairs the dataset sent (``flow_on_device``)."""
+        on_device = [item for item in batch["videos"] if "flow_pairs" in item]
+        if on_device:
+            flows = device_flow_views([item.pop("flow_pairs") for item in on_device], self.online_flow)
+            for item, flow in zip(on_device, flows, strict=True):
+                item["flow"] = flow
         return batch
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> int:
-        """Write the features of the batch's videos; returns how many videos were written."""
+        """Queue the step's readable videos; write the features of the queue once it fills a network call."""
         self.skipped.add(batch["skipped"])
-        for row in range(batch["size"]):
-            for stream in self.towers:
-                features = self._features(stream, batch[stream][row, 0])
-                _save(feature_path(self.out_dir, stream, batch["video_id"][row]), features.cpu().numpy())
-        return batch["size"]
+        self.pending += batch["videos"]
+        if self.window is None or sum(len(self._starts(item)) for item in self.pending) >= self.batch_size:
+            self._write_pending()
+        return len(batch["videos"])
 
     def on_predict_epoch_end(self) -> None:
-        self.skipped = self.skipped.gathered()
+        self._write_pending()
+        super().on_predict_epoch_end()
+
+    def _starts(self, item: dict[str, Any]) -> list[int]:
+        frames = next(iter(item[stream] for stream in self.towers)).shape[2]
+        return [0] if self.window is None else window_starts(frames, self.window, self.stride)
+
+    def _write_pending(self) -> None:
+        """Write the features of every pending video."""
+        if not self.pending:
+            return
+        for stream, tower in self.towers.items():
+            clips = [item[stream][0] for item in self.pending]  # [C, T, S, S] each
+            for item, values in zip(self.pending, self._features(tower, clips), strict=True):
+                _save(feature_path(self.out_dir, stream, item["video_id"]), values.cpu().numpy())
+        self.pending = []
+
+    def _features(self, tower: nn.Module, clips: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per clip ``[C, T, S, S]``: ``[N, 1024]`` for its N windows, or ``[1024]`` for the whole clip."""
+        if self.window is None:
+            return [self._run(tower, 1, lambda part, clip=clip: _model_range(clip[None]))[0] for clip in clips]
+        counts = [len(window_starts(clip.shape[1], self.window, self.stride)) for clip in clips]
+        windows = [(clip, start) for clip in clips for start in window_starts(clip.shape[1], self.window, self.stride)]
+        features = self._run(tower, len(windows), lambda part: torch.stack(
+            [_model_range(_window(clip, start, self.window)) for clip, start in windows[part]]))
+        return list(features.split(counts))
+
+    def _run(self, tower: nn.Module, count: int, inputs: Any) -> torch.Tensor:
+        def pooled(clips: torch.Tensor) -> torch.Tensor:
+            return tower.forward_endpoints(prepare_input(clips, self.fast), ["Features"])["Features"]
+        return run_in_batches(pooled, count, inputs, batch_size=self.batch_size, device=self.device,
+                              precision=self.precision)
+
+
+def _window(clip: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """``length`` frames of ``[C, T, S, S]`` from ``start``, looping past the end (short videos)."""
+    frames = clip.shape[1]
+    return clip[:, (torch.arange(length, device=clip.device) + start) % frames]
+
+
+def _model_range(clips: torch.Tensor) -> torch.Tensor:
+    """Float clips in [-1, 1]: uint8 rgb scaled here, on the device; flow (float) as it is."""
+    return rgb_to_model_range(clips) if clips.dtype == torch.uint8 else clips
 
 
 def write_index(out_dir: Path, streams: Sequence[str]) -> Path:

@@ -10,8 +10,11 @@ Benchmarks print :func:`describe_device` so that every figure names the machine 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,6 +22,8 @@ from pathlib import Path
 import torch
 
 from i3d_lightning.errors import UserInputError
+
+log = logging.getLogger(__name__)
 
 #: The precisions a user may ask Lightning's Trainer for, and ``auto`` (chosen by :func:`auto_precision`).
 TRAINER_PRECISIONS = ("auto", "32", "32-true", "bf16", "bf16-mixed", "16", "16-mixed", "64", "64-true")
@@ -104,6 +109,71 @@ def resolve_trainer_precision(precision: object, accelerator: str) -> tuple[str,
     if text == "auto":
         return auto_precision(accelerator)
     return text, "set explicitly (trainer.precision)"
+
+
+#: How float32 convolutions and matrix products are computed: ``ieee`` (true fp32) or ``tf32`` (CUDA
+#: tensor cores with a 10-bit mantissa, fp32 accumulation; Ampere and later GPUs).
+FLOAT32_MODES = ("ieee", "tf32")
+
+# cuDNN convolutions default to TF32 in torch 2.14 (cuBLAS matrix products to IEEE), so "fp32" on an
+# Ampere or later GPU is TF32 unless the switches say otherwise. Convolution switches are set one by
+# one (torch >= 2.9 API); matrix products only through torch.set_float32_matmul_precision, which
+# keeps cuBLAS and oneDNN consistent: setting their switches one by one makes torch refuse to read
+# the precision back (it calls that mixing two APIs), and Lightning reads it on every GPU run.
+_CONVOLUTION_SWITCHES = ("cudnn.conv", "cudnn.rnn", "mkldnn.conv", "mkldnn.rnn")
+_MATMUL_SWITCHES = ("cuda.matmul", "mkldnn.matmul")
+_MATMUL_PRECISION = {"ieee": "highest", "tf32": "high"}
+_announced: set[str] = set()
+
+
+def _switch(name: str) -> object:
+    backend = torch.backends
+    for part in name.split("."):
+        backend = getattr(backend, part)
+    return backend
+
+
+def float32_settings() -> dict[str, str | None]:
+    """The backends' float32 switches (``fp32_precision`` of ``cudnn.conv``, ``cuda.matmul``, ``mkldnn.conv``,
+    ...) and ``matmul_precision``, :func:`torch.get_float32_matmul_precision` (``None`` where torch
+    cannot say, after a mix of its two APIs)."""
+    try:
+        matmul: str | None = torch.get_float32_matmul_precision()
+    except RuntimeError:
+        matmul = None
+    return {name: _switch(name).fp32_precision for name in _CONVOLUTION_SWITCHES + _MATMUL_SWITCHES} | {
+        "matmul_precision": matmul}
+
+
+def set_float32_settings(settings: dict[str, str | None]) -> None:
+    """Set what :func:`float32_settings` returned (``matmul_precision`` first, then the switches)."""
+    if settings.get("matmul_precision"):
+        torch.set_float32_matmul_precision(settings["matmul_precision"])
+    for name, value in settings.items():
+        if name != "matmul_precision":
+            _switch(name).fp32_precision = value
+
+
+@contextlib.contextmanager
+def float32_mode(mode: str) -> Iterator[None]:
+    """Inside: float32 convolutions and matrix products run in ``mode`` on CUDA GPUs: ``ieee`` (true
+    fp32 everywhere) or ``tf32`` (cuDNN TF32 convolutions, and matrix products as
+    ``torch.set_float32_matmul_precision("high")`` gives them); CPU convolutions stay IEEE fp32.
+    On exit every switch is back as it was, so calling the library never changes a user's settings.
+    """
+    if mode not in FLOAT32_MODES:
+        raise ValueError(f"float32 mode must be one of {FLOAT32_MODES}, got {mode!r}")
+    saved = float32_settings()
+    if mode not in _announced:
+        _announced.add(mode)
+        log.info("float32 convolutions and matrix products in %s (%s)", mode.upper(),
+                 "CUDA tensor cores, 10-bit mantissa" if mode == "tf32" else "true fp32, TF32 off")
+    try:
+        set_float32_settings({"matmul_precision": _MATMUL_PRECISION[mode], "cudnn.conv": mode, "cudnn.rnn": mode,
+                              "mkldnn.conv": "ieee", "mkldnn.rnn": "ieee"})
+        yield
+    finally:
+        set_float32_settings(saved)
 
 
 def available_cpus() -> int:

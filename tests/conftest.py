@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+from i3d_lightning.hardware import float32_settings, set_float32_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,3 +73,35 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("I3D_WEIGHTS_MIRROR", raising=False)
     monkeypatch.setenv("I3D_RELEASE_URL", "http://127.0.0.1:9/unreachable")
     torch.manual_seed(0)
+
+
+#: IEEE fp32 inference's settings: every switch ``ieee``, torch's matmul precision ``highest``.
+IEEE = {"cudnn.conv": "ieee", "cudnn.rnn": "ieee", "mkldnn.conv": "ieee", "mkldnn.rnn": "ieee",
+        "cuda.matmul": "ieee", "mkldnn.matmul": "ieee", "matmul_precision": "highest"}
+
+
+@pytest.fixture
+def user_float32_flags() -> Iterator[dict[str, str | None]]:
+    """The process's float32 settings as a user who wants speed leaves them for the test (cuDNN's TF32
+    default and ``torch.set_float32_matmul_precision("medium")``), then restored; yields them."""
+    saved = float32_settings()
+    torch.set_float32_matmul_precision("medium")
+    yield float32_settings()
+    set_float32_settings(saved)
+
+
+@contextlib.contextmanager
+def float32_settings_at_each_convolution() -> Iterator[list[dict[str, str]]]:
+    """Inside: the float32 switches (:func:`~i3d_lightning.hardware.float32_settings`) as they stand at
+    every convolution module's call, in this process, appended to the list yielded."""
+    seen: list[dict[str, str]] = []
+
+    def record(module: torch.nn.Module, args: object) -> None:
+        if isinstance(module, torch.nn.Conv3d) or type(module).__name__ == "SpaceToDepthStem":
+            seen.append(float32_settings())
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        yield seen
+    finally:
+        handle.remove()

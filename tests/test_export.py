@@ -15,7 +15,7 @@ from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.deployment import FORMATS, MIN_EXPORT_FRAMES, StreamSum, export, max_abs_difference, run_exported
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.training.lightning_module import I3DClassifier
-from tests.conftest import run_script
+from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script
 
 SIZE = 193  # the smallest input I3D takes: keeps the test fast
 
@@ -25,7 +25,7 @@ def _run_tool(out, weights_home, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_joint_export_matches_pytorch_for_other_batches_and_lengths(tmp_path, fmt):
+def test_joint_export_matches_pytorch_for_other_batches_and_lengths(tmp_path, fmt, user_float32_flags):
     model = StreamSum({"rgb": InceptionI3d(5, 3), "flow": InceptionI3d(5, 2)}).eval()
     path = export(model, fmt, tmp_path / f"joint.{fmt}", frames=24, size=SIZE)  # exported with 2 x 24 frames
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary file left behind
@@ -38,6 +38,9 @@ def test_joint_export_matches_pytorch_for_other_batches_and_lengths(tmp_path, fm
             expected = model.towers["rgb"](clips[0]) + model.towers["flow"](clips[1])
         assert logits.shape == (batch, 5)
         np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
+    with float32_settings_at_each_convolution() as seen:  # the parity check's PyTorch side: IEEE fp32
+        assert max_abs_difference(path, fmt, model, clips) < 1e-4
+    assert seen and all(settings == IEEE for settings in seen)
     with pytest.raises(Exception, match="frames|time|dimension|Dimension|size"):
         run_exported(path, fmt, (torch.zeros(1, 3, 8, SIZE, SIZE), torch.zeros(1, 2, 8, SIZE, SIZE)))
 

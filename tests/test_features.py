@@ -13,9 +13,10 @@ from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.features import window_starts
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import run_script
+from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script
 from tests.tiny_datasets import _video
 from tests.videos import write_frames
+from tools import extract_features
 
 
 def _extract(videos, out, weights_home, checkpoints_dir, *extra: str) -> subprocess.CompletedProcess:
@@ -30,7 +31,8 @@ def test_window_starts():
     assert window_starts(5, 16, 16) == [0]
 
 
-def test_window_features_equal_the_model_endpoint(tmp_path, weights_home, checkpoints_dir, rgb_scratch_state):
+def test_window_features_equal_the_model_endpoint(tmp_path, weights_home, checkpoints_dir, rgb_scratch_state,
+                                                  monkeypatch, user_float32_flags):
     videos = tmp_path / "videos"
     for index in range(2):
         _video(videos / "cat" / f"clip{index}.mp4", 50 + index)
@@ -60,6 +62,18 @@ def test_window_features_equal_the_model_endpoint(tmp_path, weights_home, checkp
     again = _extract(videos, out, weights_home, checkpoints_dir, "--window", "9", "--stride", "4")
     assert "3 videos, 2 already extracted, 1 to do" in again.stdout
     assert not list(out.rglob(".*partial*"))
+
+    # In this process, one window per network call (above: both videos' windows in one call), in
+    # IEEE fp32 whatever the process had set: the same features.
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    with float32_settings_at_each_convolution() as seen:
+        status = extract_features.main([str(videos), str(tmp_path / "one_by_one"), "--weights-rgb", "rgb_scratch",
+                                        "--mirror", str(checkpoints_dir), "--short-side", "193", "--crop", "193",
+                                        "--workers", "0", "--window", "9", "--stride", "4", "--batch-size", "1"])
+    assert status == 0 and seen and all(settings == IEEE for settings in seen)
+    for record in records:
+        np.testing.assert_allclose(np.load(tmp_path / "one_by_one" / "rgb" / f"{record.video_id}.npy"),
+                                   np.load(out / "rgb" / f"{record.video_id}.npy"), atol=1e-5)
 
 
 def test_per_video_features(tmp_path, weights_home, checkpoints_dir, rgb_scratch_state):

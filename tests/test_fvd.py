@@ -17,8 +17,9 @@ from i3d_lightning.fvd.metric import FrechetVideoDistance
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
-from tests.conftest import REPO_ROOT, run_script
+from tests.conftest import IEEE, REPO_ROOT, float32_settings_at_each_convolution, run_script
 from tests.videos import write_frames
+from tools import fvd as fvd_tool
 from tools.tf_reference import TFReferenceI3D
 
 
@@ -125,7 +126,7 @@ def fvd_metric(weights_home, monkeypatch):
     return make
 
 
-def test_whole_chain_equals_tensorflow_on_small_videos(tf, fvd_metric, checkpoints_dir):
+def test_whole_chain_equals_tensorflow_on_small_videos(tf, fvd_metric, checkpoints_dir, user_float32_flags):
     # The reference protocol in TensorFlow: TF1 resize, 2x/255 - 1, the release graph's logits averaged
     # over time (the TF-ops forward of the rgb_scratch checkpoint), TF-GAN's distance.
     rng = np.random.default_rng(3)
@@ -140,9 +141,11 @@ def test_whole_chain_equals_tensorflow_on_small_videos(tf, fvd_metric, checkpoin
 
     expected = _tf_frechet(tf, tf_embed(real).astype(np.float64), tf_embed(fake).astype(np.float64))
     metric = fvd_metric()
-    metric.update(torch.from_numpy(real), real=True)
-    metric.update(torch.from_numpy(fake[:1]), real=False)  # in two batches: sums do not care
-    metric.update(torch.from_numpy(fake[1:]), real=False)
+    with float32_settings_at_each_convolution() as seen:  # IEEE fp32, whatever the process had set
+        metric.update(torch.from_numpy(real), real=True)
+        metric.update(torch.from_numpy(fake[:1]), real=False)  # in two batches: sums do not care
+        metric.update(torch.from_numpy(fake[1:]), real=False)
+    assert seen and all(settings == IEEE for settings in seen)
     assert float(metric.compute()) == pytest.approx(expected, rel=1e-5)
 
 
@@ -246,6 +249,33 @@ def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, ex
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypatch, user_float32_flags):
+    # Two clips per video, 5 real videos from an array and 4 fake mp4s (and one broken file): batch 1
+    # embeds one clip per network call; batch 4 two videos' clips at once.
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
+    rng = np.random.default_rng(9)
+    np.save(tmp_path / "real.npy", rng.integers(0, 256, (5, 12, 24, 32, 3), dtype=np.uint8))
+    for index in range(4):
+        write_frames(tmp_path / "fake" / f"v{index}.mp4", rng.integers(0, 200, (12, 24, 32, 3), dtype=np.uint8))
+    (tmp_path / "fake" / "broken.mp4").write_bytes(b"\x00" * 100)
+    results = {}
+    for batch in (1, 4):
+        with float32_settings_at_each_convolution() as seen:
+            status = fvd_tool.main([str(tmp_path / "real.npy"), str(tmp_path / "fake"), "--frames", "9",
+                                    "--clips-per-video", "2", "--start", "uniform", "--devices", "1",
+                                    "--accelerator", "cpu", "--batch-size", str(batch),
+                                    "--json", str(tmp_path / f"{batch}.json")])
+        assert status == 0
+        assert seen and all(settings == IEEE for settings in seen)  # and the user's settings are back:
+        assert torch.get_float32_matmul_precision() == "medium"
+        results[batch] = json.loads((tmp_path / f"{batch}.json").read_text())
+    assert results[1]["counts"] == results[4]["counts"] == {
+        "real_clips": 10, "fake_clips": 8, "real_videos": 5, "fake_videos": 4, "real_skipped": 0, "fake_skipped": 1}
+    assert results[4]["fvd"] == pytest.approx(results[1]["fvd"], rel=1e-6)
+    assert results[4]["kvd"] == pytest.approx(results[1]["kvd"], rel=1e-6)
+
+
 def _two_process_fvd(rank: int, port: int, real: torch.Tensor, fake: torch.Tensor, results) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
@@ -272,25 +302,26 @@ def test_two_processes_give_the_value_of_one(fvd_metric):
 
 
 def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_home):
-    # torchrun starts 2 processes; each embeds its share of the videos (5 real, 4 fake: unequal shares).
+    # torchrun starts 2 processes; each embeds its share of the videos (5 real, 4 fake: unequal shares),
+    # two videos per network call, against one process embedding one video per call.
     rng = np.random.default_rng(8)
     np.save(tmp_path / "real.npy", rng.integers(0, 256, (5, 9, 16, 20, 3), dtype=np.uint8))
     np.save(tmp_path / "fake.npy", rng.integers(0, 128, (4, 9, 16, 20, 3), dtype=np.uint8))
     env = {"I3D_HOME": str(weights_home), "I3D_WEIGHTS_MIRROR": str(tmp_path / "no-mirror"), "OMP_NUM_THREADS": "1"}
     inputs = [str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--frames", "9"]
-    one = run_script("tools/fvd.py", *inputs, "--devices", "1", "--json", str(tmp_path / "one.json"), env=env,
-                     timeout=900)
+    one = run_script("tools/fvd.py", *inputs, "--devices", "1", "--batch-size", "1", "--json",
+                     str(tmp_path / "one.json"), env=env, timeout=900)
     assert one.returncode == 0, one.stderr[-3000:]
     two = run_script("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                      str(REPO_ROOT / "tools" / "fvd.py"), *inputs, "--devices", "2", "--accelerator", "cpu",
-                     "--json", str(tmp_path / "two.json"), env=env, timeout=900)
+                     "--batch-size", "2", "--json", str(tmp_path / "two.json"), env=env, timeout=900)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     assert two.stdout.count("FVD: ") == 1  # printed by rank 0 only
     results = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("one", "two")}
     assert results["two"]["counts"] == results["one"]["counts"] == {
         "real_clips": 5, "fake_clips": 4, "real_videos": 5, "fake_videos": 4, "real_skipped": 0, "fake_skipped": 0}
-    assert results["two"]["fvd"] == pytest.approx(results["one"]["fvd"], rel=1e-9)
-    assert results["two"]["kvd"] == pytest.approx(results["one"]["kvd"], rel=1e-9)
+    assert results["two"]["fvd"] == pytest.approx(results["one"]["fvd"], rel=1e-6)
+    assert results["two"]["kvd"] == pytest.approx(results["one"]["kvd"], rel=1e-6)
 
 
 def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_home):

@@ -1,14 +1,16 @@
 """Extract I3D features (pooled Mixed_5c, 1024-d) of videos, per sliding window or per video.
 
     python tools/extract_features.py VIDEOS_DIR_OR_LIST OUT_DIR [--stream rgb|flow|joint]
-        [--window 16 --stride 16 | --per-video] [--precision 32|bf16] [--devices N] ...
+        [--window 16 --stride 16 | --per-video] [--precision 32|tf32|bf16] [--batch-size B] [--devices N] ...
     python tools/extract_features.py --dataset ucf101 --set dataset.root=/data/ucf101 OUT_DIR ...
 
 Writes ``OUT_DIR/<stream>/<video id>.npy`` (``[N, 1024]`` windows or ``[1024]``), ``OUT_DIR/index.csv``
 and ``OUT_DIR/failed_videos.csv`` (see :mod:`i3d_lightning.features`). Resumable: videos already
 extracted are skipped. With several GPUs (``--devices N``), Lightning's predict loop shares the
 videos between them. Frames are resampled to 25 fps, resized (shorter side 256) and centre-cropped
-(224), as the release preprocessed its inputs. Flow comes from ``--flow-root`` (or the dataset's flow
+(224), as the release preprocessed its inputs. Workers send uint8 frames; the scaling runs on the
+device, ``--batch-size`` windows per network call (default 32 on a GPU, 8 on the CPU), in IEEE fp32
+unless ``--precision`` says otherwise. Flow comes from ``--flow-root`` (or the dataset's flow
 folders), or is computed from the videos (``--flow-source online``, the default without flow folders).
 """
 
@@ -19,18 +21,18 @@ import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader
 
 from i3d_lightning.cli import run_reporting_errors
 from i3d_lightning.data.annotations import VideoList, video_files
-from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
+from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.data.online_flow import OnlineFlow
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features import FeatureExtractor, pending, write_index
 from i3d_lightning.hardware import available_cpus
 from i3d_lightning.models.i3d import MIN_FRAMES
+from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.models.streams import STREAMS, modalities_of
+from i3d_lightning.video_inference import default_batch_size, uses_cuda, video_loader
 from i3d_lightning.weights import WeightsSource, stream_towers
 
 
@@ -73,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-video", action="store_true", help="one vector per video instead of windows")
     parser.add_argument("--short-side", type=int, default=256)
     parser.add_argument("--crop", type=int, default=224)
-    parser.add_argument("--precision", choices=("32", "bf16"), default="32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="32",
+                        help="32: IEEE fp32 (also on GPUs); tf32: CUDA TF32; bf16: autocast")
+    parser.add_argument("--batch-size", type=int, help="windows per network call (default: 32 on a GPU, 8 on the CPU)")
     parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
     parser.add_argument("--devices", default="auto")
     parser.add_argument("--workers", type=int, default=min(2, available_cpus()))
@@ -97,18 +101,20 @@ def extract(args: argparse.Namespace) -> int:
     towers = stream_towers(streams, {"rgb": args.weights_rgb, "flow": args.weights_flow},
                            source=WeightsSource(mirror=args.mirror))
     if todo:
-        sampling = ClipSampling(train=False, whole_video=True, short_side=args.short_side, crop_size=args.crop)
-        flow_source = args.flow_source or ("stored" if flow_root else "online")
-        online = OnlineFlow(where="device" if torch.cuda.is_available() else "workers")
-        dataset = VideoClipDataset(todo, sampling, modalities=streams, flow_root=flow_root, flow_source=flow_source,
-                                   online_flow=online, flow_on_device=online.where == "device")
-        loader = DataLoader(dataset, batch_size=1, num_workers=args.workers, collate_fn=collate_clips,
-                            timeout=600 if args.workers else 0)
-        extractor = FeatureExtractor(towers, args.out, window=None if args.per_video else args.window,
-                                     stride=args.stride, precision=args.precision, fast=not args.no_fast,
-                                     online_flow=online)
         trainer = pl.Trainer(accelerator="auto", devices=args.devices, logger=False, enable_checkpointing=False,
                              enable_model_summary=False)
+        on_gpu = uses_cuda(trainer)
+        sampling = ClipSampling(train=False, whole_video=True, short_side=args.short_side, crop_size=args.crop)
+        flow_source = args.flow_source or ("stored" if flow_root else "online")
+        online = OnlineFlow(where="device" if on_gpu else "workers")
+        dataset = VideoClipDataset(todo, sampling, modalities=streams, flow_root=flow_root, flow_source=flow_source,
+                                   online_flow=online, flow_on_device=online.where == "device", rgb_as_uint8=True)
+        # One whole video per step: the extractor packs the windows of consecutive videos into its calls.
+        loader = video_loader(dataset, videos_per_step=1, workers=args.workers, pin_memory=on_gpu)
+        extractor = FeatureExtractor(towers, args.out, window=None if args.per_video else args.window,
+                                     stride=args.stride, precision=args.precision, fast=not args.no_fast,
+                                     batch_size=args.batch_size or default_batch_size("cuda" if on_gpu else "cpu"),
+                                     online_flow=online)
         trainer.predict(extractor, dataloaders=loader, return_predictions=False)
         if not trainer.is_global_zero:
             return 0

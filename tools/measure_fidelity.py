@@ -21,6 +21,7 @@ from tf_reference import TFReferenceI3D
 
 from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.models import InceptionI3d
+from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.weights.conversion import read_tf_checkpoint
 
 # Inputs whose last feature map is 7x7 (the release graph squeezes it, so it takes no larger ones).
@@ -49,7 +50,7 @@ def main() -> None:
     print(f"{'input':<26} {'max |dlogit|':>12} {'max |logit|':>11} {'top-1 same':>10} {'torch s':>8} {'tf s':>6}")
     for name, x in inputs.items():
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_precision(torch.device("cpu"), "32"):
             ours = model(x).numpy()
         torch_seconds = time.perf_counter() - start
         start = time.perf_counter()

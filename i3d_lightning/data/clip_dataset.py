@@ -83,7 +83,7 @@ class VideoClipDataset(Dataset):
     def __init__(self, records: list[VideoRecord], sampling: ClipSampling, *, modalities: tuple[str, ...] = ("rgb",),
                  flow_root: str | Path | None = None, flow_source: str = "stored",
                  online_flow: OnlineFlow | None = None, flow_on_device: bool = False, on_error: str = "skip",
-                 seed: int = 0) -> None:
+                 seed: int = 0, rgb_as_uint8: bool = False) -> None:
         modalities = check_modalities(modalities)
         if flow_source not in FLOW_SOURCES:
             raise UserInputError(f"flow_source must be one of {', '.join(FLOW_SOURCES)}, got {flow_source!r}")
@@ -101,6 +101,7 @@ class VideoClipDataset(Dataset):
         self.flow_on_device = flow_on_device and self.online_flow is not None
         self.on_error = on_error
         self.seed = seed
+        self.rgb_as_uint8 = rgb_as_uint8
         #: Set by :class:`~i3d_lightning.data.datamodule.EpochSampler` before each epoch's workers start.
         self.epoch = 0
 
@@ -172,7 +173,8 @@ class VideoClipDataset(Dataset):
         height, width = (next(iter(streams.values())) if streams else pairs[0]).shape[1:3]
         boxes, flip = self._crops(height, width, rng)
         s = self.sampling
-        item: dict = {name: crop_views(name, frames, clips.shape, boxes, flip, s.crop_size, s.train)
+        item: dict = {name: crop_views(name, frames, clips.shape, boxes, flip, s.crop_size, s.train,
+                                       rgb_as_uint8=self.rgb_as_uint8)
                       for name, frames in streams.items()}
         if pairs is not None and self.flow_on_device:
             item["flow_pairs"] = {"first": pairs[0], "second": pairs[1], "order": torch.from_numpy(order),

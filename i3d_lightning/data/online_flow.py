@@ -58,11 +58,10 @@ class OnlineFlow:
         return flow.clamp_(-FLOW_BOUND, FLOW_BOUND).div_(FLOW_BOUND)
 
 
-def add_device_flow(batch: dict, online: OnlineFlow) -> dict:
-    """Replace a transferred batch's ``flow_pairs`` (one entry per video, from
-    :class:`~i3d_lightning.data.clip_dataset.VideoClipDataset`) by its ``flow`` views, computed where the
-    pairs are: one TV-L1 pass over all the batch's videos of each frame size."""
-    entries = batch.pop("flow_pairs")
+def device_flow_views(entries: list[dict[str, Any]], online: OnlineFlow) -> list[torch.Tensor]:
+    """The flow views ``[V, 2, T, S, S]`` (``[2, T, S, S]`` for a training clip) of each video's
+    ``flow_pairs`` entry (from :class:`~i3d_lightning.data.clip_dataset.VideoClipDataset`), computed where
+    the pairs are: one TV-L1 pass over all the videos of each frame size."""
     flows: list[torch.Tensor | None] = [None] * len(entries)
     by_size: dict[tuple[int, ...], list[int]] = {}
     for position, entry in enumerate(entries):
@@ -72,7 +71,12 @@ def add_device_flow(batch: dict, online: OnlineFlow) -> dict:
                                   torch.cat([entries[p]["second"] for p in positions]))
         for position, part in zip(positions, flow.split([len(entries[p]["first"]) for p in positions]), strict=True):
             flows[position] = part[entries[position]["order"]]  # distinct frames -> the clips' frames
-    batch["flow"] = torch.stack([crop_views("flow", flow, entry["clips"], entry["boxes"], entry["flip"],
-                                            entry["crop_size"], entry["train"])
-                                 for flow, entry in zip(flows, entries, strict=True)])
+    return [crop_views("flow", flow, entry["clips"], entry["boxes"], entry["flip"], entry["crop_size"], entry["train"])
+            for flow, entry in zip(flows, entries, strict=True)]
+
+
+def add_device_flow(batch: dict, online: OnlineFlow) -> dict:
+    """Replace a transferred, collated batch's ``flow_pairs`` (one entry per video) by its stacked
+    ``flow`` views (:func:`device_flow_views`)."""
+    batch["flow"] = torch.stack(device_flow_views(batch.pop("flow_pairs"), online))
     return batch

@@ -28,6 +28,12 @@ def to_model_range_(values: torch.Tensor, low: float, high: float) -> torch.Tens
     return values.sub_(low).div_((high - low) / 2).sub_(1.0)
 
 
+def rgb_to_model_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels 0..255 -> a new float32 tensor in [-1, 1] (for frames sent as uint8 and scaled on the
+    accelerator: the same values as :func:`crop_views`'s float views)."""
+    return to_model_range_(pixels.to(torch.float32), 0.0, 255.0)
+
+
 def check_model_range(values: torch.Tensor | np.ndarray, what: str, hint: str = "") -> None:
     """Raise a one-line :class:`UserInputError` naming ``what`` if ``values`` leave [-1, 1]."""
     low, high = float(values.min()), float(values.max())
@@ -68,11 +74,12 @@ def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def crop_views(name: str, frames: torch.Tensor, clips_shape: tuple[int, int], boxes: list[tuple[int, int]],
-               flip: bool, crop_size: int, train: bool) -> torch.Tensor:
+               flip: bool, crop_size: int, train: bool, *, rgb_as_uint8: bool = False) -> torch.Tensor:
     """The model's views of a video's clips: ``frames`` ``[K * T, H, W, C]`` (rgb uint8 0..255, flow
     float in [-1, 1]) of ``clips_shape`` (K, T), each clip cropped at every ``(top, left)`` of
     ``boxes`` (``crop_size`` square), mirrored when ``flip`` (which negates flow x), as float32
-    ``[V, C, T, S, S]`` in [-1, 1] with V = K x boxes (``[C, T, S, S]`` for a training clip)."""
+    ``[V, C, T, S, S]`` in [-1, 1] with V = K x boxes (``[C, T, S, S]`` for a training clip).
+    ``rgb_as_uint8``: rgb views stay uint8 0..255 (for :func:`rgb_to_model_range` on the accelerator)."""
     num_clips, clip_len = clips_shape
     clips = frames.reshape(num_clips, clip_len, *frames.shape[1:])  # [K, T, H, W, C]
     crops = [clips[:, :, top:top + crop_size, left:left + crop_size] for top, left in boxes]
@@ -80,10 +87,11 @@ def crop_views(name: str, frames: torch.Tensor, clips_shape: tuple[int, int], bo
     if flip:
         views = views.flip(-2)
     # One pass from the cropped (uint8 for rgb) frames into a contiguous float [V, C, T, S, S].
-    result = torch.empty(views.shape[0], views.shape[-1], *views.shape[1:-1], dtype=torch.float32,
-                         device=frames.device)
+    keep_uint8 = name == "rgb" and rgb_as_uint8
+    result = torch.empty(views.shape[0], views.shape[-1], *views.shape[1:-1],
+                         dtype=views.dtype if keep_uint8 else torch.float32, device=frames.device)
     result.copy_(views.permute(0, 4, 1, 2, 3))
-    if name == "rgb":
+    if name == "rgb" and not keep_uint8:
         to_model_range_(result, 0.0, 255.0)
     elif flip:
         result[:, 0].neg_()  # mirrored motion: flow x reverses

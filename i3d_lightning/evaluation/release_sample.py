@@ -11,7 +11,7 @@ import torch
 
 from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.models.inference import autocast, optimize_for_inference, prepare_input
+from i3d_lightning.models.inference import inference_precision, optimize_for_inference, prepare_input
 from i3d_lightning.models.streams import check_modalities
 from i3d_lightning.weights import WeightsSource, kinetics_categories, stream_towers
 
@@ -37,7 +37,7 @@ def evaluate_sample(modalities: list[str], weights: Mapping[str, str | os.PathLi
     """Sum of the logits of each modality's model on its input (the release's joint model is rgb + flow).
 
     ``weights[modality]`` is a registry name or a converted file; ``inputs[modality]`` a path, or
-    ``None`` for the release's sample clip. ``precision`` ("32" or "bf16") and ``fast`` choose the
+    ``None`` for the release's sample clip. ``precision`` ("32", "tf32" or "bf16") and ``fast`` choose the
     inference path (:mod:`i3d_lightning.models.inference`). Returns (logits ``[classes]`` float32,
     class names).
     """
@@ -52,7 +52,7 @@ def evaluate_sample(modalities: list[str], weights: Mapping[str, str | os.PathLi
         except ValueError as error:
             raise UserInputError(f"{modality} input {path}: {error}") from None
         model = optimize_for_inference(model.eval().to(device), fast=fast)
-        with torch.inference_mode(), autocast(device, str(precision)):
+        with torch.inference_mode(), inference_precision(device, str(precision)):
             logits = model(prepare_input(clip, fast))[0].float().cpu()
         if total is not None and total.shape != logits.shape:
             raise UserInputError(f"the streams' weights have different classes ({total.numel()} vs "

@@ -11,7 +11,13 @@ from i3d_lightning.data.transforms import check_model_range, to_model_range_
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.models.i3d import MIN_FRAMES, InceptionI3d
-from i3d_lightning.models.inference import optimize_for_inference, prepare_input
+from i3d_lightning.models.inference import (
+    check_batch_size,
+    check_precision_name,
+    optimize_for_inference,
+    prepare_input,
+    run_in_batches,
+)
 
 #: The frame size the reference protocol resizes to.
 SIZE = 224
@@ -20,15 +26,20 @@ SIZE = 224
 class VideoEmbedder(nn.Module):
     """``[N, T, H, W, 3]`` videos, values 0..255 (uint8 or float) -> ``[N, classes]`` float32 logits.
 
+    ``resolution`` (height, width): frames are first resized to it (TF1 bilinear), as a protocol may ask.
     ``preprocessed=True`` takes network-ready ``[N, T, 224, 224, 3]`` float input in [-1, 1] as it is.
     ``fast`` runs the fast inference path (:mod:`i3d_lightning.models.inference`; fp32 logits within
-    1e-4 of the plain model). ``chunk`` videos go through the network at once.
+    1e-4 of the plain model). At most ``batch_size`` videos go through the network at once, in
+    ``precision`` (``32``: IEEE fp32 on every device, ``tf32``, ``bf16``). The resize and the scaling
+    run where the videos are: give them on the accelerator.
     """
 
-    def __init__(self, model: InceptionI3d, *, preprocessed: bool = False, fast: bool = True, chunk: int = 8) -> None:
+    def __init__(self, model: InceptionI3d, *, preprocessed: bool = False, fast: bool = True, batch_size: int = 8,
+                 precision: str = "32", resolution: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.network = optimize_for_inference(model.eval(), fast=fast)
-        self.preprocessed, self.fast, self.chunk = preprocessed, fast, chunk
+        self.preprocessed, self.fast, self.resolution = preprocessed, fast, resolution
+        self.batch_size, self.precision = check_batch_size(batch_size), check_precision_name(precision)
 
     def network_input(self, videos: torch.Tensor) -> torch.Tensor:
         """The network's input ``[N, 3, T, 224, 224]`` in [-1, 1] for ``videos`` (see the class)."""
@@ -45,11 +56,17 @@ class VideoEmbedder(nn.Module):
             check_model_range(videos, "preprocessed videos", " (videos in [-1, 1] are used as they are)")
             frames = videos.to(torch.float32)
         else:
+            if self.resolution is not None:
+                videos = resize_bilinear_tf1(videos, self.resolution)
             frames = to_model_range_(resize_bilinear_tf1(videos, (SIZE, SIZE)), 0.0, 255.0)
         return frames.permute(0, 4, 1, 2, 3)
 
-    @torch.inference_mode()
+    def frame_size(self, videos: torch.Tensor) -> tuple[int, int]:
+        """(height, width) of the frames that are resized to 224x224: the protocol's resolution, if any."""
+        return self.resolution if self.resolution is not None and not self.preprocessed else \
+            tuple(videos.shape[-3:-1])
+
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
-        outputs = [self.network(prepare_input(self.network_input(part), self.fast)).float()
-                   for part in videos.split(self.chunk)]
-        return torch.cat(outputs)
+        return run_in_batches(lambda clips: self.network(prepare_input(clips, self.fast)), len(videos),
+                              lambda part: self.network_input(videos[part]), batch_size=self.batch_size,
+                              device=videos.device, precision=self.precision)

@@ -1,7 +1,8 @@
 """One side of an FVD comparison as a dataset of clips: a folder of videos (anything decord reads), a
 folder of frame folders (png/jpg), or an array file ``[N, T, H, W, 3]`` (``.npy``, or ``.npz`` with one
-array). Each item is one video's clips ``[K, T, H, W, 3]`` (K = ``clips_per_video``): uint8, or float as
-the array holds them (values are never rounded to uint8: that would change the distance)."""
+array). Each item is one video's clips ``[K, T, H, W, 3]`` (K = ``clips_per_video``) at the video's own
+size: uint8, or float as the array holds them (values are never rounded to uint8: that would change the
+distance). Resizing (the protocol's resolution, then 224x224) is the embedder's, on the accelerator."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from i3d_lightning.data import decoding
 from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.sampling import clip_span
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.fvd.resize import resize_bilinear_tf1
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 STARTS = ("first", "uniform", "random")
@@ -68,8 +68,8 @@ class ClipProtocol:
 
 
 class ClipSource(Dataset):
-    """The clips of one side (see the module). Items: ``{"index", "video_id", "clips"}`` or, for a video
-    that cannot be read, ``{"index", "video_id", "error"}``."""
+    """The clips of one side (see the module). Items: ``{"index", "video_id", "path", "clips"}`` or, for a
+    video that cannot be read, ``{"index", "video_id", "path", "error"}``."""
 
     def __init__(self, path: str | os.PathLike, protocol: ClipProtocol, *, preprocessed: bool = False) -> None:
         self.path, self.protocol, self.preprocessed = Path(path), protocol, preprocessed
@@ -93,15 +93,14 @@ class ClipSource(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng((self.protocol.seed, index))
+        path = str(self.path if self.array is not None else self.entries[index])
         try:
             clips = torch.from_numpy(self._clips(index, rng))
         except UserInputError as error:
             if self.array is not None:
                 raise  # an array's videos all have one shape: its problem is everyone's
-            return {"index": index, "video_id": self.ids[index], "error": str(error)}
-        if self.protocol.resolution is not None and not self.preprocessed:
-            clips = resize_bilinear_tf1(clips, self.protocol.resolution)
-        return {"index": index, "video_id": self.ids[index], "clips": clips}
+            return {"index": index, "video_id": self.ids[index], "path": path, "error": str(error)}
+        return {"index": index, "video_id": self.ids[index], "path": path, "clips": clips}
 
     def _clips(self, index: int, rng: np.random.Generator) -> np.ndarray:
         """uint8 ``[K, T, H, W, 3]``."""

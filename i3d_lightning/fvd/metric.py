@@ -30,7 +30,9 @@ class FrechetVideoDistance(Metric):
     FID does), so a fixed reference set is embedded once.
 
     The embedding is the reference's: rgb_scratch (loaded without TensorFlow if need be; ``weights``
-    may name another file), TF1 bilinear resize to 224x224, logits averaged over time.
+    may name another file), TF1 bilinear resize to 224x224, logits averaged over time, ``batch_size``
+    videos per network call in ``precision`` (``32``: IEEE fp32, also on a GPU; ``tf32``; ``bf16``).
+    Move the metric to the videos' device (``metric.to("cuda")``) to embed there.
     """
 
     higher_is_better = False
@@ -38,11 +40,12 @@ class FrechetVideoDistance(Metric):
     full_state_update = False
 
     def __init__(self, *, weights: str = "rgb_scratch", source: WeightsSource = WeightsSource(),
-                 preprocessed: bool = False, reset_real_features: bool = True, fast: bool = True, chunk: int = 8,
-                 **kwargs: Any) -> None:
+                 preprocessed: bool = False, reset_real_features: bool = True, fast: bool = True, batch_size: int = 8,
+                 precision: str = "32", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         model = i3d(weights=weights, in_channels=3, source=source)
-        self.embedder = VideoEmbedder(model, preprocessed=preprocessed, fast=fast, chunk=chunk)
+        self.embedder = VideoEmbedder(model, preprocessed=preprocessed, fast=fast, batch_size=batch_size,
+                                      precision=precision)
         self.reset_real_features = reset_real_features
         dim = model.num_classes
         for side in SIDES:

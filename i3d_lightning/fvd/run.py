@@ -1,8 +1,9 @@
 """``tools/fvd.py``: embed two sides (or take saved statistics), compare them, report FVD and KVD.
 
-Embedding runs in Lightning's predict loop, so it uses every GPU given (``devices``); each process
-embeds its share of the videos, the embeddings are gathered and put back in video order before any
-statistic is computed, so the value is the same on 1 or N devices and on every run.
+Embedding runs in Lightning's predict loop (:mod:`i3d_lightning.video_inference`), so it uses every GPU
+given (``devices``); each process embeds its share of the videos, in batches of clips, the embeddings
+are gathered and put back in video order before any statistic is computed, so the value is the same on
+1 or N devices and with any batch size, up to float rounding.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from i3d_lightning.data.distributed import UnpaddedDistributedSampler, gather_objects, is_distributed
+from i3d_lightning.data.distributed import gather_objects
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, kernel_distance
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.statistics_file import is_statistics_file, load_statistics, weights_fingerprint
-from i3d_lightning.models.inference import autocast, check_inference_precision
+from i3d_lightning.video_inference import VideoInferenceLoop, uses_cuda, video_loader
 
 log = logging.getLogger(__name__)
 
@@ -41,37 +41,38 @@ class Side:
     frame_sizes: list[list[int]] = field(default_factory=list)  # (height, width) of the frames embedded
 
 
-class EmbeddingLoop(pl.LightningModule):
-    """Predict loop: each batch is a list of items of :class:`ClipSource`."""
+class EmbeddingLoop(VideoInferenceLoop):
+    """Predict loop over :class:`ClipSource` items: the clips of a step's videos that share a shape go
+    through ``embedder`` together (``embedder.batch_size`` clips per network call)."""
 
-    def __init__(self, embedder: VideoEmbedder, precision: str) -> None:
-        super().__init__()
-        self.embedder, self.precision = embedder, precision
+    def __init__(self, embedder: VideoEmbedder) -> None:
+        super().__init__(embedder.precision, embedder.batch_size)
+        self.embedder = embedder
         self.rows: list[tuple[int, torch.Tensor]] = []
-        self.skipped: list[tuple[int, str, str]] = []
         self.frame_sizes: set[tuple[int, int]] = set()
 
     def on_predict_start(self) -> None:
-        check_inference_precision(self.precision, self.device)
-        self.rows, self.skipped, self.frame_sizes = [], [], set()
+        super().on_predict_start()
+        self.rows, self.frame_sizes = [], set()
 
-    def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> int:
-        """Embed the batch's readable videos; returns how many there were."""
-        for item in batch:
-            if "error" in item:
-                log.warning("skipped %s: %s", item["video_id"], item["error"])
-                self.skipped.append((item["index"], item["video_id"], item["error"]))
-                continue
-            self.frame_sizes.add(tuple(item["clips"].shape[-3:-1]))
-            with autocast(self.device, self.precision):
-                embeddings = self.embedder(item["clips"].to(self.device))
-            self.rows.append((item["index"], embeddings.to("cpu", torch.float64)))
-        return sum("error" not in item for item in batch)
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> int:
+        """Embed the step's readable videos; returns how many there were."""
+        self.skipped.add(batch["skipped"])
+        groups: dict[tuple, list[dict[str, Any]]] = {}
+        for item in batch["videos"]:
+            groups.setdefault((tuple(item["clips"].shape), item["clips"].dtype), []).append(item)
+        for items in groups.values():
+            clips = torch.stack([item["clips"] for item in items])  # [n, K, T, H, W, 3]
+            self.frame_sizes.add(self.embedder.frame_size(clips))
+            embeddings = self.embedder(clips.flatten(0, 1)).to("cpu", torch.float64)
+            for item, rows in zip(items, embeddings.unflatten(0, clips.shape[:2]), strict=True):
+                self.rows.append((item["index"], rows))
+        return len(batch["videos"])
 
     def on_predict_epoch_end(self) -> None:
+        super().on_predict_epoch_end()
         # Gathered here, while every process is still in the loop; video order makes sums repeatable.
-        self.rows = sorted(row for rank_rows in gather_objects(self.rows) for row in rank_rows)
-        self.skipped = sorted(entry for rank_rows in gather_objects(self.skipped) for entry in rank_rows)
+        self.rows = sorted((row for rank_rows in gather_objects(self.rows) for row in rank_rows), key=lambda r: r[0])
         self.frame_sizes = set().union(*gather_objects(self.frame_sizes))
 
 
@@ -84,20 +85,19 @@ def embedding_trainer(accelerator: str = "auto", devices: int | str = "auto") ->
 
 
 def embed_side(path: str | os.PathLike, protocol: ClipProtocol, trainer: pl.Trainer, module: EmbeddingLoop, *,
-               preprocessed: bool = False, workers: int = 0) -> Side:
+               workers: int = 0) -> Side:
     """Embed the clips of ``path`` (see :class:`ClipSource`)."""
-    source = ClipSource(path, protocol, preprocessed=preprocessed)
-    sampler = UnpaddedDistributedSampler(source) if is_distributed() else None
-    loader = DataLoader(source, batch_size=1, sampler=sampler, num_workers=workers, collate_fn=list,
-                        timeout=600 if workers else 0)
+    source = ClipSource(path, protocol, preprocessed=module.embedder.preprocessed)
+    videos_per_step = max(1, module.batch_size // protocol.clips_per_video)
+    loader = video_loader(source, videos_per_step=videos_per_step, workers=workers, pin_memory=uses_cuda(trainer))
     trainer.predict(module, dataloaders=loader, return_predictions=False)
     if not module.rows:
         raise UserInputError(f"{path}: none of its {len(source)} videos could be read")
     embeddings = torch.cat([rows for _, rows in module.rows])
     if embeddings.shape[0] < 2:
         raise UserInputError(f"{path}: {embeddings.shape[0]} clip; a covariance needs at least 2")
-    return Side(GaussianStatistics.from_embeddings(embeddings), embeddings,
-                [(video_id, reason) for _, video_id, reason in module.skipped], len(module.rows),
+    skipped = [(video_id, reason) for video_id, (_, reason) in sorted(module.skipped.entries.items())]
+    return Side(GaussianStatistics.from_embeddings(embeddings), embeddings, skipped, len(module.rows),
                 sorted(list(size) for size in module.frame_sizes))
 
 

@@ -1,6 +1,7 @@
 """A faster I3D for inference: batch norm folded into the convolutions, the stem convolution and the
 max-pools rewritten into shapes the CPU runs well, channels-last-3d memory layout, bf16 autocast where
-the hardware runs it fast, optionally ``torch.compile``.
+the hardware runs it fast, optionally ``torch.compile``; and the one place where an inference precision
+(``32``: IEEE fp32, ``tf32``, ``bf16``) becomes backend settings: :func:`inference_precision`.
 
 Every rewrite computes the same function: folding is exact algebra (``conv(x) * s + b`` with
 ``s = 1 / sqrt(var + eps)``, ``b = beta - mean * s``), the space-to-depth stem only reorders the sums
@@ -15,7 +16,7 @@ import contextlib
 import copy
 import itertools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -23,12 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.hardware import bf16_is_fast, describe_device
+from i3d_lightning.hardware import bf16_is_fast, describe_device, float32_mode
 from i3d_lightning.models.i3d import InceptionI3d, MaxPool3dSame, Unit3D, tf_same_padding
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("32", "bf16")
+#: ``32``: IEEE fp32 everywhere (the release's numbers; TF32 off on the GPU too). ``tf32``: fp32 tensors,
+#: convolutions and matrix products on a CUDA GPU's TF32 tensor cores (IEEE fp32 on the CPU).
+#: ``bf16``: bf16 autocast, what autocast leaves in fp32 computed in IEEE fp32.
+PRECISIONS = ("32", "tf32", "bf16")
 
 
 @torch.no_grad()
@@ -163,25 +167,59 @@ def prepare_input(clip: torch.Tensor, fast: bool) -> torch.Tensor:
     return clip.contiguous(memory_format=torch.channels_last_3d) if fast else clip
 
 
+def check_precision_name(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else one line for the user."""
+    if str(precision) not in PRECISIONS:
+        raise UserInputError(f"precision={precision} is not an inference precision; choose one of "
+                             f"{', '.join(PRECISIONS)}")
+    return str(precision)
+
+
 def check_inference_precision(precision: str, device: torch.device) -> None:
     """Refuse an unknown ``precision`` (one line for the user); warn when bf16 is asked for where it
     is not known to be faster than fp32 (:func:`~i3d_lightning.hardware.bf16_is_fast`: a CPU without
-    AMX emulates or half-uses bf16, and runs it slower than fp32; see the README's figures)."""
-    if str(precision) not in PRECISIONS:
-        raise UserInputError(f"precision={precision} is not an inference precision; choose 32 or bf16")
+    AMX emulates or half-uses bf16, and runs it slower than fp32; see the README's figures), and when
+    tf32 is asked for off a CUDA GPU (it then means IEEE fp32)."""
+    check_precision_name(precision)
     if str(precision) == "bf16" and not bf16_is_fast(device):
         log.warning("precision=bf16 on %s: bf16 is not faster than fp32 here (no AMX; emulated without bf16 "
                     "instructions, far slower) and less exact; precision=32 is the better choice on "
                     "this machine", describe_device(device))
+    if str(precision) == "tf32" and torch.device(device).type != "cuda":
+        log.warning("precision=tf32 on %s: TF32 is a CUDA GPU mode; here it runs IEEE fp32, as precision=32",
+                    describe_device(device))
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device, precision: str) -> Iterator[None]:
-    """bf16 autocast for ``precision="bf16"``, nothing for ``"32"``."""
+def inference_precision(device: torch.device, precision: str) -> Iterator[None]:
+    """Run the enclosed inference in ``precision`` (:data:`PRECISIONS`) on ``device``: IEEE or TF32
+    float32 convolutions and products (:func:`~i3d_lightning.hardware.float32_mode`), plus bf16
+    autocast for ``bf16``. The process's previous settings are restored on exit."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with float32_mode("tf32" if precision == "tf32" else "ieee"), \
+            torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         yield
+
+
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` if it is a usable number of clips per network call, else one line for the user."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserInputError(f"batch size {batch_size}: give at least 1 clip per network call")
+    return batch_size
+
+
+def run_in_batches(network: Callable[[torch.Tensor], torch.Tensor], count: int,
+                   inputs: Callable[[slice], torch.Tensor], *, batch_size: int, device: torch.device,
+                   precision: str) -> torch.Tensor:
+    """``network`` over ``count`` clips in calls of at most ``batch_size``, in ``precision``
+    (:func:`inference_precision`): ``inputs(part)`` makes the network input of the clips ``part``, so
+    only one call's float input exists at a time. Returns the outputs concatenated, as float32."""
+    outputs = []
+    with torch.inference_mode(), inference_precision(device, precision):
+        for start in range(0, count, batch_size):
+            outputs.append(network(inputs(slice(start, min(start + batch_size, count)))).float())
+    return torch.cat(outputs)
 
 
 @dataclass(frozen=True)
@@ -212,12 +250,12 @@ def check_fast_path(model: InceptionI3d, clips: Mapping[str, torch.Tensor], *,
     checks = []
     for name, clip in clips.items():
         clip = clip.to(device)
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_precision(device, "32"):
             reference = model(clip).float()
         top2 = reference.topk(2, dim=1).values
         margin = float((top2[:, 0] - top2[:, 1]).min())
         for precision in precisions:
-            with torch.inference_mode(), autocast(device, precision):
+            with torch.inference_mode(), inference_precision(device, precision):
                 logits = fast(prepare_input(clip, True)).float()
             checks.append(FastPathCheck(name, precision, float((logits - reference).abs().max()),
                                         float(reference.abs().max()), margin,

@@ -1,0 +1,79 @@
+"""The predict loop that runs I3D over a set of videos: shared by FVD's embedding (:mod:`i3d_lightning.fvd.run`)
+and feature extraction (:mod:`i3d_lightning.features`).
+
+* DataLoader workers decode and send uint8 frames (4x less to copy between processes and to the GPU
+  than float32), into pinned memory when the accelerator is a CUDA GPU; Lightning copies each batch
+  to the device without blocking.
+* The resize and the [-1, 1] scaling run on the accelerator, and the network sees up to
+  ``batch_size`` clips per call (:func:`default_batch_size`: 32 on a CUDA GPU, 8 on the CPU).
+* A video that cannot be read is an item with ``error`` (from the dataset), set aside by
+  :func:`collate_videos`, listed in one :class:`~i3d_lightning.data.skip_report.SkipReport` gathered
+  from every process, and never stops the run.
+* Each process runs its share of the videos (no video twice, none padded in); results are put back in
+  video order, so batch size and device count change a value only by float rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+
+from i3d_lightning.data.distributed import UnpaddedDistributedSampler, is_distributed
+from i3d_lightning.data.skip_report import SkipReport
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.models.inference import check_batch_size, check_inference_precision
+
+#: Clips per network call when none is given: a CUDA GPU needs large batches to be busy (32 clips of
+#: 16x224x224 take about 2 GB in fp32 inference); on the CPU larger batches gain nothing and cost memory.
+DEFAULT_BATCH_SIZES = {"cuda": 32, "cpu": 8}
+#: Batches each worker prepares ahead of the accelerator.
+PREFETCH_BATCHES = 4
+
+
+def default_batch_size(device_type: str) -> int:
+    """Clips per network call on a device of ``device_type`` (``cuda``, ``cpu``)."""
+    return DEFAULT_BATCH_SIZES.get(device_type, DEFAULT_BATCH_SIZES["cpu"])
+
+
+def collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A step's videos as they are (they may differ in length and size): ``{"videos": [readable items],
+    "skipped": [(video id, path, reason)]}``."""
+    return {"videos": [item for item in items if "error" not in item],
+            "skipped": [(item["video_id"], item["path"], item["error"]) for item in items if "error" in item]}
+
+
+def video_loader(dataset: Dataset, *, videos_per_step: int, workers: int, pin_memory: bool) -> DataLoader:
+    """The DataLoader of a predict loop over ``dataset``'s videos (items as :func:`collate_videos` takes them)."""
+    if workers < 0:
+        raise UserInputError(f"workers={workers}: give 0 (decode in the main process) or more")
+    sampler = UnpaddedDistributedSampler(dataset) if is_distributed() else None
+    return DataLoader(dataset, batch_size=videos_per_step, sampler=sampler, num_workers=workers,
+                      collate_fn=collate_videos, pin_memory=pin_memory,
+                      prefetch_factor=PREFETCH_BATCHES if workers else None, timeout=600 if workers else 0)
+
+
+def uses_cuda(trainer: pl.Trainer) -> bool:
+    """Whether ``trainer`` runs on a CUDA GPU (then batches are worth pinning)."""
+    return trainer.strategy.root_device.type == "cuda"
+
+
+class VideoInferenceLoop(pl.LightningModule):
+    """Base of the predict loops over videos: the precision checked once the device is known, the
+    unreadable videos collected (``self.skipped``, gathered from every process at the end).
+    Subclasses implement ``predict_step`` over :func:`collate_videos` batches, call
+    ``self.skipped.add(batch["skipped"])`` and run their network through
+    :func:`~i3d_lightning.models.inference.run_in_batches` with ``self.batch_size`` and ``self.precision``."""
+
+    def __init__(self, precision: str, batch_size: int) -> None:
+        super().__init__()
+        self.precision, self.batch_size = precision, check_batch_size(batch_size)
+        self.skipped = SkipReport()
+
+    def on_predict_start(self) -> None:
+        check_inference_precision(self.precision, self.device)
+        self.skipped = SkipReport()
+
+    def on_predict_epoch_end(self) -> None:
+        self.skipped = self.skipped.gathered()
