@@ -154,6 +154,12 @@ def set_float32_settings(settings: dict[str, str | None]) -> None:
             _switch(name).fp32_precision = value
 
 
+def float32_mode_on(device: torch.device | str, tf32: bool) -> str:
+    """``tf32`` where it is asked for and ``device`` is a CUDA GPU (the only place it exists), else ``ieee``:
+    on the CPU, float32 stays IEEE fp32 whatever is asked."""
+    return "tf32" if tf32 and torch.device(device).type == "cuda" else "ieee"
+
+
 @contextlib.contextmanager
 def float32_mode(mode: str) -> Iterator[None]:
     """Inside: float32 convolutions and matrix products run in ``mode`` on CUDA GPUs: ``ieee`` (true

@@ -49,13 +49,15 @@ def test_sample_evaluation_runs_the_network_in_the_precision_asked(tmp_path, wei
     clip = np.random.default_rng(0).uniform(-1, 1, (1, 9, 193, 193, 3)).astype(np.float32)
     np.save(tmp_path / "clip.npy", clip)
     results = {}
-    for precision in ("32", "tf32"):
+    for precision in ("32", "tf32"):  # TF32 is a CUDA mode: on the CPU, tf32 runs IEEE fp32 too
         with float32_settings_at_each_convolution() as seen:
             results[precision], _ = evaluate_sample(["rgb"], {"rgb": "rgb_scratch"}, {"rgb": tmp_path / "clip.npy"},
                                                     precision=precision, fast=True)
-        assert seen and all(settings == (IEEE if precision == "32" else TF32_ON_CUDA) for settings in seen)
+        assert seen and all(settings == IEEE for settings in seen)
         assert float32_settings() == user_float32_flags
-    np.testing.assert_array_equal(results["32"], results["tf32"])  # TF32 is a CUDA mode: the CPU computes IEEE
+    np.testing.assert_array_equal(results["32"], results["tf32"])
+    with inference_precision(torch.device("cuda"), "tf32"):  # a CUDA device is not needed to set its switches
+        assert float32_settings() == TF32_ON_CUDA
 
 
 def test_fast_path_check_compares_against_ieee_fp32(user_float32_flags):

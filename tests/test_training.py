@@ -23,7 +23,7 @@ from i3d_lightning.models import InceptionI3d
 from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.training.run import train
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import REPO_ROOT, run_script
+from tests.conftest import IEEE, REPO_ROOT, float32_settings_at_each_convolution, run_script
 from tests.tiny_datasets import FAST, make_tiny_datasets
 
 
@@ -85,7 +85,10 @@ def test_every_stream_and_dataset_runs_fast_dev_run(tiny, tmp_path, dataset, str
         with pytest.raises(Exception, match="flow folder not found|no flow"):
             train(cfg)
         return
-    results = train(cfg)
+    with float32_settings_at_each_convolution() as seen:
+        results = train(cfg)
+    # On the CPU float32 is IEEE fp32 (tf32=true applies to CUDA GPUs alone), set for the run and undone after.
+    assert results["float32_mode"] == "ieee" and seen and all(settings == IEEE for settings in seen)
     probe = RunProbe.last
     assert results["global_step"] == 1  # one optimizer step
     heads = ["rgb", "flow", "joint"] if stream == "joint" else [stream]
@@ -193,9 +196,11 @@ def _eval_overrides(root: Path, run_dir: Path, weights: Path) -> list[str]:
             "data.eval_batch_size=2", "trainer.precision=32", "model.aggregate=mean_softmax"]
 
 
-def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset):
+def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user_float32_flags):
     weights = _random_weights(tmp_path / "w.safetensors", 2)
-    report = evaluate(compose_config("eval", _eval_overrides(eval_dataset, tmp_path / "run", weights)))
+    with float32_settings_at_each_convolution() as seen:  # precision=32: IEEE fp32 whatever the process had set
+        report = evaluate(compose_config("eval", _eval_overrides(eval_dataset, tmp_path / "run", weights)))
+    assert seen and all(settings == IEEE for settings in seen)
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["videos_evaluated"] == 5 and metrics["videos_skipped"] == 1

@@ -21,7 +21,7 @@ from i3d_lightning.cli import resolve_device
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
-from i3d_lightning.hardware import float32_mode
+from i3d_lightning.hardware import float32_mode, float32_mode_on
 from i3d_lightning.models.inference import check_inference_precision
 from i3d_lightning.training.divergence import TrainingDivergedError, check_finite_state_dict
 from i3d_lightning.training.lightning_module import I3DClassifier
@@ -88,7 +88,7 @@ def evaluate_dataset(cfg: DictConfig) -> str:
         # Lightning knows fp32 and bf16 autocast; whether fp32 means IEEE or TF32 is set around the test loop.
         cfg.trainer.precision = "bf16-mixed" if precision == "bf16" else "32-true"
     trainer = build_trainer(cfg, for_training=False)
-    with float32_mode("tf32" if precision == "tf32" else "ieee"):
+    with float32_mode(float32_mode_on(trainer.strategy.root_device, precision == "tf32")):
         logged = trainer.test(model, datamodule=datamodule)[0]
     if not trainer.is_global_zero:
         return ""

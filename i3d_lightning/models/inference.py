@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.hardware import bf16_is_fast, describe_device, float32_mode
+from i3d_lightning.hardware import bf16_is_fast, describe_device, float32_mode, float32_mode_on
 from i3d_lightning.models.i3d import InceptionI3d, MaxPool3dSame, Unit3D, tf_same_padding
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def inference_precision(device: torch.device, precision: str) -> Iterator[None]:
     autocast for ``bf16``. The process's previous settings are restored on exit."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    with float32_mode("tf32" if precision == "tf32" else "ieee"), \
+    with float32_mode(float32_mode_on(device, precision == "tf32")), \
             torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         yield
 

@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.hardware import float32_mode, resolve_trainer_precision
+from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_trainer_precision
 from i3d_lightning.training.divergence import NonFiniteGuard
 from i3d_lightning.training.lightning_module import I3DClassifier
 
@@ -66,7 +66,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                        class_names=datamodule.classes, _convert_="object")
     trainer = build_trainer(cfg, for_training=True)
     # TF32 is the usual speed choice for training in fp32 on a GPU; bf16-mixed leaves little in fp32.
-    mode = "tf32" if cfg.get("tf32", True) else "ieee"
+    mode = float32_mode_on(trainer.strategy.root_device, bool(cfg.get("tf32", True)))
     with float32_mode(mode):
         return _fit_and_test(cfg, trainer, model, datamodule, run_dir, mode)
 
