@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from i3d_lightning.cli import resolve_device
+from i3d_lightning.config_checks import check_config
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> str:
     """Run the evaluation of ``cfg``; returns the text it printed."""
+    check_config(cfg)
     device = resolve_device(cfg.device)
     check_inference_precision(str(cfg.precision), device)
     if cfg.dataset.name == "sample":

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor
 
+from i3d_lightning.config_checks import check_config
 from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_trainer_precision
@@ -58,6 +59,7 @@ def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write the list of unreadable videos; returns the key results."""
+    check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     datamodule = build_datamodule(cfg)

@@ -158,18 +158,43 @@ def _load_cached_conversion(path: Path) -> dict[str, torch.Tensor] | None:
         return None
 
 
+def read_torch_file(path: str | os.PathLike, what: str = "file") -> dict:
+    """The dict that ``torch.save`` wrote to ``path`` (tensors and plain values only: a Lightning
+    checkpoint qualifies); one clear error, naming ``what`` the file was given as, if it is not one.
+    (Unpickling a text file fails in many ways, ``IndexError: pop from empty list`` among them.)"""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserInputError(f"{what} {path}: no such file")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, IndexError, KeyError, ValueError,
+            TypeError, AttributeError) as error:
+        raise UserInputError(f"{what} {path} cannot be read: it is truncated, corrupt or not a PyTorch file "
+                             f"({first_line(error) or type(error).__name__})") from None
+    if not isinstance(content, dict):
+        raise UserInputError(f"{what} {path} holds a {type(content).__name__}, not a state dict or checkpoint")
+    return content
+
+
+def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
+    """A Lightning checkpoint of ``train.py`` (a dict with a ``state_dict``), or one clear error."""
+    content = read_torch_file(path, what)
+    if "state_dict" not in content:
+        raise UserInputError(f"{what} {path} is not a checkpoint of train.py (it has no state_dict)")
+    return content
+
+
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in a ``.safetensors`` file or a ``torch.save`` file (a Lightning checkpoint's
     ``state_dict`` too); one clear error if the file cannot be read."""
+    if path.suffix != ".safetensors":
+        state = read_torch_file(path, "the weights file")
+        return state.get("state_dict", state)
     try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, OSError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
-        kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch"
+        return load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError) as error:
         raise UserInputError(f"the weights file {path} cannot be read: it is truncated, corrupt or not a "
-                             f"{kind} file ({first_line(error)})") from None
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+                             f"safetensors file ({first_line(error)})") from None
 
 
 def i3d(*, weights: I3DWeights | str | os.PathLike | None = None, num_classes: int | None = None,
@@ -185,19 +210,35 @@ def i3d(*, weights: I3DWeights | str | os.PathLike | None = None, num_classes: i
     if weights is None:
         return InceptionI3d(num_classes or 400, in_channels or 3, dropout)
     name = weights.name if isinstance(weights, I3DWeights) else weights
-    state = load_state_dict(name, source)
+    state = _one_tower(load_state_dict(name, source), name, in_channels)
     try:
         source_channels = state["blocks.Conv3d_1a_7x7.conv.weight"].shape[1]
         source_classes = state["logits.weight"].shape[0]
     except KeyError as error:
-        raise ValueError(f"{name} is not an I3D state dict: it has no {error.args[0]}") from None
+        raise UserInputError(f"{name} is not an I3D state dict: it has no {error.args[0]}") from None
     if in_channels is not None and in_channels != source_channels:
-        raise ValueError(f"weights {name} take {source_channels} input channels, not {in_channels}")
+        raise UserInputError(f"weights {name} take {source_channels} input channels, not {in_channels} (rgb "
+                             f"weights have 3, flow weights 2)")
     model = InceptionI3d(source_classes, source_channels, dropout)
     model.load_state_dict(state)
     if num_classes is not None and num_classes != source_classes:
         model.replace_logits(num_classes)
     return model
+
+
+def _one_tower(state: dict[str, torch.Tensor], name: object, in_channels: int | None) -> dict[str, torch.Tensor]:
+    """``state`` itself, or, for a ``train.py`` checkpoint (keys ``towers.<modality>.*``), the tower
+    that takes ``in_channels`` (the only tower when that is ``None``) with its prefix removed."""
+    towers = sorted({key.split(".")[1] for key in state if key.startswith("towers.")})
+    if not towers:
+        return state
+    wanted = [modality for modality in towers if in_channels in (None, CHANNELS[modality])]
+    if len(wanted) != 1:
+        raise UserInputError(f"{name} is a train.py checkpoint of the {'+'.join(towers)} model: it has "
+                             f"{'no tower' if not wanted else 'several towers'} for "
+                             f"{in_channels if in_channels else 'this'} input channels")
+    prefix = f"towers.{wanted[0]}."
+    return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
 
 
 def stream_towers(modalities: Iterable[str], weights: Mapping[str, I3DWeights | str | os.PathLike], *,

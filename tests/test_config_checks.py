@@ -1,0 +1,153 @@
+"""Every bad value is refused before any work: one ``error:`` line naming the key, the value and what
+is allowed, exit status 2, no run folder. The commands run in this process (``runpy`` executes
+``train.py`` / ``eval.py`` as ``__main__``, Hydra and all), which is what the CLI is, without a
+subprocess start per case."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from i3d_lightning.config_checks import RULES, Rule
+from tests.conftest import REPO_ROOT
+
+# Values that would not be reached before a dataset is looked at, with a tiny synthetic set for the rest.
+SYNTHETIC = ["dataset.train_per_class=1", "dataset.val_per_class=1", "dataset.num_frames=20"]
+
+BAD_TRAIN = [
+    ("data.batch_size=-1", "data.batch_size=-1: must be at least 1"),
+    ("data.batch_size=0", "data.batch_size=0: must be at least 1"),
+    ("trainer.max_epochs=abc", "trainer.max_epochs=abc: must be a whole number at least 1"),
+    ("schedule.max_epochs=abc", "schedule.max_epochs=abc: must be a whole number at least 1"),
+    ("data.clip.clip_len=abc", "data.clip.clip_len=abc: must be a whole number at least 9"),
+    ("data.clip.clip_len=4", "data.clip.clip_len=4: must be at least 9"),
+    ("data.num_workers=-3", "data.num_workers=-3: must be at least 0"),
+    ("data.eval_batch_size=0", "data.eval_batch_size=0: must be at least 1"),
+    ("data.on_error=ignore", "data.on_error=ignore: choose one of skip, raise"),
+    ("data.flow_source=disk", "data.flow_source=disk: choose one of stored, online"),
+    ("data.clip.stride=0", "data.clip.stride=0: must be at least 1"),
+    ("data.clip.fps=-25", "data.clip.fps=-25: must be above 0"),
+    ("data.clip.crop_size=100", "data.clip.crop_size=100: must be at least 193"),
+    ("data.eval_sampling.num_crops=2", "data.eval_sampling.num_crops=2: choose one of 1, 3"),
+    ("data.online_flow.where=gpu", "data.online_flow.where=gpu: choose one of auto, workers, device"),
+    ("data.online_flow.tvl1.warps=0.5", "data.online_flow.tvl1.warps=0.5: must be a whole number at least 1"),
+    ("model.dropout=-0.1", "model.dropout=-0.1: must be at least 0"),
+    ("model.aggregate=max", "model.aggregate=max: choose one of mean_logits, mean_softmax"),
+    ("model.trainable_blocks=-1", "model.trainable_blocks=-1: must be at least 0"),
+    ("schedule.optimizer.lr=0", "schedule.optimizer.lr=0: must be above 0"),
+    ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: must be at least 1"),
+    ("trainer.precision=16-bits", "trainer.precision=16-bits: choose one of auto, 32, 32-true"),
+    ("seed=abc", "seed=abc: must be a whole number"),
+    ("test_after_fit=maybe", "test_after_fit=maybe: must be true or false"),
+    ("tf32=2", "tf32=2: must be true or false"),
+    ("dataset.size=100", "dataset.size=100: must be at least 193"),
+]
+BAD_EVAL = [
+    ("precision=16", "precision=16: choose one of 32, tf32, bf16"),
+    ("fast=sometimes", "fast=sometimes: must be true or false"),
+    ("data.eval_sampling.num_clips=0", "data.eval_sampling.num_clips=0: must be at least 1"),
+    ("model.eval_chunk=0", "model.eval_chunk=0: must be at least 1"),
+    ("data.batch_size=abc", "data.batch_size=abc: must be a whole number at least 1"),
+]
+
+
+def run_command(script: str, overrides: list[str], capsys: pytest.CaptureFixture,
+                monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """``python <script> <overrides>`` in this process: (exit status, stderr)."""
+    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / script), *overrides])
+    capsys.readouterr()
+    try:
+        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+        status = 0
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else 1
+    return status, capsys.readouterr().err
+
+
+def _checkpoint_cases(tmp_path: Path) -> list[tuple[str, str, str]]:
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.ckpt")
+    return [
+        ("train.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", "missing.ckpt: no such file"),
+        ("eval.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", "missing.ckpt: no such file"),
+        ("train.py", f"ckpt_path={text}", "notes.ckpt cannot be read: it is truncated, corrupt or not a PyTorch file"),
+        ("train.py", f"ckpt_path={tmp_path / 'other.ckpt'}", "other.ckpt is not a checkpoint of train.py"),
+        ("train.py", f"weights.rgb={text}", "notes.ckpt cannot be read: it is truncated, corrupt or not a PyTorch"),
+        ("eval.py", f"weights.rgb={text}", "notes.ckpt cannot be read: it is truncated, corrupt or not a PyTorch"),
+    ]
+
+
+@pytest.mark.parametrize(("script", "override", "expected"),
+                         [("train.py", *case) for case in BAD_TRAIN] + [("eval.py", *case) for case in BAD_EVAL])
+def test_a_bad_value_is_one_line_exit_2_and_no_run_folder(tmp_path, capsys, monkeypatch, script, override, expected):
+    run_dir = tmp_path / "run"
+    extra = [*SYNTHETIC, f"dataset.root={tmp_path / 'synthetic'}"] if script == "train.py" else []
+    status, stderr = run_command(script, [override, *extra, f"run_dir={run_dir}"], capsys, monkeypatch)
+    assert status == 2, stderr
+    assert stderr.strip().splitlines() == [stderr.strip()] and stderr.startswith(f"error: {expected}")
+    assert not run_dir.exists() and not (tmp_path / "synthetic").exists()  # refused before any work
+
+
+def test_checkpoint_and_weights_files_that_are_not_are_one_line(tmp_path, capsys, monkeypatch):
+    cases = _checkpoint_cases(tmp_path)
+    for script, override, expected in cases:
+        run_dir = tmp_path / f"run_{script}"
+        status, stderr = run_command(script, [override, "stream=rgb", f"run_dir={run_dir}"], capsys, monkeypatch)
+        assert status == 2, (override, stderr)
+        assert len(stderr.strip().splitlines()) == 1 and expected in stderr, (override, stderr)
+        assert not run_dir.exists()
+
+
+def test_the_table_covers_every_numeric_key_of_the_configs():
+    # Every int or float the train and eval configs hold has a rule (the scheduler's own arguments aside).
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    keys = {rule.key for rule in RULES}
+    for name in ("train", "eval"):
+        with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
+            cfg = OmegaConf.to_container(compose(config_name=name), resolve=False)
+        numeric = [key for key, value in _leaves(cfg)
+                   if isinstance(value, int | float) and not isinstance(value, bool)]
+        unchecked = [key for key in numeric if key not in keys
+                     and not key.startswith("schedule.scheduler.") and key != "trainer.devices"]
+        assert unchecked == [], f"{name}: no rule for {unchecked}"
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def test_rule_messages():
+    assert Rule("k", "int", minimum=1).problem(True) == "must be a whole number at least 1"  # a bool is no number
+    assert Rule("k", "number", minimum=0, greater=True).problem(0.0) == "must be above 0"
+    assert Rule("k", "int", optional=True).problem(None) is None
+    assert Rule("k", "int").problem(None) == "a value is required"
+    assert Rule("k", "str", choices=("32", "bf16")).problem(32) is None  # YAML's 32 is the text 32
+
+
+def test_a_train_checkpoint_serves_as_initial_weights(tmp_path):
+    # eval.py weights.rgb=<run>/checkpoints/last.ckpt: the checkpoint's rgb tower, as it was trained.
+    from i3d_lightning.errors import UserInputError
+    from i3d_lightning.models import InceptionI3d
+    from i3d_lightning.weights import i3d
+
+    torch.manual_seed(3)
+    tower = InceptionI3d(5, 3).eval()
+    state = {f"towers.rgb.{key}": value for key, value in tower.state_dict().items()}
+    torch.save({"state_dict": state, "epoch": 2, "hyper_parameters": {"num_classes": 5}}, tmp_path / "last.ckpt")
+    model = i3d(weights=tmp_path / "last.ckpt", in_channels=3)
+    assert model.num_classes == 5
+    for key, value in tower.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+    with pytest.raises(UserInputError, match="train.py checkpoint of the rgb model: it has no tower for 2 input"):
+        i3d(weights=tmp_path / "last.ckpt", in_channels=2)
