@@ -4,8 +4,10 @@ and no library chatter in the output."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,42 @@ from omegaconf.errors import OmegaConfBaseException
 
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.training.divergence import TrainingDivergedError
+
+#: Exit status of a tool that finished but skipped some of its inputs (each listed, with the reason):
+#: not 0, so that a pipeline notices; neither 1 (it failed) nor 2 (it refused its arguments).
+EXIT_SKIPPED = 3
+
+
+def finished(skipped: int, where: str) -> int:
+    """The exit status of a tool that is done: 0, or :data:`EXIT_SKIPPED` (and one line on stderr
+    saying so) when ``skipped`` inputs were set aside; ``where`` says where they are listed."""
+    if not skipped:
+        return 0
+    print(f"done, but {skipped} input{'s were' if skipped > 1 else ' was'} skipped (listed {where}): "
+          f"exit status {EXIT_SKIPPED}", file=sys.stderr)
+    return EXIT_SKIPPED
+
+
+def writable_folder(folder: str | os.PathLike, what: str) -> Path:
+    """``folder``, created if need be, after checking that a file can be written there (before any work:
+    a result that cannot be saved must not cost hours first)."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise UserInputError(f"{what} {folder}: cannot write there ({error.strerror or error})") from None
+    return folder
+
+
+def writable_file(path: str | os.PathLike, what: str) -> Path:
+    """``path``, its folder created and checked (:func:`writable_folder`), refused if it is a folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserInputError(f"{what} {path} is a folder: give a file name")
+    writable_folder(path.parent, what)
+    return path
 
 
 def quiet_library_chatter() -> None:

@@ -66,14 +66,15 @@ class VideoInferenceLoop(pl.LightningModule):
     ``self.skipped.add(batch["skipped"])`` and run their network through
     :func:`~i3d_lightning.models.inference.run_in_batches` with ``self.batch_size`` and ``self.precision``."""
 
-    def __init__(self, precision: str, batch_size: int) -> None:
+    def __init__(self, precision: str, batch_size: int, *, announce_skips: bool = True) -> None:
         super().__init__()
         self.precision, self.batch_size = precision, check_batch_size(batch_size)
-        self.skipped = SkipReport()
+        self.announce_skips = announce_skips
+        self.skipped = SkipReport(announce=announce_skips)
 
     def on_predict_start(self) -> None:
         check_inference_precision(self.precision, self.device)
-        self.skipped = SkipReport()
+        self.skipped = SkipReport(announce=self.announce_skips)
 
     def on_predict_epoch_end(self) -> None:
         self.skipped = self.skipped.gathered()

@@ -27,7 +27,7 @@ def test_extract_flow_measures_motion_and_resumes(tmp_path, backend):
     (tmp_path / "videos" / "moving" / "broken.avi").write_bytes(b"\x00" * 4096)
     result = _run("tools/extract_flow.py", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96",
                   "--workers", "2", "--backend", backend)
-    assert result.returncode == 1  # one video failed
+    assert result.returncode == 3  # done, but one video failed (listed)
     assert count_flow_frames(tmp_path / "flow" / "moving" / "right") == 7
     flow = read_flow(tmp_path / "flow" / "moving" / "right", range(7)).numpy() * 20  # back to pixels
     assert abs(np.median(flow[..., 0]) - 3) < 0.5 and abs(np.median(flow[..., 1])) < 0.5
@@ -46,7 +46,7 @@ def test_check_videos_lists_every_failure(tmp_path):
     (tmp_path / "data" / "b" / "noise.avi").write_bytes(np.random.default_rng(0).bytes(5000))
     out = tmp_path / "failed.csv"
     result = _run("tools/check_videos.py", str(tmp_path / "data"), "--out", str(out), "--workers", "2")
-    assert result.returncode == 1
+    assert result.returncode == 3 and "2 inputs were skipped" in result.stderr
     assert "3 videos checked, 2 failed" in result.stdout
     with out.open() as stream:
         rows = list(csv.reader(stream))
@@ -55,3 +55,6 @@ def test_check_videos_lists_every_failure(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{good},0\n")
     assert _run("tools/check_videos.py", str(listing), "--out", str(out)).returncode == 0
+    (tmp_path / "a_file").write_text("")  # an output that cannot be written is refused before any video is opened
+    refused = _run("tools/check_videos.py", str(listing), "--out", str(tmp_path / "a_file" / "failed.csv"))
+    assert refused.returncode == 2 and refused.stderr.startswith("error: --out") and not refused.stdout

@@ -210,43 +210,54 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home):
         write_frames(videos / f"clip{index}.mp4", np.ascontiguousarray(np.roll(real[index], index + 1, axis=2)))
     write_frames(videos / "short.mp4", real[0, :5])  # shorter than a clip: skipped and listed
     stats = tmp_path / "real_stats.npz"
+    # --save-stats without .npz gets it (said once); --json into a folder that does not exist yet.
     first = _run_fvd(tmp_path, str(tmp_path / "real.npy"), str(videos), "--frames", "9",
-                     "--save-stats", str(stats), "--json", str(tmp_path / "first.json"), env=weights_home)
-    assert first.returncode == 0, first.stderr[-3000:]
+                     "--save-stats", str(tmp_path / "real_stats"), "--json", str(tmp_path / "new" / "first.json"),
+                     env=weights_home)
+    assert first.returncode == 3, first.stderr[-3000:]  # done, but a video was skipped
+    assert f"will be written to {stats}" in first.stderr and "1 input was skipped" in first.stderr
     last = first.stdout.strip().splitlines()[-1]
     assert last.startswith("FVD: ") and float(last.removeprefix("FVD: ")) > 0
+    listed = [line for line in (first.stdout + first.stderr).splitlines() if "short.mp4" in line]
+    assert len(listed) == 1  # listed once, not logged as well
     assert "skipped fake video short.mp4: " in first.stdout and "shorter than a clip" in first.stdout
-    results = json.loads((tmp_path / "first.json").read_text())
+    results = json.loads((tmp_path / "new" / "first.json").read_text())
     assert results["counts"] == {"real_clips": 3, "fake_clips": 3, "real_videos": 3, "fake_videos": 3,
                                  "real_skipped": 0, "fake_skipped": 1}
     assert results["fvd"] == pytest.approx(float(last.removeprefix("FVD: ")), abs=1e-6) and results["kvd"] is not None
     # The saved statistics stand in for the real videos: the same value, without KVD (it needs embeddings).
     again = _run_fvd(tmp_path, str(stats), str(videos), "--frames", "9", "--json", str(tmp_path / "again.json"),
                      env=weights_home)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 3, again.stderr[-3000:]
     second = json.loads((tmp_path / "again.json").read_text())
     assert second["fvd"] == results["fvd"] and second["kvd"] is None
+    assert "KVD: not computed (a statistics file holds no embeddings" in again.stdout
     # Statistics of another protocol are refused in one line.
     other = _run_fvd(tmp_path, str(stats), str(videos), "--frames", "10", env=weights_home)
     assert other.returncode == 2 and other.stderr.strip().startswith("error: ") and "protocol" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(("make", "expected"), [
-    (lambda root: root.mkdir(), "no videos"),
-    (lambda root: np.save(root.with_suffix(".npy"), np.zeros((2, 9, 8, 8, 4), np.uint8)), "[N, T, H, W, 3]"),
-    (lambda root: np.save(root.with_suffix(".npy"), np.zeros((2, 5, 8, 8, 3), np.uint8)), "shorter than a clip"),
+@pytest.mark.parametrize(("make", "json_in", "expected"), [
+    (lambda root: root.mkdir(), "new", "no videos"),
+    (lambda root: None, "new", "no such folder, .npy/.npz array or statistics file"),  # FAKE missing: refused first
+    (lambda root: np.save(root.with_suffix(".npy"), np.zeros((2, 9, 8, 8, 3), np.uint8)), "a_file", "--json"),
+    (lambda root: np.save(root.with_suffix(".npy"), np.zeros((2, 9, 8, 8, 4), np.uint8)), "new", "[N, T, H, W, 3]"),
+    (lambda root: np.save(root.with_suffix(".npy"), np.zeros((2, 5, 8, 8, 3), np.uint8)), "new",
+     "shorter than a clip"),
 ])
-def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, expected):
+def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, json_in, expected):
     target = tmp_path / "fake"
     make(target)
     path = target if target.exists() else target.with_suffix(".npy")
     good = tmp_path / "real.npy"
     np.save(good, np.zeros((2, 9, 8, 8, 3), np.uint8))
-    result = _run_fvd(tmp_path, str(good), str(path), "--frames", "9", env=weights_home)
+    (tmp_path / "a_file").write_text("")  # --json a_file/x.json: its folder is a file, refused before embedding
+    result = _run_fvd(tmp_path, str(good), str(path), "--frames", "9", "--json", str(tmp_path / json_in / "x.json"),
+                      env=weights_home)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().startswith("error: ") and expected in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stderr.strip().splitlines()) == 1  # and nothing was embedded before the refusal
 
 
 def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypatch, user_float32_flags):
@@ -266,7 +277,7 @@ def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypat
                                     "--clips-per-video", "2", "--start", "uniform", "--devices", "1",
                                     "--accelerator", "cpu", "--batch-size", str(batch),
                                     "--json", str(tmp_path / f"{batch}.json")])
-        assert status == 0
+        assert status == 3  # done, but broken.mp4 was skipped
         assert seen and all(settings == IEEE for settings in seen)  # and the user's settings are back:
         assert torch.get_float32_matmul_precision() == "medium"
         results[batch] = json.loads((tmp_path / f"{batch}.json").read_text())

@@ -29,7 +29,7 @@ from PIL import Image
 from i3d_lightning.data.synthetic import render_video, write_mp4
 from i3d_lightning.fvd.distance import frechet_distance, kernel_distance
 from i3d_lightning.fvd.embedding import VideoEmbedder
-from i3d_lightning.fvd.inputs import ClipProtocol
+from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.run import EmbeddingLoop, embed_side, embedding_trainer
 from i3d_lightning.hardware import bf16_is_fast, describe_device
 from i3d_lightning.models.inference import PRECISIONS
@@ -110,7 +110,8 @@ def main() -> None:
             embedder = VideoEmbedder(model, batch_size=batch_size, precision=precision)
             trainer, module = embedding_trainer(devices=args.devices), EmbeddingLoop(embedder)
             start = time.perf_counter()
-            sides = [embed_side(path, protocol, trainer, module, workers=args.workers) for path in (real, fake)]
+            sides = [embed_side(ClipSource(path, protocol), trainer, module, workers=args.workers)
+                     for path in (real, fake)]
             seconds = time.perf_counter() - start
             alone = network_alone(embedder.to(device), args.frames, args.size, device)
             results[precision] = sides

@@ -5,7 +5,8 @@
 Every video (found recursively below a folder, or listed one per line as ``path[,label]``) is opened
 and its first, middle and last frames decoded in a separate process with a timeout, so a file that
 crashes or hangs the decoder is reported instead of stopping the scan. Failures go to ``--out``
-(``path,reason``); the exit status is 1 when any video failed.
+(``path,reason``); the exit status is 3 when any video failed (the tools' "done, but inputs were
+skipped" status).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from i3d_lightning.cli import finished, writable_file
 from i3d_lightning.data.annotations import video_files
+from i3d_lightning.errors import UserInputError
 
 
 def check_one(path: Path) -> None:
@@ -62,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.source.exists():
         print(f"error: {args.source}: no such folder or list file", file=sys.stderr)
         return 2
+    try:
+        writable_file(args.out, "--out")
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     videos = [record.path for record in video_files(args.source).records]
     failed: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
@@ -69,13 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         for path, reason in tqdm(results, total=len(videos), unit="video", desc="checking"):
             if reason is not None:
                 failed.append((str(path), reason))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(("path", "reason"))
         writer.writerows(sorted(failed))
     print(f"{len(videos)} videos checked, {len(failed)} failed; list written to {args.out}")
-    return 1 if failed else 0
+    return finished(len(failed), f"in {args.out}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@
 
 Writes ``OUT_DIR/<stream>/<video id>.npy`` (``[N, 1024]`` windows or ``[1024]``), ``OUT_DIR/index.csv``
 and ``OUT_DIR/failed_videos.csv`` (see :mod:`i3d_lightning.features`). Resumable: videos already
-extracted are skipped. With several GPUs (``--devices N``), Lightning's predict loop shares the
-videos between them. Frames are resampled to 25 fps, resized (shorter side 256) and centre-cropped
-(224), as the release preprocessed its inputs. Workers send uint8 frames; the scaling runs on the
-device, ``--batch-size`` windows per network call (default 32 on a GPU, 8 on the CPU), in IEEE fp32
-unless ``--precision`` says otherwise. Flow comes from ``--flow-root`` (or the dataset's flow
+extracted are skipped; the exit status is 3 when some videos could not be read. With several GPUs
+(``--devices N``), Lightning's predict loop shares the videos between them. Frames are resampled to
+25 fps, resized (shorter side 256) and centre-cropped (224), as the release preprocessed its inputs.
+Workers send uint8 frames; the scaling runs on the device, ``--batch-size`` windows per network call
+(default 32 on a GPU, 8 on the CPU), in IEEE fp32 unless ``--precision`` says otherwise. Flow comes from ``--flow-root`` (or the dataset's flow
 folders), or is computed from the videos (``--flow-source online``, the default without flow folders).
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from i3d_lightning.cli import run_reporting_errors
+from i3d_lightning.cli import finished, run_reporting_errors, writable_folder
 from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.data.online_flow import OnlineFlow
@@ -96,6 +96,7 @@ def extract(args: argparse.Namespace) -> int:
     flow_root = args.flow_root or flow_root
     if args.window < MIN_FRAMES and not args.per_video:
         raise UserInputError(f"--window must be at least {MIN_FRAMES} frames (I3D's minimum)")
+    writable_folder(args.out, "OUT")
     todo = pending(videos.records, args.out, streams)
     print(f"{len(videos.records)} videos, {len(videos.records) - len(todo)} already extracted, {len(todo)} to do")
     towers = stream_towers(streams, {"rgb": args.weights_rgb, "flow": args.weights_flow},
@@ -120,9 +121,8 @@ def extract(args: argparse.Namespace) -> int:
             return 0
         if len(extractor.skipped):
             extractor.skipped.write(args.out / "failed_videos.csv")
-            print(f"{len(extractor.skipped)} videos could not be read; listed in {args.out / 'failed_videos.csv'}")
     print(f"index written to {write_index(args.out, streams)}")
-    return 0
+    return finished(len(extractor.skipped) if todo else 0, f"in {args.out / 'failed_videos.csv'}")
 
 
 if __name__ == "__main__":

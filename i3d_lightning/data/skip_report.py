@@ -15,12 +15,13 @@ log = logging.getLogger(__name__)
 class SkipReport:
     """Videos that could not be read, by video id: where and why."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, announce: bool = True) -> None:
         self.entries: dict[str, tuple[str, str]] = {}
+        self.announce = announce  # log a warning for each video as it is skipped
 
     def add(self, skipped: list[tuple[str, str, str]]) -> None:
         for video_id, path, reason in skipped:
-            if video_id not in self.entries:
+            if video_id not in self.entries and self.announce:
                 log.warning("skipped unreadable video %s: %s", video_id, reason)
             self.entries[video_id] = (path, reason)
 
@@ -29,7 +30,7 @@ class SkipReport:
 
     def gathered(self) -> SkipReport:
         """The videos skipped by all processes (a collective: every process must call it)."""
-        report = SkipReport()
+        report = SkipReport(announce=self.announce)
         for entries in gather_objects(self.entries):
             report.entries.update(entries)
         return report

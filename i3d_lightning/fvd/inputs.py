@@ -87,6 +87,8 @@ class ClipSource(Dataset):
             raise UserInputError(f"{self.path}: no videos (or frame folders of .png/.jpg) found")
         if protocol.max_videos is not None:
             self.ids = self.ids[:protocol.max_videos]
+        if self.array is not None and self.array.shape[1] < protocol.span:  # every video of it: say so now
+            self._clips(0, np.random.default_rng(0))
 
     def __len__(self) -> int:
         return len(self.ids)

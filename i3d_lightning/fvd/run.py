@@ -8,6 +8,7 @@ are gathered and put back in video order before any statistic is computed, so th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ class EmbeddingLoop(VideoInferenceLoop):
     through ``embedder`` together (``embedder.batch_size`` clips per network call)."""
 
     def __init__(self, embedder: VideoEmbedder) -> None:
-        super().__init__(embedder.precision, embedder.batch_size)
+        # Skipped videos are listed by the caller, with their side: not logged a second time here.
+        super().__init__(embedder.precision, embedder.batch_size, announce_skips=False)
         self.embedder = embedder
         self.rows: list[tuple[int, torch.Tensor]] = []
         self.frame_sizes: set[tuple[int, int]] = set()
@@ -84,10 +86,9 @@ def embedding_trainer(accelerator: str = "auto", devices: int | str = "auto") ->
                       enable_model_summary=False)
 
 
-def embed_side(path: str | os.PathLike, protocol: ClipProtocol, trainer: pl.Trainer, module: EmbeddingLoop, *,
-               workers: int = 0) -> Side:
-    """Embed the clips of ``path`` (see :class:`ClipSource`)."""
-    source = ClipSource(path, protocol, preprocessed=module.embedder.preprocessed)
+def embed_side(source: ClipSource, trainer: pl.Trainer, module: EmbeddingLoop, *, workers: int = 0) -> Side:
+    """Embed the clips of ``source``."""
+    path, protocol = source.path, source.protocol
     videos_per_step = max(1, module.batch_size // protocol.clips_per_video)
     loader = video_loader(source, videos_per_step=videos_per_step, workers=workers, pin_memory=uses_cuda(trainer))
     trainer.predict(module, dataloaders=loader, return_predictions=False)
@@ -106,9 +107,14 @@ def load_side(path: str | os.PathLike, description: dict) -> Side:
     statistics, saved = load_statistics(path)
     for key in ("protocol", "weights", "preprocessed"):
         if saved.get(key) != description[key]:
-            raise UserInputError(f"{path} was made with {key} {saved.get(key)}, not {description[key]}: statistics of "
-                                 f"different protocols cannot be compared (use the same options, or embed again)")
+            raise UserInputError(f"{path} was made with {key} {_sorted(saved.get(key))}, not "
+                                 f"{_sorted(description[key])}: statistics of different protocols cannot be "
+                                 f"compared (use the same options, or embed again)")
     return Side(statistics, videos=saved.get("videos", statistics.count), frame_sizes=saved.get("frame_sizes", []))
+
+
+def _sorted(value: Any) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
 
 
 def description_of(protocol: ClipProtocol, model: nn.Module, preprocessed: bool) -> dict:
@@ -135,6 +141,7 @@ def _sizes(one: Side) -> str:
     return ", ".join(f"{height}x{width}" for height, width in one.frame_sizes) or "of unknown size"
 
 
-def side(path: Path, description: dict, embed: Any) -> Side:
-    """A statistics file as it is, anything else embedded by ``embed(path)``."""
-    return load_side(path, description) if is_statistics_file(path) else embed(path)
+def open_side(path: Path, protocol: ClipProtocol, preprocessed: bool) -> ClipSource | Path:
+    """``path`` as a statistics file (returned as it is) or a :class:`ClipSource` (its videos listed):
+    one line now if it is neither, before anything is embedded."""
+    return path if is_statistics_file(path) else ClipSource(path, protocol, preprocessed=preprocessed)

@@ -40,6 +40,12 @@ def save_statistics(path: str | os.PathLike, statistics: GaussianStatistics, des
     return path
 
 
+def statistics_path(path: str | os.PathLike) -> Path:
+    """``path`` ending in ``.npz`` (added when it does not): statistics files are recognised by it."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
 def is_statistics_file(path: str | os.PathLike) -> bool:
     path = Path(path)
     if not (path.is_file() and path.suffix == ".npz"):
