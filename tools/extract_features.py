@@ -7,11 +7,12 @@
 Writes ``OUT_DIR/<stream>/<video id>.npy`` (``[N, 1024]`` windows or ``[1024]``), ``OUT_DIR/index.csv``
 and ``OUT_DIR/failed_videos.csv`` (see :mod:`i3d_lightning.features`). Resumable: videos already
 extracted are skipped; the exit status is 3 when some videos could not be read. With several GPUs
-(``--devices N``), Lightning's predict loop shares the videos between them. Frames are resampled to
-25 fps, resized (shorter side 256) and centre-cropped (224), as the release preprocessed its inputs.
+(``--devices N``), Lightning's predict loop shares the videos between them. Frames are resampled to 25
+fps, resized (shorter side 256) and centre-cropped (224), as the release preprocessed its inputs.
 Workers send uint8 frames; the scaling runs on the device, ``--batch-size`` windows per network call
-(default 32 on a GPU, 8 on the CPU), in IEEE fp32 unless ``--precision`` says otherwise. Flow comes from ``--flow-root`` (or the dataset's flow
-folders), or is computed from the videos (``--flow-source online``, the default without flow folders).
+(default 32 on a GPU, 8 on the CPU), in IEEE fp32 unless ``--precision`` says otherwise. Flow comes from
+``--flow-root`` (or the dataset's flow folders), or is computed from the videos (``--flow-source
+online``, the default without flow folders).
 """
 
 from __future__ import annotations
