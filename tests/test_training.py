@@ -140,36 +140,58 @@ def _resume_overrides(tmp_path: Path, run: str, epochs: int) -> list[str]:
 
 
 class StopAfterFirstEpoch(pl.Callback):
-    """Interrupts a run after its first epoch, as a crash or a time limit would."""
+    """Interrupts a run after its first epoch, as a crash or a time limit would, when the environment
+    says ``I3D_TEST_INTERRUPT=1`` (so that the resumed run, whose config holds this callback too, goes on)."""
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.should_stop = True
+        if os.environ.get("I3D_TEST_INTERRUPT") == "1":
+            trainer.should_stop = True
 
 
-def test_resumed_run_ends_with_the_same_weights(tmp_path):
+def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path):
+    # train.py itself: the resumed command names only the checkpoint (and a change it may make), and
+    # the run goes on in its own folder with its own config, best score and log.
     from tests.tiny_datasets import _video
 
     for name in ("walk", "run"):
         for index in range(3):
             _video(tmp_path / "videos" / name / f"{name}{index}.mp4", index + 10 * len(name))
-    straight = train(compose_config("train", _resume_overrides(tmp_path, "straight", 2)))
-    interrupted = [*_resume_overrides(tmp_path, "first", 2),
-                   "+callbacks.stop._target_=tests.test_training.StopAfterFirstEpoch"]
-    train(compose_config("train", interrupted))
-    first_last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    assert torch.load(first_last, map_location="cpu", weights_only=True)["global_step"] == 3
-    resumed = train(compose_config("train", [*_resume_overrides(tmp_path, "resumed", 2), f"ckpt_path={first_last}"]))
-    a = torch.load(straight["last_checkpoint"], map_location="cpu", weights_only=True)
-    b = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=True)
+    common = [override for override in _resume_overrides(tmp_path, "x", 2) if not override.startswith("run_dir=")]
+    common += ["+callbacks.stop._target_=tests.test_training.StopAfterFirstEpoch", "data.check_videos=0"]
+    straight = run_script("train.py", *common, f"run_dir={tmp_path / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first = run_script("train.py", *common, f"run_dir={tmp_path / 'first'}", env={"I3D_TEST_INTERRUPT": "1"})
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3
+    # Refused: a change that contradicts the checkpoint (one line, no folder left).
+    contradiction = run_script("train.py", f"ckpt_path={last}", "stream=flow", cwd=tmp_path)
+    assert contradiction.returncode == 2 and contradiction.stderr.strip().splitlines() == [
+        contradiction.stderr.strip()] and "made with stream=rgb; stream=flow contradicts it" in contradiction.stderr
+    assert not (tmp_path / "outputs").exists()
+    resumed = run_script("train.py", f"ckpt_path={last}", "trainer.log_every_n_steps=5", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not (tmp_path / "outputs").exists()  # no new run folder: the run went on in its own
+    log = (tmp_path / "first" / "train.log").read_text()
+    assert "resuming the run in" in log and "trainer.log_every_n_steps=5" in log
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    b = torch.load(last, map_location="cpu", weights_only=True)
     assert a["global_step"] == b["global_step"] == 6
-    changed = 0
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-5, atol=1e-6)
-        first = torch.load(first_last, map_location="cpu", weights_only=True)["state_dict"][key]
-        changed += not torch.equal(first, value)
-    assert changed > 0  # the second epoch did train
     for key in ("optimizer_states", "lr_schedulers"):
         assert str(a[key]) == str(b[key])
+    best = {run: sorted(path.name for path in (tmp_path / run / "checkpoints").glob("best-*.ckpt"))
+            for run in ("straight", "first")}
+    assert best["straight"] == best["first"] and len(best["first"]) == 1  # the same best epoch ...
+    scores = [_best_score(tmp_path / run / "checkpoints" / "last.ckpt") for run in ("straight", "first")]
+    assert scores[0] == scores[1]  # ... and its score, remembered across the interruption
+
+
+def _best_score(checkpoint: Path) -> float:
+    states = torch.load(checkpoint, map_location="cpu", weights_only=True)["callbacks"]
+    return next(float(state["best_model_score"]) for key, state in states.items()
+                if key.startswith("ModelCheckpoint{'monitor': 'val/"))
 
 
 def _random_weights(path: Path, num_classes: int, seed: int = 0) -> Path:

@@ -19,6 +19,7 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_trainer_precision
 from i3d_lightning.training.divergence import NonFiniteGuard
 from i3d_lightning.training.lightning_module import I3DClassifier
+from i3d_lightning.training.resume import check_checkpoint_fits, resumed_config
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,13 @@ def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write the list of unreadable videos; returns the key results."""
     check_config(cfg)
+    cfg = resumed_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
+    if cfg.ckpt_path:
+        check_checkpoint_fits(cfg.ckpt_path, list(cfg.stream.modalities), datamodule.num_classes)
     model: I3DClassifier = instantiate(cfg.model, num_classes=datamodule.num_classes,
                                        class_names=datamodule.classes, _convert_="object")
     trainer = build_trainer(cfg, for_training=True)
