@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
-from i3d_lightning.errors import UserInputError
+from i3d_lightning.errors import EXIT_INTERRUPTED, InterruptedByUserError, UserInputError
 from i3d_lightning.training.divergence import TrainingDivergedError
 
 #: Exit status of a tool that finished but skipped some of its inputs (each listed, with the reason):
@@ -77,12 +77,18 @@ def run_reporting_errors(task: Callable[..., object], *args: object) -> int:
     """Run ``task(*args)`` for a command (``train.py``, ``eval.py``, the tools) and return its exit
     status: the int ``task`` returns, else 0. A mistake in the user's input or config prints one line
     ``error: <message>`` (no traceback) and gives 2; a training run that diverged prints what happened
-    and gives 1. Library chatter is quieted first."""
+    and gives 1; Ctrl-C gives 130, after saying what was kept. Library chatter is quieted first."""
     quiet_library_chatter()
     try:
         result = task(*args)
     except (UserInputError, OmegaConfBaseException) as error:
         return _refuse(error)
+    except InterruptedByUserError as error:
+        print(f"interrupted: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except TrainingDivergedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

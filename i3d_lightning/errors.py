@@ -6,6 +6,14 @@ class UserInputError(Exception):
     """Something the user supplied is missing, malformed or does not fit; the message says what."""
 
 
+class InterruptedByUserError(Exception):
+    """The user stopped the command (Ctrl-C); the message says what was kept and how to go on."""
+
+
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
+
+
 def first_line(error: Exception) -> str:
     """The first line of an exception's message (at most 300 characters), or its type's name."""
     text = str(getattr(error, "message", None) or error).strip()

@@ -139,13 +139,14 @@ def _resume_overrides(tmp_path: Path, run: str, epochs: int) -> list[str]:
             "model.trainable_blocks=1", "logger=[]", "test_after_fit=false"]
 
 
-class StopAfterFirstEpoch(pl.Callback):
-    """Interrupts a run after its first epoch, as a crash or a time limit would, when the environment
-    says ``I3D_TEST_INTERRUPT=1`` (so that the resumed run, whose config holds this callback too, goes on)."""
+class CtrlC(pl.Callback):
+    """Presses Ctrl-C (raises KeyboardInterrupt, as the SIGINT handler does) at the first step of the
+    epoch that ``I3D_TEST_CTRL_C_EPOCH`` names; nothing without it (so the resumed run, whose config
+    holds this callback too, goes on)."""
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if os.environ.get("I3D_TEST_INTERRUPT") == "1":
-            trainer.should_stop = True
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx) -> None:
+        if os.environ.get("I3D_TEST_CTRL_C_EPOCH") == str(trainer.current_epoch) and batch_idx == 0:
+            raise KeyboardInterrupt
 
 
 def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path):
@@ -157,12 +158,18 @@ def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path):
         for index in range(3):
             _video(tmp_path / "videos" / name / f"{name}{index}.mp4", index + 10 * len(name))
     common = [override for override in _resume_overrides(tmp_path, "x", 2) if not override.startswith("run_dir=")]
-    common += ["+callbacks.stop._target_=tests.test_training.StopAfterFirstEpoch", "data.check_videos=0"]
+    common += ["+callbacks.ctrl_c._target_=tests.test_training.CtrlC", "data.check_videos=0"]
     straight = run_script("train.py", *common, f"run_dir={tmp_path / 'straight'}")
     assert straight.returncode == 0, straight.stderr[-3000:]
-    first = run_script("train.py", *common, f"run_dir={tmp_path / 'first'}", env={"I3D_TEST_INTERRUPT": "1"})
-    assert first.returncode == 0, first.stderr[-3000:]
+    early = run_script("train.py", *common, f"run_dir={tmp_path / 'early'}", env={"I3D_TEST_CTRL_C_EPOCH": "0"})
+    assert early.returncode == 130 and early.stderr.strip().splitlines()[-1] == (
+        "interrupted: no checkpoint was written yet (one is saved at the end of each epoch); the run folder is "
+        f"{tmp_path / 'early'}")
+    # Ctrl-C in the second epoch: the checkpoint of the first is where to go on from.
+    first = run_script("train.py", *common, f"run_dir={tmp_path / 'first'}", env={"I3D_TEST_CTRL_C_EPOCH": "1"})
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert first.returncode == 130 and first.stderr.strip().splitlines()[-1] == (
+        f"interrupted: the last checkpoint is {last}; resume with: python train.py ckpt_path={last}")
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3
     # Refused: a change that contradicts the checkpoint (one line, no folder left).
     contradiction = run_script("train.py", f"ckpt_path={last}", "stream=flow", cwd=tmp_path)

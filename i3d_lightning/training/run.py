@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from i3d_lightning.config_checks import check_config
 from i3d_lightning.data.datamodule import VideoDataModule
-from i3d_lightning.errors import UserInputError
+from i3d_lightning.errors import InterruptedByUserError, UserInputError
 from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_trainer_precision
 from i3d_lightning.training.divergence import NonFiniteGuard
 from i3d_lightning.training.lightning_module import I3DClassifier
@@ -58,6 +58,13 @@ def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, precision=precision, **extra)
 
 
+def _where_to_resume(run_dir: Path) -> str:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return f"no checkpoint was written yet (one is saved at the end of each epoch); the run folder is {run_dir}"
+    return f"the last checkpoint is {last}; resume with: python train.py ckpt_path={last}"
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write the list of unreadable videos; returns the key results."""
     check_config(cfg)
@@ -79,7 +86,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def _fit_and_test(cfg: DictConfig, trainer: pl.Trainer, model: I3DClassifier, datamodule: VideoDataModule,
                   run_dir: Path, float32: str) -> dict[str, Any]:
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning's answer to Ctrl-C: a graceful shutdown, then sys.exit(1)
+            raise InterruptedByUserError(_where_to_resume(run_dir)) from None
+        raise
     guard = next(callback for callback in trainer.callbacks if isinstance(callback, NonFiniteGuard))
     results: dict[str, Any] = {"run_dir": str(run_dir), "global_step": trainer.global_step,
                                "skipped_steps": guard.skipped_steps, "precision": str(trainer.precision),
