@@ -131,6 +131,20 @@ def test_default_training_learns_the_synthetic_motion_classes(tmp_path, checkpoi
     assert "last.ckpt" in checkpoints and any(name.startswith("best-") for name in checkpoints)
     model = I3DClassifier.load_from_checkpoint(results["best_checkpoint"], map_location="cpu")
     assert model.hparams.class_names == ["left", "right", "up", "down"] and model.hparams.num_classes == 4
+    # eval.py with the checkpoint alone: the stream and the clips it was trained on (16 frames, 193 crops of a
+    # 224 resize, not eval's 64 / 224 / 256), said in the report.
+    videos = tmp_path / "synthetic" / "val"
+    eval_overrides = ["dataset=custom", f"dataset.val={videos}", f"ckpt_path={results['best_checkpoint']}",
+                      "data.num_workers=0", "trainer.enable_progress_bar=false"]
+    with pytest.raises(UserInputError, match=r"add dataset.classes=\[left,right,up,down\]"):  # folders sort
+        evaluate(compose_config("eval", [*eval_overrides, f"run_dir={tmp_path / 'refused'}"]))
+    eval_overrides.append("dataset.classes=[left,right,up,down]")
+    report = evaluate(compose_config("eval", [*eval_overrides, f"run_dir={tmp_path / 'eval'}"]))
+    assert report.splitlines()[0] == ("from the checkpoint's training: stream=rgb, data.clip.clip_len=16, "
+                                      "data.clip.short_side=224, data.clip.crop_size=193")
+    protocol = json.loads((tmp_path / "eval" / "metrics.json").read_text())["protocol"]
+    assert (protocol["clip_len"], protocol["crop_size"], protocol["short_side"]) == (16, 193, 224)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["rgb"]["top1"] >= 0.75
 
 
 def _resume_overrides(tmp_path: Path, run: str, epochs: int) -> list[str]:

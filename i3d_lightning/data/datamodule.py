@@ -93,6 +93,17 @@ class VideoDataModule(pl.LightningDataModule):
         self.datasets: dict[str, VideoClipDataset] = {}
         self.skipped = SkipReport()
 
+    #: The clip settings saved in every checkpoint (``state_dict``), so that ``eval.py ckpt_path=...``
+    #: evaluates on the clips the model was trained on.
+    CLIP_KEYS = ("clip_len", "stride", "fps", "short_side", "crop_size")
+
+    def state_dict(self) -> dict[str, Any]:
+        """What Lightning saves of the DataModule in each checkpoint: the training clips' settings."""
+        return {"clip": {key: getattr(self.train_sampling, key) for key in self.CLIP_KEYS}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore: a resumed run's config already has the run's clip settings."""
+
     @property
     def classes(self) -> list[str]:
         if not self.lists:

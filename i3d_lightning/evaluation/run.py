@@ -14,11 +14,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from i3d_lightning.cli import resolve_device
 from i3d_lightning.config_checks import check_config
+from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
@@ -27,6 +29,7 @@ from i3d_lightning.models.inference import check_inference_precision
 from i3d_lightning.training.divergence import TrainingDivergedError, check_finite_state_dict
 from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.training.run import build_datamodule, build_trainer
+from i3d_lightning.weights.loading import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,12 @@ def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DCla
         check_finite_state_dict(model.state_dict(), f"checkpoint {cfg.ckpt_path}")
     except TrainingDivergedError as error:
         raise UserInputError(f"{error} (it comes from a training run that diverged)") from None
+    trained_classes = list(model.hparams.get("class_names") or [])
+    if trained_classes and trained_classes != list(classes) and sorted(trained_classes) == sorted(classes):
+        # The same classes in another order would score every video against the wrong label.
+        raise UserInputError(f"checkpoint {cfg.ckpt_path} was trained with the classes in the order "
+                             f"{trained_classes}, the data lists them as {list(classes)}: add "
+                             f"dataset.classes=[{','.join(trained_classes)}]")
     if model.hparams.num_classes != num_classes or tuple(model.modalities) != tuple(cfg.stream.modalities):
         raise UserInputError(f"checkpoint {cfg.ckpt_path} is a {'+'.join(model.modalities)} model of "
                              f"{model.hparams.num_classes} classes; the data is {'+'.join(cfg.stream.modalities)} "
@@ -78,8 +87,39 @@ def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DCla
     return model
 
 
+def _trained_settings(cfg: DictConfig) -> str:
+    """With ``ckpt_path``: the stream and the clip settings the checkpoint was trained with go into
+    ``cfg`` where this command did not set them (a value set here wins, with a warning when it differs
+    from training). Returns a line saying what was taken, for the report."""
+    if not cfg.ckpt_path:
+        return ""
+    checkpoint = read_checkpoint(cfg.ckpt_path, "ckpt_path")
+    given = {str(override).lstrip("+~").split("=", 1)[0] for override in HydraConfig.get().overrides.task} \
+        if HydraConfig.initialized() else set()
+    taken, kept = [], []
+    modalities = checkpoint.get("hyper_parameters", {}).get("modalities")
+    with open_dict(cfg):
+        cfg.run_dir = str(cfg.run_dir)  # the folder this run already has, whatever the stream becomes
+        if modalities and "stream" not in given and list(modalities) != list(cfg.stream.modalities):
+            cfg.stream.name = "joint" if len(modalities) > 1 else modalities[0]
+            cfg.stream.modalities = list(modalities)
+            taken.append(f"stream={cfg.stream.name}")
+        trained = checkpoint.get(VideoDataModule.__qualname__, {}).get("clip", {})
+        for key, value in trained.items():
+            if f"data.clip.{key}" in given:
+                if cfg.data.clip[key] != value:
+                    kept.append(f"data.clip.{key}={cfg.data.clip[key]} (trained with {value})")
+            elif cfg.data.clip[key] != value:
+                cfg.data.clip[key] = value
+                taken.append(f"data.clip.{key}={value}")
+    if kept:
+        log.warning("evaluating with other clip settings than the model was trained with: %s", ", ".join(kept))
+    return f"from the checkpoint's training: {', '.join(taken)}" if taken else ""
+
+
 def evaluate_dataset(cfg: DictConfig) -> str:
     """Test a model on ``cfg.dataset``'s test split; write the reports; return the summary table."""
+    trained = _trained_settings(cfg)
     datamodule = build_datamodule(cfg)
     datamodule.setup("test")
     model = _load_model(cfg, datamodule.num_classes, datamodule.classes)
@@ -104,6 +144,7 @@ def evaluate_dataset(cfg: DictConfig) -> str:
         "model": cfg.ckpt_path or {m: cfg.weights[m] for m in model.modalities},
         "protocol": {"whole_video": sampling.whole_video, "num_clips": sampling.num_clips,
                      "num_crops": sampling.num_crops, "clip_len": sampling.clip_len,
+                     "crop_size": sampling.crop_size, "short_side": sampling.short_side,
                      "aggregate": model.hparams.aggregate},
     }
     run_dir = Path(cfg.run_dir)
@@ -114,4 +155,5 @@ def evaluate_dataset(cfg: DictConfig) -> str:
     reports.write_per_class(run_dir / "per_class_accuracy.csv", results["confusion"], datamodule.classes)
     reports.plot_confusion(run_dir / "confusion_matrix.png", results["confusion"], datamodule.classes)
     results["skipped"].write(run_dir / "skipped_videos.csv")  # with its header when nothing was skipped
-    return reports.summary_table(metrics, model.heads) + f"\nreports written to {run_dir}"
+    summary = reports.summary_table(metrics, model.heads) + f"\nreports written to {run_dir}"
+    return f"{trained}\n{summary}" if trained else summary
