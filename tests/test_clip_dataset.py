@@ -160,7 +160,7 @@ def test_every_kind_of_bad_file_is_skipped_and_reported(tmp_path, capfd):
     assert batch["size"] == 1 and batch["video_id"] == ["good"] and batch["label"].tolist() == [1]
     reasons = {video_id: reason for video_id, _, reason in batch["skipped"]}
     assert set(reasons) == set(files)
-    assert "no such file" in reasons["missing"]
+    assert "no such file" in reasons["missing"] and "empty file (0 bytes)" in reasons["empty"]
     for kind in ("empty", "corrupt", "av1", "audio_only", "truncated"):
         assert str(files[kind]) in reasons[kind], (kind, reasons[kind])
     # FFmpeg's and decord's own lines (written straight to file descriptor 2) are silenced: the reasons

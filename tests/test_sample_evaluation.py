@@ -68,13 +68,16 @@ def _compose(*overrides: str):
         return compose(config_name="eval", overrides=list(overrides))
 
 
-def test_default_sample_comes_from_the_mirror(checkpoints_dir, release_dir):
+def test_default_sample_comes_from_the_mirror(checkpoints_dir, release_dir, tmp_path):
     # The shared mirror has the sample's GIF render (the .npy is not available offline).
     mirror = WeightsSource(mirror=checkpoints_dir)
     assert release_sample("rgb", mirror) == release_dir / "v_CricketShot_g04_c01_rgb.gif"
     assert release_sample("flow", mirror) == release_dir / "v_CricketShot_g04_c01_flow.gif"
     cfg = _compose("stream=rgb", "weights.rgb=rgb_scratch", f"weights.source.mirror={checkpoints_dir}")
     assert cfg.sample.rgb is None and cfg.dataset.name == "sample"
+    # Offline and without a mirror: the error says how to go on without the release's clip.
+    with pytest.raises(UserInputError, match=r"Or give the clip yourself: sample.rgb=PATH"):
+        release_sample("rgb", WeightsSource(cache=tmp_path / "cache", progress=False))
 
 
 def test_joint_sums_rgb_and_flow_logits(tmp_path, weights_home, monkeypatch, capsys):

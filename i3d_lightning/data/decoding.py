@@ -42,6 +42,8 @@ def _open(path: str | os.PathLike, width: int = -1, height: int = -1):
 
     if not os.path.isfile(path):
         raise VideoDecodeError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(f"{path}: empty file (0 bytes)")
     with native_stderr_captured() as captured:
         captured.show, captured.omit = True, os.fspath(path)
         try:

@@ -40,7 +40,11 @@ def release_sample(stream: str, source: WeightsSource = WeightsSource()) -> Path
         found = release.find_in_mirror(name, source)
         if found is not None:
             return found
-    return release.fetch_release_file(npy, source)
+    try:
+        return release.fetch_release_file(npy, source)
+    except release.ReleaseFileError as error:
+        raise release.ReleaseFileError(f"{error}\nOr give the clip yourself: sample.{stream}=PATH (the release's "
+                                       f".npy or .gif, or any video)") from None
 
 
 def load_input(path: str | os.PathLike, stream: str) -> torch.Tensor:
