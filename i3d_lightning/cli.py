@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import warnings
@@ -18,6 +17,7 @@ from hydra.errors import InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
 from i3d_lightning.errors import EXIT_INTERRUPTED, InterruptedByUserError, UserInputError
+from i3d_lightning.run_folder import remove_if_only_hydra_files
 from i3d_lightning.training.divergence import TrainingDivergedError
 
 #: Exit status of a tool that finished but skipped some of its inputs (each listed, with the reason):
@@ -107,19 +107,6 @@ def _refuse(error: Exception) -> int:
     if HydraConfig.initialized():
         remove_if_only_hydra_files(Path(HydraConfig.get().runtime.output_dir))
     return 2
-
-
-def remove_if_only_hydra_files(run_dir: Path) -> None:
-    """Delete ``run_dir`` if it holds nothing but Hydra's ``.hydra/`` and job log, then its parents
-    below the working directory as long as they are empty."""
-    if not run_dir.is_dir() or any(entry.name != ".hydra" and entry.suffix != ".log" for entry in run_dir.iterdir()):
-        return
-    shutil.rmtree(run_dir)
-    cwd = Path.cwd().resolve()
-    for parent in run_dir.resolve().parents:
-        if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
-            break
-        parent.rmdir()
 
 
 def resolve_device(name: str) -> torch.device:

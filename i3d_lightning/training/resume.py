@@ -19,8 +19,8 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from i3d_lightning.cli import remove_if_only_hydra_files
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.run_folder import remove_if_only_hydra_files
 from i3d_lightning.weights.loading import read_checkpoint
 
 log = logging.getLogger(__name__)
