@@ -195,6 +195,7 @@ def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path):
     assert not (tmp_path / "outputs").exists()  # no new run folder: the run went on in its own
     log = (tmp_path / "first" / "train.log").read_text()
     assert "resuming the run in" in log and "trainer.log_every_n_steps=5" in log
+    assert '\n "best_val_top1": 0.' in log  # the results, one per line
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     b = torch.load(last, map_location="cpu", weights_only=True)
     assert a["global_step"] == b["global_step"] == 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import types
@@ -113,5 +114,5 @@ def _fit_and_test(cfg: DictConfig, trainer: pl.Trainer, model: I3DClassifier, da
         path = skipped.write(run_dir / "skipped_videos.csv")  # with its header when nothing was skipped
         if len(skipped):
             log.warning("%d unreadable videos were skipped; list in %s", len(skipped), path)
-        log.info("results: %s", results)
+        log.info("results:\n%s", json.dumps(results, indent=1, default=str))
     return results
