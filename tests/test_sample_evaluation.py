@@ -172,7 +172,7 @@ def test_too_short_input_is_explained(tmp_path, weights_home, monkeypatch):
      "error: rgb input /no/such/clip.gif: no such file"),
     (["stream=rgb", "weights.rgb=rgb_scrach"],
      "error: I3D weights 'rgb_scrach' are neither a registry name (rgb_imagenet,"),
-    (["precision=16"], "error: precision=16 is not an inference precision; choose one of 32, tf32, bf16"),
+    (["precision=16"], "error: precision=16: choose one of 32, tf32, bf16"),
     (["device=cuda:7"], "error: device=cuda:7: this machine has"),
     (["stream=rgb", "weights.rgb=README.md"], "error: the weights file README.md cannot be read: it is truncated"),
 ])
