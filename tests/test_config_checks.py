@@ -5,6 +5,7 @@ subprocess start per case."""
 
 from __future__ import annotations
 
+import logging
 import runpy
 import sys
 from pathlib import Path
@@ -60,11 +61,21 @@ def run_command(script: str, overrides: list[str], capsys: pytest.CaptureFixture
     """``python <script> <overrides>`` in this process: (exit status, stderr)."""
     monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / script), *overrides])
     capsys.readouterr()
+    handlers = list(logging.root.handlers)
     try:
         runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
         status = 0
     except SystemExit as stop:
         status = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        # Hydra pointed the root logger at this test's captured stderr: put back what was there.
+        for handler in list(logging.root.handlers):
+            if handler not in handlers:
+                logging.root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in logging.root.handlers:
+                logging.root.addHandler(handler)
     return status, capsys.readouterr().err
 
 

@@ -436,11 +436,9 @@ def test_data_workers_default_to_the_cpus_available(tmp_path):
     assert compose_config("train", [f"run_dir={tmp_path}"]).data.num_workers is None
 
 
-def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, eval_dataset, capsys, monkeypatch):
-    # eval.py itself (in this process): the checkpoint says 10-frame clips; a clip length given on the
-    # command line wins, with a warning naming both.
-    from tests.test_config_checks import run_command
-
+def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, eval_dataset):
+    # eval.py itself: the checkpoint says 10-frame clips; a clip length given on the command line wins,
+    # with a warning naming both.
     model = I3DClassifier(num_classes=2, class_names=["a", "b"])
     checkpoint = tmp_path / "trained.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
@@ -449,11 +447,10 @@ def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, 
                                              "crop_size": 193}}}, checkpoint)
     common = ["dataset=custom", f"dataset.val={eval_dataset}", f"ckpt_path={checkpoint}", "data.num_workers=0",
               "trainer.enable_progress_bar=false", "data.eval_batch_size=2"]
-    status, stderr = run_command("eval.py", [*common, f"run_dir={tmp_path / 'taken'}"], capsys, monkeypatch)
-    assert status == 0, stderr
+    taken = run_script("eval.py", *common, f"run_dir={tmp_path / 'taken'}")
+    assert taken.returncode == 0, taken.stderr[-3000:]
     protocol = json.loads((tmp_path / "taken" / "metrics.json").read_text())["protocol"]
     assert (protocol["clip_len"], protocol["short_side"], protocol["crop_size"]) == (10, 193, 193)
-    status, stderr = run_command("eval.py", [*common, "data.clip.clip_len=12", f"run_dir={tmp_path / 'told'}"],
-                                 capsys, monkeypatch)
-    assert "data.clip.clip_len=12 (trained with 10)" in stderr
+    told = run_script("eval.py", *common, "data.clip.clip_len=12", f"run_dir={tmp_path / 'told'}")
+    assert told.returncode == 0 and "data.clip.clip_len=12 (trained with 10)" in told.stderr
     assert json.loads((tmp_path / "told" / "metrics.json").read_text())["protocol"]["clip_len"] == 12
