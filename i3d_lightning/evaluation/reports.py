@@ -79,11 +79,13 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
 
 
 def summary_table(metrics: dict[str, Any], heads: Sequence[str]) -> str:
-    """A small text table: one row per head with top-1, top-5 and mean class accuracy (percent)."""
+    """A small text table: one row per head with top-1, top-5 (``-`` where not measured: 5 classes or
+    fewer) and mean class accuracy, in percent."""
     lines = [f"{'head':<8} {'top-1':>7} {'top-5':>7} {'mean class':>10}"]
     for head in heads:
-        values = [100 * metrics[head][key] for key in ("top1", "top5", "mean_class_accuracy")]
-        lines.append(f"{head:<8} {values[0]:>7.2f} {values[1]:>7.2f} {values[2]:>10.2f}")
+        top1, top5, mean_class = (metrics[head].get(key) for key in ("top1", "top5", "mean_class_accuracy"))
+        top5_text = "-" if top5 is None else f"{100 * top5:.2f}"
+        lines.append(f"{head:<8} {100 * top1:>7.2f} {top5_text:>7} {100 * mean_class:>10.2f}")
     lines.append(f"videos evaluated: {metrics['videos_evaluated']}, skipped (unreadable): {metrics['videos_skipped']}"
                  + (" - metrics are over the videos that could be read" if metrics["videos_skipped"] else ""))
     return "\n".join(lines)

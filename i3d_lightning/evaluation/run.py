@@ -27,7 +27,7 @@ from i3d_lightning.evaluation.release_sample import evaluate_sample, format_rele
 from i3d_lightning.hardware import float32_mode, float32_mode_on
 from i3d_lightning.models.inference import check_inference_precision
 from i3d_lightning.training.divergence import TrainingDivergedError, check_finite_state_dict
-from i3d_lightning.training.lightning_module import I3DClassifier
+from i3d_lightning.training.lightning_module import I3DClassifier, metric_names
 from i3d_lightning.training.run import build_datamodule, build_trainer
 from i3d_lightning.weights.loading import read_checkpoint
 
@@ -136,7 +136,7 @@ def evaluate_dataset(cfg: DictConfig) -> str:
         return ""
     results = model.test_results
     metrics: dict[str, Any] = {head: {key: float(logged[f"test/{head}/{key}"])
-                                      for key in ("top1", "top5", "mean_class_accuracy")} for head in model.heads}
+                                      for key in metric_names(datamodule.num_classes)} for head in model.heads}
     sampling = datamodule.eval_sampling
     metrics |= {
         "videos_evaluated": len(results["predictions"]), "videos_skipped": len(results["skipped"]),

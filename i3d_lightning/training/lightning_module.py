@@ -32,12 +32,18 @@ from i3d_lightning.weights import WeightsSource, load_state_dict, stream_towers
 AGGREGATIONS = ("mean_logits", "mean_softmax")
 
 
+def metric_names(num_classes: int) -> tuple[str, ...]:
+    """The accuracies measured for each head. Top-5 only with more than 5 classes: with 5 or fewer,
+    every label is among the top 5 and top-5 would always be 1."""
+    return ("top1", "top5", "mean_class_accuracy") if num_classes > 5 else ("top1", "mean_class_accuracy")
+
+
 def _metrics(num_classes: int) -> MetricCollection:
-    return MetricCollection({
-        "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-        "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
-        "mean_class_accuracy": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
-    }, compute_groups=False)  # grouping shared top-1's state with top-5 (top-5 came out equal to top-1)
+    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+               "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+               "mean_class_accuracy": MulticlassAccuracy(num_classes, top_k=1, average="macro")}
+    # compute_groups=False: grouping shared top-1's state with top-5 (top-5 came out equal to top-1).
+    return MetricCollection({name: metrics[name] for name in metric_names(num_classes)}, compute_groups=False)
 
 
 class I3DClassifier(pl.LightningModule):
@@ -217,8 +223,10 @@ class I3DClassifier(pl.LightningModule):
         labels = batch["label"]
         for head in self.heads:
             metrics[head].update(scores[head], labels)
-            self.log_dict({f"{stage}/{head}/{k}": v for k, v in metrics[head].items()},
-                          on_step=False, on_epoch=True, batch_size=batch["size"], prog_bar=head == self.primary_head)
+            for name, metric in metrics[head].items():
+                # The progress bar shows the prediction's top-1 alone: more names get cut off there.
+                self.log(f"{stage}/{head}/{name}", metric, on_step=False, on_epoch=True, batch_size=batch["size"],
+                         prog_bar=head == self.primary_head and name == "top1")
         return scores
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelSummary
 
 from i3d_lightning.config_checks import check_config
 from i3d_lightning.data.datamodule import VideoDataModule
@@ -21,6 +21,7 @@ from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_traine
 from i3d_lightning.training.divergence import NonFiniteGuard
 from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.training.resume import check_checkpoint_fits, resumed_config
+from i3d_lightning.training.summary import ParameterSummary
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
         callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
     if for_training and not any(isinstance(callback, NonFiniteGuard) for callback in callbacks):
         callbacks.append(NonFiniteGuard())  # never train unguarded, even with callbacks=null
+    summary_wanted = for_training and cfg.trainer.get("enable_model_summary", True)
+    if summary_wanted and not any(isinstance(callback, ModelSummary) for callback in callbacks):
+        callbacks.append(ParameterSummary())  # in place of Lightning's, which would print "Total FLOPs: 0"
     precision, reason = resolve_trainer_precision(cfg.trainer.get("precision", "auto"),
                                                   str(cfg.trainer.get("accelerator", "auto")))
     log.info("precision %s: %s", precision, reason)
