@@ -28,6 +28,8 @@ def test_extract_flow_measures_motion_and_resumes(tmp_path, backend):
     result = _run("tools/extract_flow.py", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96",
                   "--workers", "2", "--backend", backend)
     assert result.returncode == 3  # done, but one video failed (listed)
+    # Progress in flow frames too (a long video would otherwise show nothing for minutes), summed over workers.
+    assert "flow frames: 7frame" in result.stderr
     assert count_flow_frames(tmp_path / "flow" / "moving" / "right") == 7
     flow = read_flow(tmp_path / "flow" / "moving" / "right", range(7)).numpy() * 20  # back to pixels
     assert abs(np.median(flow[..., 0]) - 3) < 0.5 and abs(np.median(flow[..., 1])) < 0.5

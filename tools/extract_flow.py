@@ -25,6 +25,8 @@ import csv
 import os
 import shutil
 import sys
+import threading
+from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -48,9 +50,11 @@ def video_id(path: Path, root: Path, layout: str) -> str:
     return path.stem if layout == "stem" else str(path.relative_to(root).with_suffix(""))
 
 
-def compute_flow(path: Path, out: Path, fps: float | None, short_side: int, flow_of_pairs) -> int:
+def compute_flow(path: Path, out: Path, fps: float | None, short_side: int, flow_of_pairs,
+                 on_frames: Callable[[int], None] | None = None) -> int:
     """Write the flow JPEGs of ``path`` into the folder ``out``; returns the number of flow frames.
-    ``flow_of_pairs(first, second)``: uint8 greyscale ``[N, H, W]`` pairs -> ``[N, H, W, 2]`` pixels."""
+    ``flow_of_pairs(first, second)``: uint8 greyscale ``[N, H, W]`` pairs -> ``[N, H, W, 2]`` pixels;
+    ``on_frames(n)`` is told each time ``n`` more flow frames are written."""
     info = decoding.probe(path)
     frames = resample_indices(info.num_frames, info.fps, fps)
     size = short_side_size(info.width, info.height, short_side)
@@ -65,6 +69,8 @@ def compute_flow(path: Path, out: Path, fps: float | None, short_side: int, flow
             for axis, channel in (("x", 0), ("y", 1)):
                 Image.fromarray(quantized[..., channel]).save(flow_file(out, axis, written), quality=95)
             written += 1
+        if on_frames is not None:
+            on_frames(len(grey) - 1)
         previous = grey[-1:]
     if written == 0:
         raise UserInputError(f"{path}: fewer than two frames, no flow")
@@ -90,6 +96,21 @@ def torch_pairs(batch: int, device: torch.device):
     return flow_of_pairs
 
 
+#: Flow frames written by all processes, a shared counter behind the progress line (set by _start_process).
+_frames_written = None
+
+
+def _start_process(counter, threads: int) -> None:
+    global _frames_written
+    _frames_written = counter
+    torch.set_num_threads(threads)
+
+
+def _count_frames(count: int) -> None:
+    with _frames_written.get_lock():
+        _frames_written.value += count
+
+
 def _job(task: tuple[Path, Path, float | None, int, argparse.Namespace]) -> tuple[str, str | None]:
     path, target, fps, short_side, args = task
     partial = target.with_name(f".{target.name}.partial")
@@ -100,12 +121,21 @@ def _job(task: tuple[Path, Path, float | None, int, argparse.Namespace]) -> tupl
             flow_of_pairs = opencv_pairs()
         else:
             flow_of_pairs = torch_pairs(args.batch, torch.device(args.device))
-        compute_flow(path, partial, fps, short_side, flow_of_pairs)
+        compute_flow(path, partial, fps, short_side, flow_of_pairs, _count_frames)
         partial.rename(target)
         return str(path), None
     except Exception as error:  # one bad video must not stop the others; it is listed instead
         shutil.rmtree(partial, ignore_errors=True)
         return str(path), f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def _follow(counter, bar: tqdm, stop: threading.Event, every: float = 0.5) -> None:
+    """Show the shared frame counter on ``bar`` every ``every`` seconds until ``stop`` (and once after)."""
+    while True:
+        stopping = stop.wait(every)
+        bar.update(counter.value - bar.n)
+        if stopping:
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,19 +172,33 @@ def main(argv: list[str] | None = None) -> int:
             tasks.append((path, target, args.fps or None, args.short_side, args))
     print(f"{len(videos)} videos, {done} already done, {len(tasks)} to compute")
     failed = []
+    # spawn: each worker opens its own decoder and TV-L1 state; nothing is inherited from this process.
+    context = get_context("spawn")
+    counter = context.Value("q", 0)
     if args.workers == 1:
+        _start_process(counter, torch.get_num_threads())
         results = map(_job, tasks)
         pool = None
     else:
-        # spawn: each worker opens its own decoder and TV-L1 state; nothing is inherited from this process.
-        pool = get_context("spawn").Pool(args.workers, initializer=torch.set_num_threads,
-                                          initargs=(max(1, (os.cpu_count() or 1) // args.workers),))
+        pool = context.Pool(args.workers, initializer=_start_process,
+                            initargs=(counter, max(1, (os.cpu_count() or 1) // args.workers)))
         results = pool.imap_unordered(_job, tasks)
+    videos_bar = tqdm(total=len(tasks), unit="video", desc="flow", position=0)
+    # A long video takes minutes: a second line counts its flow frames as they are written.
+    frames_bar = tqdm(unit="frame", desc="flow frames", position=1)
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(counter, frames_bar, stop), daemon=True)
+    follower.start()
     try:
-        for path, reason in tqdm(results, total=len(tasks), unit="video", desc="flow"):
+        for path, reason in results:
+            videos_bar.update()
             if reason is not None:
                 failed.append((path, reason))
     finally:
+        stop.set()
+        follower.join()
+        videos_bar.close()
+        frames_bar.close()
         if pool is not None:
             pool.close()
             pool.join()
