@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from i3d_lightning.errors import UserInputError
@@ -159,3 +160,15 @@ _MISSING = object()
 
 def _shown(value: object) -> str:
     return "null" if value is None else str(value)
+
+
+def override_key(override: str) -> str:
+    """The key a command-line override sets: ``+data.clip.fps=30`` -> ``data.clip.fps``."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def command_line_keys() -> set[str]:
+    """The keys set on this command's line (Hydra's task overrides); none outside a Hydra run."""
+    if not HydraConfig.initialized():
+        return set()
+    return {override_key(str(override)) for override in HydraConfig.get().overrides.task}

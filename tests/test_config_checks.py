@@ -162,3 +162,15 @@ def test_a_train_checkpoint_serves_as_initial_weights(tmp_path):
         assert torch.equal(model.state_dict()[key], value)
     with pytest.raises(UserInputError, match="train.py checkpoint of the rgb model: it has no tower for 2 input"):
         i3d(weights=tmp_path / "last.ckpt", in_channels=2)
+
+
+def test_checkpoints_of_both_torch_save_formats_are_read(tmp_path):
+    # The zip format (every torch.save since 1.6) is memory-mapped; the legacy one is read as it is.
+    from i3d_lightning.weights.loading import read_checkpoint
+
+    content = {"state_dict": {"w": torch.arange(4.0)}, "hyper_parameters": {"num_classes": 4}}
+    torch.save(content, tmp_path / "zip.ckpt")
+    torch.save(content, tmp_path / "legacy.ckpt", _use_new_zipfile_serialization=False)
+    for name in ("zip.ckpt", "legacy.ckpt"):
+        read = read_checkpoint(tmp_path / name)
+        assert torch.equal(read["state_dict"]["w"], torch.arange(4.0)) and read["hyper_parameters"]["num_classes"] == 4

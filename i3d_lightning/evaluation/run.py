@@ -14,12 +14,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from i3d_lightning.cli import resolve_device
-from i3d_lightning.config_checks import check_config
+from i3d_lightning.config_checks import check_config, command_line_keys
 from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluation import reports
@@ -94,8 +93,7 @@ def _trained_settings(cfg: DictConfig) -> str:
     if not cfg.ckpt_path:
         return ""
     checkpoint = read_checkpoint(cfg.ckpt_path, "ckpt_path")
-    given = {str(override).lstrip("+~").split("=", 1)[0] for override in HydraConfig.get().overrides.task} \
-        if HydraConfig.initialized() else set()
+    given = command_line_keys()
     taken, kept = [], []
     modalities = checkpoint.get("hyper_parameters", {}).get("modalities")
     with open_dict(cfg):

@@ -19,6 +19,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from i3d_lightning.config_checks import override_key
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.run_folder import remove_if_only_hydra_files
 from i3d_lightning.weights.loading import read_checkpoint
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 #: Keys (and key prefixes, ending in ".") that a resumed run may change.
 MAY_CHANGE = ("ckpt_path", "run_dir", "hydra.", "trainer.", "schedule.max_epochs", "data.num_workers",
               "data.worker_timeout", "test_after_fit", "logger", "callbacks", "tf32")
-
-
-def _key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
 
 
 def _may_change(key: str) -> bool:
@@ -58,12 +55,12 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
                     cfg.run_dir)
         return cfg
     original = [str(override) for override in OmegaConf.load(run / ".hydra" / "overrides.yaml")
-                if _key(str(override)) not in ("ckpt_path", "run_dir")]
+                if override_key(str(override)) not in ("ckpt_path", "run_dir")]
     current = [str(override) for override in HydraConfig.get().overrides.task]
     restored = compose(config_name=HydraConfig.get().job.config_name, overrides=original)
     changes = []
     for override in current:
-        key = _key(override)
+        key = override_key(override)
         if key in ("ckpt_path", "run_dir"):  # the run's own folder is where it goes on
             continue
         if _may_change(key):

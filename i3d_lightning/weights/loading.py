@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -166,7 +167,9 @@ def read_torch_file(path: str | os.PathLike, what: str = "file") -> dict:
     if not path.is_file():
         raise UserInputError(f"{what} {path}: no such file")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        # Memory-mapped where the format allows (every torch.save since 1.6): the start-up checks read a
+        # checkpoint's settings before Lightning loads it, and should not read its tensors each time.
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, IndexError, KeyError, ValueError,
             TypeError, AttributeError) as error:
         raise UserInputError(f"{what} {path} cannot be read: it is truncated, corrupt or not a PyTorch file "
