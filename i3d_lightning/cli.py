@@ -3,6 +3,7 @@ and no library chatter in the output."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -33,6 +34,33 @@ def finished(skipped: int, where: str) -> int:
     print(f"done, but {skipped} input{'s were' if skipped > 1 else ' was'} skipped (listed {where}): "
           f"exit status {EXIT_SKIPPED}", file=sys.stderr)
     return EXIT_SKIPPED
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``minimum``. Anything else is refused by
+    argparse before any work, naming the option: exit status 2."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def number(minimum: float, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a number of at least ``minimum`` (``above``: greater than it)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < minimum or (above and value == minimum) or value != value:
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {minimum:g}, got {text}")
+        return value
+    return parse
 
 
 def writable_folder(folder: str | os.PathLike, what: str) -> Path:

@@ -174,3 +174,27 @@ def test_checkpoints_of_both_torch_save_formats_are_read(tmp_path):
     for name in ("zip.ckpt", "legacy.ckpt"):
         read = read_checkpoint(tmp_path / name)
         assert torch.equal(read["state_dict"]["w"], torch.arange(4.0)) and read["hyper_parameters"]["num_classes"] == 4
+
+
+BAD_TOOL_OPTIONS = [
+    ("fvd", ["R", "F", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    ("fvd", ["R", "F", "--resolution", "0", "0"], "argument --resolution: must be at least 1, got 0"),
+    ("fvd", ["R", "F", "--stride", "-1"], "argument --stride: must be at least 1, got -1"),
+    ("fvd", ["R", "F", "--max-videos", "0"], "argument --max-videos: must be at least 1, got 0"),
+    ("fvd", ["R", "F", "--workers", "x"], "argument --workers: 'x' is not a whole number"),
+    ("extract_features", ["S", "O", "--stride", "0"], "argument --stride: must be at least 1, got 0"),
+    ("extract_features", ["S", "O", "--crop", "100"], "argument --crop: must be at least 193, got 100"),
+    ("extract_flow", ["S", "O", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
+    ("extract_flow", ["S", "O", "--fps", "-1"], "argument --fps: must be at least 0, got -1"),
+    ("extract_flow", ["S", "O", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
+    ("check_videos", ["S", "--timeout", "0"], "argument --timeout: must be above 0, got 0"),
+    ("export", ["O", "--tolerance", "nan"], "argument --tolerance: must be at least 0, got nan"),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "expected"), BAD_TOOL_OPTIONS)
+def test_a_tool_refuses_a_bad_number_before_any_work(tool, arguments, expected, capsys):
+    main = runpy.run_path(str(REPO_ROOT / "tools" / f"{tool}.py"))["main"]
+    with pytest.raises(SystemExit) as stop:
+        main(arguments)
+    assert stop.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].endswith(expected)

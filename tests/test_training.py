@@ -390,6 +390,15 @@ def test_eval_refuses_a_checkpoint_with_non_finite_weights(tmp_path, eval_datase
         evaluate(compose_config("eval", overrides))
 
 
+def test_eval_refuses_a_checkpoint_trained_on_other_classes(tmp_path, eval_dataset):
+    # As many classes as the data (2), but not the same ones: scores would go to unrelated labels.
+    checkpoint = _checkpoint_by_hand(tmp_path / "other.ckpt", I3DClassifier(num_classes=2, class_names=["x", "y"]))
+    overrides = [*_eval_overrides(eval_dataset, tmp_path / "run", "null"), f"ckpt_path={checkpoint}"]
+    with pytest.raises(UserInputError, match=r"other.ckpt was trained on other classes \(x, y\) than "
+                                             r"dataset=custom has \(a, b\)"):
+        evaluate(compose_config("eval", overrides))
+
+
 def test_predictions_and_confusion_matrix_agree_on_ties_and_nan():
     model = I3DClassifier(num_classes=3)
     model.log_dict = lambda *args, **kwargs: None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from i3d_lightning.cli import finished, writable_file
+from i3d_lightning.cli import finished, number, whole_number, writable_file
 from i3d_lightning.data.annotations import video_files
 from i3d_lightning.errors import UserInputError
 
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="folder of videos (searched recursively) or list file")
     parser.add_argument("--out", type=Path, default=Path("failed_videos.csv"))
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per video")
+    parser.add_argument("--workers", type=whole_number(1), default=os.cpu_count() or 1)
+    parser.add_argument("--timeout", type=number(0, above=True), default=60.0, help="seconds per video")
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.single:

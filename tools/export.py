@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from i3d_lightning.cli import run_reporting_errors
+from i3d_lightning.cli import number, run_reporting_errors
 from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.deployment import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
 from i3d_lightning.errors import UserInputError
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-rgb", help="check input instead of the release's sample (.npy/.gif/video)")
     parser.add_argument("--sample-flow")
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted logit difference")
+    parser.add_argument("--tolerance", type=number(0), default=1e-4, help="largest accepted logit difference")
     args = parser.parse_args(argv)
     return run_reporting_errors(export_and_check, args)
 

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from i3d_lightning.cli import finished, run_reporting_errors, writable_folder
+from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writable_folder
 from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.data.online_flow import OnlineFlow
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features import FeatureExtractor, pending, write_index
 from i3d_lightning.hardware import available_cpus
-from i3d_lightning.models.i3d import MIN_FRAMES
+from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
 from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.models.streams import STREAMS, modalities_of
 from i3d_lightning.video_inference import default_batch_size, uses_cuda, video_loader
@@ -71,17 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-source", choices=("stored", "online"),
                         help="flow from the flow folders or computed from the videos (TV-L1; on the GPU if "
                              "there is one); default: stored when there are flow folders, else online")
-    parser.add_argument("--window", type=int, default=16, help=f"frames per window (at least {MIN_FRAMES})")
-    parser.add_argument("--stride", type=int, default=16)
+    parser.add_argument("--window", type=whole_number(1), default=16, help=f"frames per window (at least {MIN_FRAMES})")
+    parser.add_argument("--stride", type=whole_number(1), default=16)
     parser.add_argument("--per-video", action="store_true", help="one vector per video instead of windows")
-    parser.add_argument("--short-side", type=int, default=256)
-    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--short-side", type=whole_number(MIN_SIZE), default=256)
+    parser.add_argument("--crop", type=whole_number(MIN_SIZE), default=224)
     parser.add_argument("--precision", choices=PRECISIONS, default="32",
                         help="32: IEEE fp32 (also on GPUs); tf32: CUDA TF32; bf16: autocast")
-    parser.add_argument("--batch-size", type=int, help="windows per network call (default: 32 on a GPU, 8 on the CPU)")
+    parser.add_argument("--batch-size", type=whole_number(1),
+                        help="windows per network call (default: 32 on a GPU, 8 on the CPU)")
     parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
     parser.add_argument("--devices", default="auto")
-    parser.add_argument("--workers", type=int, default=min(2, available_cpus()))
+    parser.add_argument("--workers", type=whole_number(0), default=min(2, available_cpus()))
     args = parser.parse_args(argv)
     return run_reporting_errors(extract, args)
 

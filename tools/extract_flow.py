@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from i3d_lightning.cli import finished, writable_folder
+from i3d_lightning.cli import finished, number, whole_number, writable_folder
 from i3d_lightning.data import decoding
 from i3d_lightning.data.annotations import VIDEO_EXTENSIONS
 from i3d_lightning.data.flow import flow_file, flow_to_pixels
@@ -142,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("videos", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--fps", type=float, default=25.0, help="0 keeps each video's rate")
-    parser.add_argument("--short-side", type=int, default=256)
+    parser.add_argument("--fps", type=number(0), default=25.0, help="0 keeps each video's rate")
+    parser.add_argument("--short-side", type=whole_number(2), default=256)
     parser.add_argument("--backend", choices=("torch", "opencv"), default="torch")
-    parser.add_argument("--batch", type=int, default=16, help="frame pairs per TV-L1 call (torch backend)")
+    parser.add_argument("--batch", type=whole_number(1), default=16, help="frame pairs per TV-L1 call (torch backend)")
     parser.add_argument("--device", default="auto", help="torch backend: cpu, cuda, cuda:N or auto")
-    parser.add_argument("--workers", type=int, help="processes (default: 1 for torch, one per core for opencv)")
+    parser.add_argument("--workers", type=whole_number(1),
+                        help="processes (default: 1 for torch, one per core for opencv)")
     parser.add_argument("--layout", choices=("relative", "stem"), default="relative")
     args = parser.parse_args(argv)
     if args.device == "auto":

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from i3d_lightning.cli import finished, run_reporting_errors, writable_file
+from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writable_file
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
 from i3d_lightning.fvd.run import (
@@ -47,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("real", type=Path)
     parser.add_argument("fake", type=Path)
-    parser.add_argument("--frames", type=int, default=16, help="frames per clip")
-    parser.add_argument("--stride", type=int, default=1, help="take every n-th frame")
+    parser.add_argument("--frames", type=whole_number(1), default=16, help="frames per clip")
+    parser.add_argument("--stride", type=whole_number(1), default=1, help="take every n-th frame")
     parser.add_argument("--start", choices=STARTS, default="first", help="where clips start")
-    parser.add_argument("--clips-per-video", type=int, default=1)
-    parser.add_argument("--resolution", type=int, nargs=2, metavar=("H", "W"),
+    parser.add_argument("--clips-per-video", type=whole_number(1), default=1)
+    parser.add_argument("--resolution", type=whole_number(1), nargs=2, metavar=("H", "W"),
                         help="resize frames to this size (TF1 bilinear) before the 224x224 resize")
-    parser.add_argument("--max-videos", type=int, help="use at most this many videos of each side")
+    parser.add_argument("--max-videos", type=whole_number(1),
+                        help="use at most this many videos of each side")
     parser.add_argument("--seed", type=int, default=0, help="seed of random clip starts")
     parser.add_argument("--preprocessed", action="store_true",
                         help="arrays are network-ready [N, T, 224, 224, 3] in [-1, 1]: used as they are")
@@ -63,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
     parser.add_argument("--precision", choices=PRECISIONS, default="32",
                         help="32: IEEE fp32 (TensorFlow's numbers, also on GPUs); tf32: CUDA TF32; bf16: autocast")
-    parser.add_argument("--batch-size", type=int, help="clips per network call (default: 32 on a GPU, 8 on the CPU)")
+    parser.add_argument("--batch-size", type=whole_number(1),
+                        help="clips per network call (default: 32 on a GPU, 8 on the CPU)")
     parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
     parser.add_argument("--devices", default="auto", help="how many devices (Lightning's devices)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (Lightning's accelerator)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--workers", type=whole_number(0), default=0, help="DataLoader worker processes")
     args = parser.parse_args(argv)
     return run_reporting_errors(measure, args)
 

@@ -74,7 +74,12 @@ def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DCla
     except TrainingDivergedError as error:
         raise UserInputError(f"{error} (it comes from a training run that diverged)") from None
     trained_classes = list(model.hparams.get("class_names") or [])
-    if trained_classes and trained_classes != list(classes) and sorted(trained_classes) == sorted(classes):
+    if trained_classes and sorted(trained_classes) != sorted(classes):
+        # As many classes, but others: every score would be reported against an unrelated label.
+        raise UserInputError(f"checkpoint {cfg.ckpt_path} was trained on other classes ({_few(trained_classes)}) "
+                             f"than dataset={cfg.dataset.name} has ({_few(classes)}): evaluate it on its own "
+                             f"dataset, or fine-tune it on this one (train.py weights.rgb=<checkpoint>)")
+    if trained_classes and trained_classes != list(classes):
         # The same classes in another order would score every video against the wrong label.
         raise UserInputError(f"checkpoint {cfg.ckpt_path} was trained with the classes in the order "
                              f"{trained_classes}, the data lists them as {list(classes)}: add "
@@ -84,6 +89,10 @@ def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DCla
                              f"{model.hparams.num_classes} classes; the data is {'+'.join(cfg.stream.modalities)} "
                              f"with {num_classes} classes (set stream= and dataset= to match)")
     return model
+
+
+def _few(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _trained_settings(cfg: DictConfig) -> str:
