@@ -5,6 +5,7 @@ subprocess start per case."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import runpy
 import sys
@@ -83,13 +84,18 @@ def _checkpoint_cases(tmp_path: Path) -> list[tuple[str, str, str]]:
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint\n")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.ckpt")
+    (tmp_path / "truncated.ckpt").write_bytes((tmp_path / "other.ckpt").read_bytes()[:300])
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=1)}, tmp_path / "objects.ckpt")
     return [
         ("train.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", "missing.ckpt: no such file"),
         ("eval.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", "missing.ckpt: no such file"),
-        ("train.py", f"ckpt_path={text}", "notes.ckpt cannot be read: it is truncated, corrupt or not a PyTorch file"),
+        ("train.py", f"ckpt_path={text}", "notes.ckpt is not a PyTorch file (a torch.save checkpoint or state dict)"),
+        ("train.py", f"ckpt_path={tmp_path / 'truncated.ckpt'}", "truncated.ckpt cannot be read: it is truncated, "
+                                                                 "corrupt or not a PyTorch file"),
+        ("eval.py", f"ckpt_path={tmp_path / 'objects.ckpt'}", "objects.ckpt holds Python objects other than tensors"),
         ("train.py", f"ckpt_path={tmp_path / 'other.ckpt'}", "other.ckpt is not a checkpoint of train.py"),
-        ("train.py", f"weights.rgb={text}", "notes.ckpt cannot be read: it is truncated, corrupt or not a PyTorch"),
-        ("eval.py", f"weights.rgb={text}", "notes.ckpt cannot be read: it is truncated, corrupt or not a PyTorch"),
+        ("train.py", f"weights.rgb={text}", "notes.ckpt is not a PyTorch file"),
+        ("eval.py", f"weights.rgb={text}", "notes.ckpt is not a PyTorch file"),
     ]
 
 

@@ -57,6 +57,9 @@ def test_check_videos_lists_every_failure(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{good},0\n")
     assert _run("tools/check_videos.py", str(listing), "--out", str(out)).returncode == 0
+    (tmp_path / "empty").mkdir()  # nothing to check is a mistake, not a success
+    empty = _run("tools/check_videos.py", str(tmp_path / "empty"), "--out", str(out))
+    assert empty.returncode == 2 and empty.stderr.startswith(f"error: {tmp_path / 'empty'}: no videos found")
     (tmp_path / "a_file").write_text("")  # an output that cannot be written is refused before any video is opened
     refused = _run("tools/check_videos.py", str(listing), "--out", str(tmp_path / "a_file" / "failed.csv"))
     assert refused.returncode == 2 and refused.stderr.startswith("error: --out") and not refused.stdout

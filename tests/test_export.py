@@ -93,6 +93,10 @@ def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_ho
     assert not (tmp_path / "export").exists()
     missing = _run_tool(tmp_path / "export", weights_home, "--checkpoint", str(tmp_path / "nope.ckpt"))
     assert missing.returncode == 2 and "nope.ckpt: no such file" in missing.stderr
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint\n")
+    text = _run_tool(tmp_path / "export", weights_home, "--checkpoint", str(tmp_path / "notes.ckpt"))
+    assert text.returncode == 2 and text.stderr.strip().splitlines() == [
+        f"error: --checkpoint {tmp_path / 'notes.ckpt'} is not a PyTorch file (a torch.save checkpoint or state dict)"]
 
 
 def _export_tool():

@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from i3d_lightning.cli import finished, number, whole_number, writable_file
-from i3d_lightning.data.annotations import video_files
+from i3d_lightning.data.annotations import VIDEO_EXTENSIONS, video_files
 from i3d_lightning.errors import UserInputError
 
 
@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     videos = [record.path for record in video_files(args.source).records]
+    if not videos:
+        print(f"error: {args.source}: no videos found (extensions: {', '.join(VIDEO_EXTENSIONS)})", file=sys.stderr)
+        return 2
     failed: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         results = pool.map(lambda path: (path, check_in_subprocess(path, args.timeout)), videos)

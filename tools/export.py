@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from i3d_lightning.cli import number, run_reporting_errors
+from i3d_lightning.cli import number, run_reporting_errors, writable_folder
 from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.deployment import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
 from i3d_lightning.errors import UserInputError
@@ -93,7 +93,7 @@ def export_and_check(args: argparse.Namespace) -> int:
                                 checkpoint=args.checkpoint, source=source)
     name = "joint" if len(model.streams) > 1 else model.streams[0]
     inputs = check_inputs(model.streams, {"rgb": args.sample_rgb, "flow": args.sample_flow}, source)
-    args.out.mkdir(parents=True, exist_ok=True)
+    writable_folder(args.out, "OUT")  # made only now, so that a refusal above leaves nothing behind
     checks: dict[str, dict[str, float]] = {}
     for fmt in args.formats:
         print(f"exporting {fmt} ...", flush=True)

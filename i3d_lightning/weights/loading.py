@@ -166,11 +166,22 @@ def read_torch_file(path: str | os.PathLike, what: str = "file") -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserInputError(f"{what} {path}: no such file")
+    with path.open("rb") as stream:
+        start = stream.read(2)
+    # torch.save writes a zip archive ("PK"), or before torch 1.6 a pickle (protocol marker 0x80).
+    if start[:2] != b"PK" and start[:1] != b"\x80":
+        raise UserInputError(f"{what} {path} is not a PyTorch file (a torch.save checkpoint or state dict)")
     try:
         # Memory-mapped where the format allows (every torch.save since 1.6): the start-up checks read a
         # checkpoint's settings before Lightning loads it, and should not read its tensors each time.
         content = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, IndexError, KeyError, ValueError,
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise UserInputError(f"{what} {path} cannot be read: it is truncated or corrupt ({first_line(error)})") \
+                from None
+        raise UserInputError(f"{what} {path} holds Python objects other than tensors and plain values, which are "
+                             "not loaded (unpickling them could run any code): save a state dict instead") from None
+    except (OSError, RuntimeError, EOFError, IndexError, KeyError, ValueError,
             TypeError, AttributeError) as error:
         raise UserInputError(f"{what} {path} cannot be read: it is truncated, corrupt or not a PyTorch file "
                              f"({first_line(error) or type(error).__name__})") from None
