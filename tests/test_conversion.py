@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 import shutil
 
 import numpy as np
@@ -138,3 +139,15 @@ def test_converter_cli_reports_a_misfit_in_one_message(tmp_path):
     assert result.returncode == 2
     assert "error: the checkpoint does not fit I3D" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_converter_cli_checks_its_output_before_converting(tmp_path, checkpoints_dir, capsys):
+    from tests.conftest import REPO_ROOT
+
+    convert = runpy.run_path(str(REPO_ROOT / "tools" / "convert_tf_checkpoint.py"))["main"]
+    (tmp_path / "a_file").write_text("")
+    checkpoint = str(checkpoints_dir / "rgb_scratch")
+    assert convert([checkpoint, str(tmp_path / "a_file" / "w.pt")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: OUTPUT {tmp_path / 'a_file'}: cannot write there")
+    assert convert([checkpoint, str(tmp_path / "w.npz")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: OUTPUT {tmp_path / 'w.npz'}: name a .safetensors or .pt file"

