@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -149,6 +150,7 @@ def check_config(cfg: DictConfig, rules: Sequence[Rule] = RULES) -> None:
         problem = rule.problem(value)
         if problem:
             raise UserInputError(f"{rule.key}={_shown(value)}: {problem}")
+    _check_accelerator(cfg)
     for modality in OmegaConf.select(cfg, "stream.modalities", default=None) or ():
         weights = OmegaConf.select(cfg, f"weights.{modality}", default=None)
         if weights is not None and str(weights) not in I3DWeights.__members__:
@@ -156,6 +158,20 @@ def check_config(cfg: DictConfig, rules: Sequence[Rule] = RULES) -> None:
 
 
 _MISSING = object()
+
+
+def _check_accelerator(cfg: DictConfig) -> None:
+    """A GPU trainer where there is none (or fewer than asked): refused now, not by Lightning once the
+    data is prepared."""
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    if accelerator not in ("gpu", "cuda"):
+        return
+    if not torch.cuda.is_available():
+        raise UserInputError(f"trainer.accelerator={accelerator}: this machine has no usable CUDA GPU "
+                             "(use trainer=cpu)")
+    devices = OmegaConf.select(cfg, "trainer.devices", default=None)
+    if isinstance(devices, int) and devices > torch.cuda.device_count():
+        raise UserInputError(f"trainer.devices={devices}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
 
 
 def _shown(value: object) -> str:

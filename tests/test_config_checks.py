@@ -204,3 +204,14 @@ def test_a_tool_refuses_a_bad_number_before_any_work(tool, arguments, expected, 
     with pytest.raises(SystemExit) as stop:
         main(arguments)
     assert stop.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].endswith(expected)
+
+
+@pytest.mark.parametrize("overrides", [["trainer=gpu"], ["trainer=ddp", "trainer.devices=4"]])
+def test_a_gpu_trainer_without_a_gpu_is_refused_before_any_work(tmp_path, capsys, monkeypatch, overrides):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run_dir = tmp_path / "run"
+    status, stderr = run_command("train.py", [*overrides, *SYNTHETIC, f"dataset.root={tmp_path / 'synthetic'}",
+                                              f"run_dir={run_dir}"], capsys, monkeypatch)
+    assert status == 2 and stderr.strip() == ("error: trainer.accelerator=gpu: this machine has no usable CUDA GPU "
+                                              "(use trainer=cpu)")
+    assert not run_dir.exists() and not (tmp_path / "synthetic").exists()
