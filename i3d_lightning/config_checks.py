@@ -163,19 +163,34 @@ _MISSING = object()
 def _check_accelerator(cfg: DictConfig) -> None:
     """A GPU trainer where there is none (or fewer than asked): refused now, not by Lightning once the
     data is prepared."""
+    devices = OmegaConf.select(cfg, "trainer.devices", default=None)
+    if devices is not None and not _devices_valid(devices):
+        raise UserInputError(f"trainer.devices={devices}: give a count (1, 2, ...), -1 (all), auto, or a list of "
+                             "device indices such as [0,2]")
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     if accelerator not in ("gpu", "cuda"):
         return
     if not torch.cuda.is_available():
         raise UserInputError(f"trainer.accelerator={accelerator}: this machine has no usable CUDA GPU "
                              "(use trainer=cpu)")
-    devices = OmegaConf.select(cfg, "trainer.devices", default=None)
     if isinstance(devices, int) and devices > torch.cuda.device_count():
         raise UserInputError(f"trainer.devices={devices}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
 
 
 def _shown(value: object) -> str:
     return "null" if value is None else str(value)
+
+
+def _devices_valid(devices: object) -> bool:
+    """What Lightning's ``devices`` takes: a count, -1, ``auto``, ``"0,2"``, or a list of indices."""
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, str):
+        return devices == "auto" or all(part.strip().isdigit() for part in devices.split(","))
+    items = list(devices) if OmegaConf.is_list(devices) or isinstance(devices, list) else None
+    return bool(items) and all(isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in items)
 
 
 def override_key(override: str) -> str:

@@ -47,6 +47,9 @@ BAD_TRAIN = [
     ("test_after_fit=maybe", "test_after_fit=maybe: must be true or false"),
     ("tf32=2", "tf32=2: must be true or false"),
     ("dataset.size=100", "dataset.size=100: must be at least 193"),
+    ("+trainer.strategy=ddp_nothing", "trainer: You selected an invalid strategy name"),
+    ("trainer.devices=0", "trainer.devices=0: give a count (1, 2, ...), -1 (all), auto, or a list of device"),
+    ("trainer.devices=abc", "trainer.devices=abc: give a count (1, 2, ...), -1 (all), auto, or a list of device"),
 ]
 BAD_EVAL = [
     ("precision=16", "precision=16: choose one of 32, tf32, bf16"),

@@ -127,16 +127,16 @@ def _trained_settings(cfg: DictConfig) -> str:
 def evaluate_dataset(cfg: DictConfig) -> str:
     """Test a model on ``cfg.dataset``'s test split; write the reports; return the summary table."""
     trained = _trained_settings(cfg)
+    precision = str(cfg.precision)
+    with open_dict(cfg):
+        # Lightning knows fp32 and bf16 autocast; whether fp32 means IEEE or TF32 is set around the test loop.
+        cfg.trainer.precision = "bf16-mixed" if precision == "bf16" else "32-true"
+    trainer = build_trainer(cfg, for_training=False)  # first: a setting Lightning refuses costs no data preparation
     datamodule = build_datamodule(cfg)
     datamodule.setup("test")
     model = _load_model(cfg, datamodule.num_classes, datamodule.classes)
     if cfg.fast:
         model.use_fast_inference_path()
-    precision = str(cfg.precision)
-    with open_dict(cfg):
-        # Lightning knows fp32 and bf16 autocast; whether fp32 means IEEE or TF32 is set around the test loop.
-        cfg.trainer.precision = "bf16-mixed" if precision == "bf16" else "32-true"
-    trainer = build_trainer(cfg, for_training=False)
     with float32_mode(float32_mode_on(trainer.strategy.root_device, precision == "tf32")):
         logged = trainer.test(model, datamodule=datamodule)[0]
     if not trainer.is_global_zero:

@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelSummary
 
 from i3d_lightning.config_checks import check_config
 from i3d_lightning.data.datamodule import VideoDataModule
-from i3d_lightning.errors import InterruptedByUserError, UserInputError
+from i3d_lightning.errors import InterruptedByUserError, UserInputError, first_line
 from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_trainer_precision
 from i3d_lightning.training.divergence import NonFiniteGuard
 from i3d_lightning.training.lightning_module import I3DClassifier
@@ -60,7 +62,13 @@ def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
                                                   str(cfg.trainer.get("accelerator", "auto")))
     log.info("precision %s: %s", precision, reason)
     extra = {} if for_training else {"enable_checkpointing": False}
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, precision=precision, **extra)
+    try:
+        return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, precision=precision, **extra)
+    except InstantiationException as error:
+        # Lightning refusing a setting (a strategy or device count it cannot honour) is the user's to fix.
+        if isinstance(error.__cause__, MisconfigurationException | ValueError | TypeError):
+            raise UserInputError(f"trainer: {first_line(error.__cause__)}") from None
+        raise
 
 
 def _where_to_resume(run_dir: Path) -> str:
@@ -76,13 +84,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     cfg = resumed_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
+    trainer = build_trainer(cfg, for_training=True)  # first: a setting Lightning refuses costs no data preparation
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     if cfg.ckpt_path:
         check_checkpoint_fits(cfg.ckpt_path, list(cfg.stream.modalities), datamodule.num_classes)
     model: I3DClassifier = instantiate(cfg.model, num_classes=datamodule.num_classes,
                                        class_names=datamodule.classes, _convert_="object")
-    trainer = build_trainer(cfg, for_training=True)
     # TF32 is the usual speed choice for training in fp32 on a GPU; bf16-mixed leaves little in fp32.
     mode = float32_mode_on(trainer.strategy.root_device, bool(cfg.get("tf32", True)))
     with float32_mode(mode):
