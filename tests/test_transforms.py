@@ -4,7 +4,7 @@ import torch
 
 from i3d_lightning.data import decoding
 from i3d_lightning.data.release_clip import load_input
-from i3d_lightning.data.transforms import RELEASE_PREPROCESSING, to_model_range_
+from i3d_lightning.preprocessing import RELEASE_PREPROCESSING, to_model_range_
 from i3d_lightning.weights import I3DWeights
 from tests.videos import write_frames
 

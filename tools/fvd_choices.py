@@ -19,12 +19,12 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
-from i3d_lightning.data.transforms import to_model_range_
 from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance
 from i3d_lightning.fvd.embedding import SIZE
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.hardware import describe_device
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
+from i3d_lightning.preprocessing import to_model_range_
 from i3d_lightning.weights import WeightsSource, i3d
 
 

@@ -23,11 +23,11 @@ from i3d_lightning.data import decoding, sampling
 from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.data.flow import count_flow_frames, read_flow
 from i3d_lightning.data.online_flow import OnlineFlow
-from i3d_lightning.data.transforms import crop_views, resize_flow
 from i3d_lightning.data.tvl1 import grey_from_rgb
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import check_modalities
+from i3d_lightning.preprocessing import crop_views, resize_flow
 
 #: Where flow comes from: JPEGs under ``flow_root``, or TV-L1 of the decoded frames.
 FLOW_SOURCES = ("stored", "online")

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from i3d_lightning.data.transforms import FLOW_BOUND, to_model_range_
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.preprocessing import FLOW_BOUND, to_model_range_
 
 
 class FlowReadError(UserInputError):

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 
 from i3d_lightning.data.flow import flow_to_pixels
-from i3d_lightning.data.transforms import FLOW_BOUND, crop_views, to_model_range_
 from i3d_lightning.data.tvl1 import TVL1Parameters, tvl1_flow_in_batches
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.preprocessing import FLOW_BOUND, crop_views, to_model_range_
 
 PLACES = ("auto", "workers", "device")
 

@@ -4,7 +4,7 @@
 * ``.gif``: the release's renders of them: rgb as ``(x + 1) / 2`` (so ``pixel / 255 * 2 - 1`` gives the
   input back), flow as ``clip(flow + 0.5, 0, 1)`` in R (x) and G (y) (so ``pixel / 255 - 0.5``);
 * any other file: a video, preprocessed as the release did
-  (:data:`~i3d_lightning.data.transforms.RELEASE_PREPROCESSING`); for flow, TV-L1
+  (:data:`~i3d_lightning.preprocessing.RELEASE_PREPROCESSING`); for flow, TV-L1
   (:mod:`~i3d_lightning.data.tvl1`) of its greyscale frames first.
 
 Every loader returns a float32 tensor ``[1, C, T, H, W]``.
@@ -20,10 +20,10 @@ import torch
 
 from i3d_lightning.data import decoding
 from i3d_lightning.data.sampling import resample_indices, short_side_size
-from i3d_lightning.data.transforms import RELEASE_PREPROCESSING, check_model_range, to_model_range_
 from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.streams import CHANNELS
+from i3d_lightning.preprocessing import RELEASE_PREPROCESSING, check_model_range, to_model_range_
 from i3d_lightning.weights import release
 from i3d_lightning.weights.release import WeightsSource
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from i3d_lightning.data.transforms import check_model_range, to_model_range_
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.models.i3d import MIN_FRAMES, InceptionI3d
@@ -18,6 +17,7 @@ from i3d_lightning.models.inference import (
     prepare_input,
     run_in_batches,
 )
+from i3d_lightning.preprocessing import check_model_range, to_model_range_
 
 #: The frame size the reference protocol resizes to.
 SIZE = 224

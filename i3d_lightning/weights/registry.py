@@ -11,9 +11,9 @@ import enum
 from dataclasses import dataclass, field
 from functools import cache
 
-from i3d_lightning.data.transforms import RELEASE_PREPROCESSING, ReleasePreprocessing
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.streams import CHANNELS
+from i3d_lightning.preprocessing import RELEASE_PREPROCESSING, ReleasePreprocessing
 from i3d_lightning.weights.release import WeightsSource, fetch_release_file
 
 

@@ -1,4 +1,5 @@
-"""Tensor transforms of frames, and the release's preprocessing built from them.
+"""Preprocessing: tensor transforms of frames, and the release's preprocessing built from them (pure tensor
+code, beneath both the weights, which name their preprocessing, and the data).
 
 Frames are ``[T, C, H, W]`` (or ``[..., H, W]`` where only the last two axes matter); the model takes
 ``[C, T, H, W]`` float32 in [-1, 1]. :func:`to_model_range_` is the one place where values become
