@@ -23,7 +23,7 @@ from torch import nn
 
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.data.annotations import VideoRecord
-from i3d_lightning.data.online_flow import OnlineFlow, device_flow_views
+from i3d_lightning.flow.online import OnlineFlow, device_flow_views
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input, run_in_batches
 from i3d_lightning.preprocessing import rgb_to_model_range

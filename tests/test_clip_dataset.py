@@ -14,8 +14,8 @@ from PIL import Image
 from i3d_lightning.data import decoding
 from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
-from i3d_lightning.data.flow import flow_file, read_flow
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.flow.stored import flow_file, read_flow
 from tests.conftest import run_script
 from tests.videos import LEVELS, decoded_index_mod_levels, horizontal_ramp, write_frames, write_video
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from i3d_lightning.data.flow import count_flow_frames, read_flow
+from i3d_lightning.flow.stored import count_flow_frames, read_flow
 from tests.conftest import run_script
 from tests.videos import write_frames, write_video
 

@@ -12,9 +12,10 @@ import torch
 
 from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
-from i3d_lightning.data.online_flow import OnlineFlow, add_device_flow
-from i3d_lightning.data.tvl1 import TVL1Parameters
 from i3d_lightning.evaluation.run import evaluate
+from i3d_lightning.flow.online import OnlineFlow, add_device_flow
+from i3d_lightning.flow.tvl1 import TVL1Parameters
+from i3d_lightning.flow.writer import compute_flow, torch_pairs
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.models.streams import CHANNELS
 from i3d_lightning.training.run import train
@@ -22,7 +23,6 @@ from i3d_lightning.weights.loading import save_state_dict
 from tests.test_training import compose_config
 from tests.tiny_datasets import FAST, _video
 from tests.videos import write_frames
-from tools.extract_flow import compute_flow, torch_pairs
 
 
 def _panning_video(path: Path, height: int, width: int, seed: int) -> Path:

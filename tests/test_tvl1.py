@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from i3d_lightning.data.release_clip import read_gif
-from i3d_lightning.data.tvl1 import TVL1Parameters, _median, grey_from_rgb, tvl1_flow
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.flow.tvl1 import TVL1Parameters, _median, grey_from_rgb, tvl1_flow
 
 
 def _smooth_texture(size: int, seed: int) -> torch.Tensor:

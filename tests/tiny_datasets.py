@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from i3d_lightning.data.flow import flow_file
+from i3d_lightning.flow.stored import flow_file
 from tests.videos import write_frames
 
 FRAMES = 12

@@ -1,4 +1,4 @@
-"""TV-L1 frame pairs per second: OpenCV's DualTVL1OpticalFlow and ours (``i3d_lightning.data.tvl1``),
+"""TV-L1 frame pairs per second: OpenCV's DualTVL1OpticalFlow and ours (``i3d_lightning.flow.tvl1``),
 in the same run, with the same number of threads.
 
     python tools/benchmark_flow.py [--frames GIF_OR_VIDEO] [--sizes 224x224 256x340] [--batches 1 8 32]
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from i3d_lightning.data import decoding
 from i3d_lightning.data.release_clip import read_gif
-from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow
+from i3d_lightning.flow.tvl1 import grey_from_rgb, tvl1_flow
 from i3d_lightning.hardware import describe_device
 
 

@@ -26,9 +26,9 @@ import pytorch_lightning as pl
 from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writable_folder
 from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
-from i3d_lightning.data.online_flow import OnlineFlow
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features import FeatureExtractor, pending, write_index
+from i3d_lightning.flow.online import OnlineFlow
 from i3d_lightning.hardware import available_cpus
 from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
 from i3d_lightning.models.inference import PRECISIONS

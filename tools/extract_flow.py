@@ -4,7 +4,7 @@
         [--backend torch|opencv] [--batch 16] [--device auto] [--workers N]
 
 Per video: frames resampled to ``--fps`` and resized so the shorter side is ``--short-side``, turned
-to greyscale; TV-L1 between consecutive frames, by ``--backend torch`` (``i3d_lightning.data.tvl1``:
+to greyscale; TV-L1 between consecutive frames, by ``--backend torch`` (``i3d_lightning.flow.tvl1``:
 ``--batch`` pairs at a time on ``--device``; one process, which uses every core, unless ``--workers``)
 or ``opencv`` (OpenCV's own, from opencv-contrib, one pair at a time; ``--workers`` processes, one per
 core by default); flow clipped to [-20, 20] and written as ``OUT_DIR/<video id>/flow_{x,y}_00001.jpg
@@ -23,78 +23,18 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import shutil
 import sys
 import threading
-from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from i3d_lightning.cli import finished, number, whole_number, writable_folder
-from i3d_lightning.data import decoding
 from i3d_lightning.data.annotations import VIDEO_EXTENSIONS
-from i3d_lightning.data.flow import flow_file, flow_to_pixels
-from i3d_lightning.data.sampling import resample_indices, short_side_size
-from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.errors import UserInputError
-
-#: Frames decoded at a time: bounds memory for long videos.
-CHUNK = 128
-
-
-def video_id(path: Path, root: Path, layout: str) -> str:
-    return path.stem if layout == "stem" else str(path.relative_to(root).with_suffix(""))
-
-
-def compute_flow(path: Path, out: Path, fps: float | None, short_side: int, flow_of_pairs,
-                 on_frames: Callable[[int], None] | None = None) -> int:
-    """Write the flow JPEGs of ``path`` into the folder ``out``; returns the number of flow frames.
-    ``flow_of_pairs(first, second)``: uint8 greyscale ``[N, H, W]`` pairs -> ``[N, H, W, 2]`` pixels;
-    ``on_frames(n)`` is told each time ``n`` more flow frames are written."""
-    info = decoding.probe(path)
-    frames = resample_indices(info.num_frames, info.fps, fps)
-    size = short_side_size(info.width, info.height, short_side)
-    previous = None
-    written = 0
-    for start in range(0, len(frames), CHUNK):
-        grey = grey_from_rgb(torch.from_numpy(decoding.read_frames(path, frames[start:start + CHUNK], size=size)))
-        if previous is not None:
-            grey = torch.cat([previous, grey])
-        for flow in flow_of_pairs(grey[:-1], grey[1:]):
-            quantized = flow_to_pixels(flow).numpy()
-            for axis, channel in (("x", 0), ("y", 1)):
-                Image.fromarray(quantized[..., channel]).save(flow_file(out, axis, written), quality=95)
-            written += 1
-        if on_frames is not None:
-            on_frames(len(grey) - 1)
-        previous = grey[-1:]
-    if written == 0:
-        raise UserInputError(f"{path}: fewer than two frames, no flow")
-    return written
-
-
-def opencv_pairs():
-    """OpenCV's TV-L1, one pair at a time (the release's tool)."""
-    import cv2
-
-    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
-
-    def flow_of_pairs(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        return torch.stack([torch.from_numpy(tvl1.calc(a.numpy(), b.numpy(), None))
-                            for a, b in zip(first, second, strict=True)])
-    return flow_of_pairs
-
-
-def torch_pairs(batch: int, device: torch.device):
-    """Our TV-L1, ``batch`` pairs at a time on ``device``."""
-    def flow_of_pairs(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        return tvl1_flow_in_batches(first.to(device), second.to(device), batch).cpu()
-    return flow_of_pairs
-
+from i3d_lightning.flow.writer import opencv_pairs, torch_pairs, video_id, write_flow_folder
 
 #: Flow frames written by all processes, a shared counter behind the progress line (set by _start_process).
 _frames_written = None
@@ -113,19 +53,14 @@ def _count_frames(count: int) -> None:
 
 def _job(task: tuple[Path, Path, float | None, int, argparse.Namespace]) -> tuple[str, str | None]:
     path, target, fps, short_side, args = task
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     try:
         if args.backend == "opencv":
             flow_of_pairs = opencv_pairs()
         else:
             flow_of_pairs = torch_pairs(args.batch, torch.device(args.device))
-        compute_flow(path, partial, fps, short_side, flow_of_pairs, _count_frames)
-        partial.rename(target)
+        write_flow_folder(path, target, fps, short_side, flow_of_pairs, _count_frames)
         return str(path), None
     except Exception as error:  # one bad video must not stop the others; it is listed instead
-        shutil.rmtree(partial, ignore_errors=True)
         return str(path), f"{type(error).__name__}: {error}".splitlines()[0]
 
 

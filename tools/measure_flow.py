@@ -1,4 +1,4 @@
-"""How close our TV-L1 (``i3d_lightning.data.tvl1``) is to OpenCV's, and both to the release's flow.
+"""How close our TV-L1 (``i3d_lightning.flow.tvl1``) is to OpenCV's, and both to the release's flow.
 
     python tools/measure_flow.py [--clip GIF] [--release-flow GIF] [--video VIDEO --short-side 256]
         [--pairs N] [--batch 8] [--margin 16]
@@ -27,7 +27,7 @@ import torch
 from i3d_lightning.data import decoding
 from i3d_lightning.data.release_clip import read_gif
 from i3d_lightning.data.sampling import short_side_size
-from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow_in_batches
+from i3d_lightning.flow.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.hardware import describe_device
 from i3d_lightning.preprocessing import FLOW_BOUND
 

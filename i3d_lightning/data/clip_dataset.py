@@ -21,10 +21,10 @@ from torch.utils.data import Dataset, default_collate
 
 from i3d_lightning.data import decoding, sampling
 from i3d_lightning.data.annotations import VideoRecord
-from i3d_lightning.data.flow import count_flow_frames, read_flow
-from i3d_lightning.data.online_flow import OnlineFlow
-from i3d_lightning.data.tvl1 import grey_from_rgb
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.flow.online import OnlineFlow
+from i3d_lightning.flow.stored import count_flow_frames, read_flow
+from i3d_lightning.flow.tvl1 import grey_from_rgb
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import check_modalities
 from i3d_lightning.preprocessing import crop_views, resize_flow
@@ -73,8 +73,8 @@ class VideoClipDataset(Dataset):
     """Clips of ``records`` for the ``modalities`` (``rgb``, ``flow`` or both).
 
     Flow is read from ``flow_root / video_id`` (``flow_source="stored"``, see
-    :mod:`i3d_lightning.data.flow`) or computed from the decoded frames (``"online"``, see
-    :mod:`i3d_lightning.data.online_flow`): here, or, with ``flow_on_device``, after the batch reaches
+    :mod:`i3d_lightning.flow.stored`) or computed from the decoded frames (``"online"``, see
+    :mod:`i3d_lightning.flow.online`): here, or, with ``flow_on_device``, after the batch reaches
     the accelerator (items then carry ``flow_pairs`` instead of ``flow``).
     Decoders are opened inside ``__getitem__`` and closed before it returns; the dataset object holds
     no reader, so it is safe to fork into DataLoader workers.

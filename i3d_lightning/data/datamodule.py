@@ -27,10 +27,10 @@ from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.data.dataset_configs import VideoSource
 from i3d_lightning.data.distributed import EpochSampler, UnpaddedDistributedSampler, is_distributed
-from i3d_lightning.data.online_flow import OnlineFlow, add_device_flow
 from i3d_lightning.data.sampling import clip_span
 from i3d_lightning.data.skip_report import SkipReport, write_rows
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.flow.online import OnlineFlow, add_device_flow
 from i3d_lightning.hardware import available_cpus
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class VideoDataModule(pl.LightningDataModule):
         check_videos: how many training videos ``setup`` probes to catch unusable data early.
         seed: seed of the training order and augmentations (with the epoch and the item).
         flow_source: ``stored`` (flow JPEGs under the source's ``flow_root``) or ``online`` (TV-L1
-            computed from the videos, see :mod:`i3d_lightning.data.online_flow`, configured by
+            computed from the videos, see :mod:`i3d_lightning.flow.online`, configured by
             ``online_flow``: an :class:`OnlineFlow` or a mapping of its fields).
     """
 

@@ -5,7 +5,7 @@
   input back), flow as ``clip(flow + 0.5, 0, 1)`` in R (x) and G (y) (so ``pixel / 255 - 0.5``);
 * any other file: a video, preprocessed as the release did
   (:data:`~i3d_lightning.preprocessing.RELEASE_PREPROCESSING`); for flow, TV-L1
-  (:mod:`~i3d_lightning.data.tvl1`) of its greyscale frames first.
+  (:mod:`~i3d_lightning.flow.tvl1`) of its greyscale frames first.
 
 Every loader returns a float32 tensor ``[1, C, T, H, W]``.
 """
@@ -20,8 +20,8 @@ import torch
 
 from i3d_lightning.data import decoding
 from i3d_lightning.data.sampling import resample_indices, short_side_size
-from i3d_lightning.data.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.flow.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.models.streams import CHANNELS
 from i3d_lightning.preprocessing import RELEASE_PREPROCESSING, check_model_range, to_model_range_
 from i3d_lightning.weights import release

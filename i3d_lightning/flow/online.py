@@ -1,6 +1,6 @@
 """Flow computed on the fly from decoded RGB frames (``data.flow_source=online``), the way the stored
 flow JPEGs are made (``tools/extract_flow.py``) and the release made its flow: frames at the dataset's
-frame rate and shorter side, greyscale, TV-L1 from each frame to the next (:mod:`i3d_lightning.data.tvl1`),
+frame rate and shorter side, greyscale, TV-L1 from each frame to the next (:mod:`i3d_lightning.flow.tvl1`),
 clipped to +-20 pixels and scaled to [-1, 1]; optionally rounded through the JPEGs' 8 bits, so that a
 model trained on stored flow sees the same values.
 
@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from i3d_lightning.data.flow import flow_to_pixels
-from i3d_lightning.data.tvl1 import TVL1Parameters, tvl1_flow_in_batches
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.flow.stored import flow_to_pixels
+from i3d_lightning.flow.tvl1 import TVL1Parameters, tvl1_flow_in_batches
 from i3d_lightning.preprocessing import FLOW_BOUND, crop_views, to_model_range_
 
 PLACES = ("auto", "workers", "device")
