@@ -12,14 +12,12 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
-from i3d_lightning.errors import EXIT_INTERRUPTED, InterruptedByUserError, UserInputError
+from i3d_lightning.errors import EXIT_INTERRUPTED, InterruptedByUserError, TrainingDivergedError, UserInputError
 from i3d_lightning.run_folder import remove_if_only_hydra_files
-from i3d_lightning.training.divergence import TrainingDivergedError
 
 #: Exit status of a tool that finished but skipped some of its inputs (each listed, with the reason):
 #: not 0, so that a pipeline notices; neither 1 (it failed) nor 2 (it refused its arguments).
@@ -135,20 +133,3 @@ def _refuse(error: Exception) -> int:
     if HydraConfig.initialized():
         remove_if_only_hydra_files(Path(HydraConfig.get().runtime.output_dir))
     return 2
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else as ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise UserInputError(f"device={name!r} is not a device (auto, cpu, cuda, cuda:N)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"device={name}: this machine has no usable CUDA GPU (use device=cpu or device=auto)")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserInputError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    if device.type not in ("cpu", "cuda"):
-        raise UserInputError(f"device={name!r}: only cpu and cuda devices are supported")
-    return device

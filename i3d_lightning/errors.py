@@ -1,5 +1,5 @@
-"""Errors in what the user supplied (a path, a name, a file); the command-line entry points print
-their message as one line instead of a traceback."""
+"""The errors the command-line entry points report as one line instead of a traceback: mistakes in
+what the user supplied, Ctrl-C, and a training run that diverged."""
 
 
 class UserInputError(Exception):
@@ -8,6 +8,10 @@ class UserInputError(Exception):
 
 class InterruptedByUserError(Exception):
     """The user stopped the command (Ctrl-C); the message says what was kept and how to go on."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced non-finite losses or gradients too many times in a row, or non-finite weights."""
 
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).

@@ -6,7 +6,7 @@ the video; a video shorter than a window gives one looped window), or ``[1024]``
 in one pass. ``<out>/index.csv`` lists every file with its shape; ``<out>/failed_videos.csv`` the
 videos that could not be read. Each file is written under a temporary name and renamed when
 complete, and videos whose files exist are skipped, so an interrupted extraction resumes. Frames
-travel as uint8 and windows of several videos share network calls (:mod:`i3d_lightning.video_inference`).
+travel as uint8 and windows of several videos share network calls (:mod:`i3d_lightning.runtime.video_inference`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from i3d_lightning.flow.online import OnlineFlow, device_flow_views
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input, run_in_batches
 from i3d_lightning.preprocessing import rgb_to_model_range
-from i3d_lightning.video_inference import VideoInferenceLoop
+from i3d_lightning.runtime.video_inference import VideoInferenceLoop
 
 
 def feature_path(out_dir: Path, stream: str, video_id: str) -> Path:

@@ -10,9 +10,9 @@ import pytest
 from i3d_lightning.data.clip_dataset import ClipSampling
 from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.data.dataset_configs import Custom, Synthetic
-from i3d_lightning.data.distributed import EpochSampler, UnpaddedDistributedSampler
-from i3d_lightning.data.skip_report import SkipReport
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.runtime.distributed import EpochSampler, UnpaddedDistributedSampler
+from i3d_lightning.runtime.skip_report import SkipReport
 from tests.videos import write_video
 
 SMALL = {"short_side": 64, "crop_size": 48}

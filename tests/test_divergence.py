@@ -13,7 +13,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from i3d_lightning.training.divergence import NonFiniteGuard, TrainingDivergedError, check_finite_state_dict
+from i3d_lightning.errors import TrainingDivergedError
+from i3d_lightning.training.divergence import NonFiniteGuard, check_finite_state_dict
 from i3d_lightning.training.lightning_module import I3DClassifier
 from tests.conftest import run_script
 

@@ -33,7 +33,7 @@ from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.run import EmbeddingLoop, embed_side, embedding_trainer
 from i3d_lightning.hardware import bf16_is_fast, describe_device
 from i3d_lightning.models.inference import PRECISIONS
-from i3d_lightning.video_inference import default_batch_size
+from i3d_lightning.runtime.video_inference import default_batch_size
 from i3d_lightning.weights import WeightsSource, i3d
 
 

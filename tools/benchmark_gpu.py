@@ -244,7 +244,7 @@ def fidelity_section(device: torch.device, sizes: Sizes, weights: Path, sample: 
 
 def fvd_section(device: torch.device, sizes: Sizes, weights: Path, tmp: Path) -> list[tuple[str, str, str]]:
     from i3d_lightning.fvd.embedding import VideoEmbedder
-    from i3d_lightning.video_inference import default_batch_size
+    from i3d_lightning.runtime.video_inference import default_batch_size
     from i3d_lightning.weights import i3d
 
     size = (sizes.fvd_size, sizes.fvd_size)

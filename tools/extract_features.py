@@ -33,7 +33,7 @@ from i3d_lightning.hardware import available_cpus
 from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
 from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.models.streams import STREAMS, modalities_of
-from i3d_lightning.video_inference import default_batch_size, uses_cuda, video_loader
+from i3d_lightning.runtime.video_inference import default_batch_size, uses_cuda, video_loader
 from i3d_lightning.weights import WeightsSource, stream_towers
 
 

@@ -31,10 +31,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from i3d_lightning.cli import finished, number, whole_number, writable_folder
+from i3d_lightning.cli import finished, number, run_reporting_errors, whole_number, writable_folder
 from i3d_lightning.data.annotations import VIDEO_EXTENSIONS
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.writer import opencv_pairs, torch_pairs, video_id, write_flow_folder
+from i3d_lightning.hardware import resolve_device
 
 #: Flow frames written by all processes, a shared counter behind the progress line (set by _start_process).
 _frames_written = None
@@ -86,18 +87,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes (default: 1 for torch, one per core for opencv)")
     parser.add_argument("--layout", choices=("relative", "stem"), default="relative")
     args = parser.parse_args(argv)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return run_reporting_errors(extract, args)
+
+
+def extract(args: argparse.Namespace) -> int:
+    args.device = str(resolve_device(args.device))
     if args.workers is None:
         args.workers = 1 if args.backend == "torch" else os.cpu_count() or 1
     if not args.videos.is_dir():
-        print(f"error: {args.videos}: no such folder", file=sys.stderr)
-        return 2
-    try:
-        writable_folder(args.out, "OUT_DIR")
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UserInputError(f"{args.videos}: no such folder")
+    writable_folder(args.out, "OUT_DIR")
     videos = sorted(p for p in args.videos.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
     tasks, done = [], 0
     for path in videos:

@@ -39,7 +39,7 @@ from i3d_lightning.fvd.run import (
 )
 from i3d_lightning.fvd.statistics_file import save_statistics, statistics_path
 from i3d_lightning.models.inference import PRECISIONS
-from i3d_lightning.video_inference import default_batch_size, uses_cuda
+from i3d_lightning.runtime.video_inference import default_batch_size, uses_cuda
 from i3d_lightning.weights import WeightsSource, i3d
 
 

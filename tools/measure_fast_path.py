@@ -18,9 +18,9 @@ import sys
 
 import torch
 
-from i3d_lightning.cli import resolve_device, run_reporting_errors
+from i3d_lightning.cli import run_reporting_errors
 from i3d_lightning.data.release_clip import load_input, release_sample
-from i3d_lightning.hardware import describe_device
+from i3d_lightning.hardware import describe_device, resolve_device
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.inference import PRECISIONS, check_fast_path
 from i3d_lightning.weights import WeightsSource, i3d

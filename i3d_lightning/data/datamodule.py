@@ -4,11 +4,11 @@
 * ``setup``: reads the annotations, writes the list of annotated-but-missing videos to the report
   folder, and checks before any training that the dataset is usable (videos found, some readable,
   clip not longer than every video checked).
-* Training batches are shuffled by :class:`~i3d_lightning.data.distributed.EpochSampler`; evaluation
-  batches are sharded with :class:`~i3d_lightning.data.distributed.UnpaddedDistributedSampler`, so that
+* Training batches are shuffled by :class:`~i3d_lightning.runtime.distributed.EpochSampler`; evaluation
+  batches are sharded with :class:`~i3d_lightning.runtime.distributed.UnpaddedDistributedSampler`, so that
   each video is evaluated once and metrics over N processes equal those of one.
 * Unreadable videos are skipped by the dataset and collected by
-  :class:`~i3d_lightning.data.skip_report.SkipReport`.
+  :class:`~i3d_lightning.runtime.skip_report.SkipReport`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from torch.utils.data import DataLoader
 from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.data.dataset_configs import VideoSource
-from i3d_lightning.data.distributed import EpochSampler, UnpaddedDistributedSampler, is_distributed
 from i3d_lightning.data.sampling import clip_span
-from i3d_lightning.data.skip_report import SkipReport, write_rows
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow, add_device_flow
 from i3d_lightning.hardware import available_cpus
+from i3d_lightning.runtime.distributed import EpochSampler, UnpaddedDistributedSampler, is_distributed
+from i3d_lightning.runtime.skip_report import SkipReport, write_rows
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,14 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from i3d_lightning.cli import resolve_device
 from i3d_lightning.config_checks import check_config, command_line_keys
 from i3d_lightning.data.datamodule import VideoDataModule
-from i3d_lightning.errors import UserInputError
+from i3d_lightning.errors import TrainingDivergedError, UserInputError
 from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
-from i3d_lightning.hardware import float32_mode, float32_mode_on
+from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_device
 from i3d_lightning.models.inference import check_inference_precision
-from i3d_lightning.training.divergence import TrainingDivergedError, check_finite_state_dict
+from i3d_lightning.training.divergence import check_finite_state_dict
 from i3d_lightning.training.lightning_module import I3DClassifier, metric_names
 from i3d_lightning.training.run import build_datamodule, build_trainer
 from i3d_lightning.weights.loading import read_checkpoint

@@ -1,6 +1,6 @@
 """``tools/fvd.py``: embed two sides (or take saved statistics), compare them, report FVD and KVD.
 
-Embedding runs in Lightning's predict loop (:mod:`i3d_lightning.video_inference`), so it uses every GPU
+Embedding runs in Lightning's predict loop (:mod:`i3d_lightning.runtime.video_inference`), so it uses every GPU
 given (``devices``); each process embeds its share of the videos, in batches of clips, the embeddings
 are gathered and put back in video order before any statistic is computed, so the value is the same on
 1 or N devices and with any batch size, up to float rounding.
@@ -19,13 +19,13 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from i3d_lightning.data.distributed import gather_objects
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, kernel_distance
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.statistics_file import is_statistics_file, load_statistics, weights_fingerprint
-from i3d_lightning.video_inference import VideoInferenceLoop, uses_cuda, video_loader
+from i3d_lightning.runtime.distributed import gather_objects
+from i3d_lightning.runtime.video_inference import VideoInferenceLoop, uses_cuda, video_loader
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from i3d_lightning.errors import TrainingDivergedError
+
 log = logging.getLogger(__name__)
-
-
-class TrainingDivergedError(RuntimeError):
-    """Training produced non-finite losses or gradients too many times in a row, or non-finite weights."""
 
 
 def non_finite_tensors(named: dict[str, torch.Tensor]) -> list[str]:

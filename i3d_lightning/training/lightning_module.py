@@ -21,11 +21,11 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from i3d_lightning.data.distributed import gather_objects
-from i3d_lightning.data.skip_report import SkipReport
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 from i3d_lightning.models.streams import CHANNELS, check_modalities
+from i3d_lightning.runtime.distributed import gather_objects
+from i3d_lightning.runtime.skip_report import SkipReport
 from i3d_lightning.training.divergence import check_finite_state_dict
 from i3d_lightning.weights import WeightsSource, load_state_dict, stream_towers
 

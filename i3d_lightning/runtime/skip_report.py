@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from i3d_lightning.data.distributed import gather_objects
+from i3d_lightning.runtime.distributed import gather_objects
 
 log = logging.getLogger(__name__)
 

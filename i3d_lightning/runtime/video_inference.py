@@ -7,7 +7,7 @@ and feature extraction (:mod:`i3d_lightning.features`).
 * The resize and the [-1, 1] scaling run on the accelerator, and the network sees up to
   ``batch_size`` clips per call (:func:`default_batch_size`: 32 on a CUDA GPU, 8 on the CPU).
 * A video that cannot be read is an item with ``error`` (from the dataset), set aside by
-  :func:`collate_videos`, listed in one :class:`~i3d_lightning.data.skip_report.SkipReport` gathered
+  :func:`collate_videos`, listed in one :class:`~i3d_lightning.runtime.skip_report.SkipReport` gathered
   from every process, and never stops the run.
 * Each process runs its share of the videos (no video twice, none padded in); results are put back in
   video order, so batch size and device count change a value only by float rounding.
@@ -20,10 +20,10 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from i3d_lightning.data.distributed import UnpaddedDistributedSampler, is_distributed
-from i3d_lightning.data.skip_report import SkipReport
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.inference import check_batch_size, check_inference_precision
+from i3d_lightning.runtime.distributed import UnpaddedDistributedSampler, is_distributed
+from i3d_lightning.runtime.skip_report import SkipReport
 
 #: Clips per network call when none is given: a CUDA GPU needs large batches to be busy (32 clips of
 #: 16x224x224 take about 2 GB in fp32 inference); on the CPU larger batches gain nothing and cost memory.
