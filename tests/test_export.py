@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from i3d_lightning.data.release_clip import load_input
-from i3d_lightning.deployment import FORMATS, MIN_EXPORT_FRAMES, StreamSum, export, max_abs_difference, run_exported
+from i3d_lightning.export.formats import FORMATS, MIN_EXPORT_FRAMES, StreamSum, export, max_abs_difference, run_exported
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.training.lightning_module import I3DClassifier
 from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script

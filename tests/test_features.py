@@ -10,7 +10,7 @@ import torch
 
 from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
-from i3d_lightning.features import window_starts
+from i3d_lightning.features.extraction import window_starts
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.weights.loading import save_state_dict
 from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script

@@ -25,8 +25,8 @@ import torch
 
 from i3d_lightning.cli import number, run_reporting_errors, writable_folder
 from i3d_lightning.data.release_clip import load_input, release_sample
-from i3d_lightning.deployment import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.export.formats import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
 from i3d_lightning.models.streams import STREAMS
 from i3d_lightning.weights.release import ReleaseFileError, WeightsSource
 

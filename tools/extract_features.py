@@ -5,7 +5,7 @@
     python tools/extract_features.py --dataset ucf101 --set dataset.root=/data/ucf101 OUT_DIR ...
 
 Writes ``OUT_DIR/<stream>/<video id>.npy`` (``[N, 1024]`` windows or ``[1024]``), ``OUT_DIR/index.csv``
-and ``OUT_DIR/failed_videos.csv`` (see :mod:`i3d_lightning.features`). Resumable: videos already
+and ``OUT_DIR/failed_videos.csv`` (see :mod:`i3d_lightning.features.extraction`). Resumable: videos already
 extracted are skipped; the exit status is 3 when some videos could not be read. With several GPUs
 (``--devices N``), Lightning's predict loop shares the videos between them. Frames are resampled to 25
 fps, resized (shorter side 256) and centre-cropped (224), as the release preprocessed its inputs.
@@ -27,7 +27,7 @@ from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writ
 from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.features import FeatureExtractor, pending, write_index
+from i3d_lightning.features.extraction import FeatureExtractor, pending, write_index
 from i3d_lightning.flow.online import OnlineFlow
 from i3d_lightning.hardware import available_cpus
 from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE

@@ -1,5 +1,5 @@
 """The predict loop that runs I3D over a set of videos: shared by FVD's embedding (:mod:`i3d_lightning.fvd.run`)
-and feature extraction (:mod:`i3d_lightning.features`).
+and feature extraction (:mod:`i3d_lightning.features.extraction`).
 
 * DataLoader workers decode and send uint8 frames (4x less to copy between processes and to the GPU
   than float32), into pinned memory when the accelerator is a CUDA GPU; Lightning copies each batch

@@ -1,0 +1,1 @@
+"""Export for deployment: TorchScript and ONNX, each checked against PyTorch (``formats``)."""
