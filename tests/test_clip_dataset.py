@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from i3d_lightning.data import decoding
 from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.stored import flow_file, read_flow
+from i3d_lightning.video import decoding
 from tests.conftest import run_script
 from tests.videos import LEVELS, decoded_index_mod_levels, horizontal_ramp, write_frames, write_video
 
@@ -183,7 +183,7 @@ def test_forked_workers_do_not_hang_after_the_parent_decoded(tmp_path):
     script = textwrap.dedent(f"""
         from pathlib import Path
         import torch
-        from i3d_lightning.data import decoding
+        from i3d_lightning.video import decoding
         from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
         from i3d_lightning.data.annotations import VideoRecord
         paths = sorted(Path({str(tmp_path)!r}).glob("*.mp4"))

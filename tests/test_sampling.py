@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from i3d_lightning.data.sampling import (
+from i3d_lightning.video.sampling import (
     crop_boxes,
     random_clip,
     random_crop_box,

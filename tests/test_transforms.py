@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from i3d_lightning.data import decoding
 from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.preprocessing import RELEASE_PREPROCESSING, to_model_range_
+from i3d_lightning.video import decoding
 from i3d_lightning.weights import I3DWeights
 from tests.videos import write_frames
 

@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i3d_lightning.data import decoding
 from i3d_lightning.data.clip_dataset import ClipSampling
 from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.data.dataset_configs import Custom
-from i3d_lightning.data.sampling import random_clip, short_side_size
 from i3d_lightning.data.synthetic import render_video, write_mp4
 from i3d_lightning.hardware import bf16_is_fast, describe_device
 from i3d_lightning.models import InceptionI3d
+from i3d_lightning.video import decoding
+from i3d_lightning.video.sampling import random_clip, short_side_size
 
 CLIP = 64
 

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from i3d_lightning.data import decoding
 from i3d_lightning.data.release_clip import read_gif
 from i3d_lightning.flow.tvl1 import grey_from_rgb, tvl1_flow
 from i3d_lightning.hardware import describe_device
+from i3d_lightning.video import decoding
 
 
 def default_clip() -> Path:

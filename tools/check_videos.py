@@ -28,7 +28,7 @@ from i3d_lightning.errors import UserInputError
 
 def check_one(path: Path) -> None:
     """Decode the first, middle and last frame of ``path``; raise on failure (run in a child process)."""
-    from i3d_lightning.data import decoding
+    from i3d_lightning.video import decoding
 
     info = decoding.probe(path)
     decoding.read_frames(path, [0, info.num_frames // 2, info.num_frames - 1])

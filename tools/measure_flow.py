@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i3d_lightning.data import decoding
 from i3d_lightning.data.release_clip import read_gif
-from i3d_lightning.data.sampling import short_side_size
 from i3d_lightning.flow.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.hardware import describe_device
 from i3d_lightning.preprocessing import FLOW_BOUND
+from i3d_lightning.video import decoding
+from i3d_lightning.video.sampling import short_side_size
 
 SHARED_CLIP = (Path(os.environ.get("I3D_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
                / "deepmind-i3d" / "v_CricketShot_g04_c01_{}.gif")

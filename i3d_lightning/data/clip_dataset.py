@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from i3d_lightning.data import decoding, sampling
 from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow
@@ -28,6 +27,7 @@ from i3d_lightning.flow.tvl1 import grey_from_rgb
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import check_modalities
 from i3d_lightning.preprocessing import crop_views, resize_flow
+from i3d_lightning.video import decoding, sampling
 
 #: Where flow comes from: JPEGs under ``flow_root``, or TV-L1 of the decoded frames.
 FLOW_SOURCES = ("stored", "online")

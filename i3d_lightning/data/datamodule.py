@@ -26,12 +26,12 @@ from torch.utils.data import DataLoader
 from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.data.dataset_configs import VideoSource
-from i3d_lightning.data.sampling import clip_span
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow, add_device_flow
 from i3d_lightning.hardware import available_cpus
 from i3d_lightning.runtime.distributed import EpochSampler, UnpaddedDistributedSampler, is_distributed
 from i3d_lightning.runtime.skip_report import SkipReport, write_rows
+from i3d_lightning.video.sampling import clip_span
 
 log = logging.getLogger(__name__)
 

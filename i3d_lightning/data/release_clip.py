@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i3d_lightning.data import decoding
-from i3d_lightning.data.sampling import resample_indices, short_side_size
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.models.streams import CHANNELS
 from i3d_lightning.preprocessing import RELEASE_PREPROCESSING, check_model_range, to_model_range_
+from i3d_lightning.video import decoding
+from i3d_lightning.video.sampling import resample_indices, short_side_size
 from i3d_lightning.weights import release
 from i3d_lightning.weights.release import WeightsSource
 

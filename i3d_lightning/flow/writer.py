@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from i3d_lightning.data import decoding
-from i3d_lightning.data.sampling import resample_indices, short_side_size
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.stored import flow_file, flow_to_pixels
 from i3d_lightning.flow.tvl1 import grey_from_rgb, tvl1_flow_in_batches
+from i3d_lightning.video import decoding
+from i3d_lightning.video.sampling import resample_indices, short_side_size
 
 #: Frames decoded at a time: bounds memory for long videos.
 CHUNK = 128

@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from i3d_lightning.data import decoding
 from i3d_lightning.data.annotations import video_files
-from i3d_lightning.data.sampling import clip_span
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.video import decoding
+from i3d_lightning.video.sampling import clip_span
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 STARTS = ("first", "uniform", "random")
