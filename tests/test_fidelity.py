@@ -1,6 +1,6 @@
 """Numerical fidelity: the converted PyTorch I3D against the same checkpoint run with TensorFlow ops.
 
-Target: max |logit difference| <= 1e-4 in fp32 (measured ~1e-5 to 5e-5; tools/measure_fidelity.py).
+Target: max |logit difference| <= 1e-4 in fp32 (measured ~1e-5 to 5e-5; benchmarks/measure_fidelity.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from i3d_lightning.models import InceptionI3d
 from i3d_lightning.weights import kinetics_categories
 from i3d_lightning.weights.conversion import read_tf_checkpoint
 from tests.tf_checkpoints import release_like_variables, write_tf_checkpoint
-from tools.tf_reference import TFReferenceI3D
+from tests.tf_reference import TFReferenceI3D
 
 TOLERANCE = 1e-4
 

@@ -18,9 +18,9 @@ from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
 from tests.conftest import IEEE, REPO_ROOT, float32_settings_at_each_convolution, run_script
+from tests.tf_reference import TFReferenceI3D
 from tests.videos import write_frames
 from tools import fvd as fvd_tool
-from tools.tf_reference import TFReferenceI3D
 
 
 @pytest.fixture(scope="module")
@@ -336,7 +336,7 @@ def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_hom
 
 
 def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_home):
-    result = run_script("tools/fvd_choices.py", "--videos", "3", "--frames", "9", "--size", "16",
+    result = run_script("benchmarks/fvd_choices.py", "--videos", "3", "--frames", "9", "--size", "16",
                         env={"I3D_HOME": str(weights_home)}, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {line[:52].strip(): (float(line.split()[-2]), float(line.split()[-1]))

@@ -66,8 +66,8 @@ def test_measure_fast_path_tool_reports_both_precisions(weights_home, release_di
     # Without bf16 instructions (emulated, ~100x slower) the tool is asked for fp32 only.
     emulated = cpu_info().matrix_isa == "none"
     precisions = ["--precisions", "32"] if emulated else []
-    result = run_script("tools/measure_fast_path.py", "--mirror", str(release_dir), "--random", "1", "--frames", "9",
-                        *precisions, env={"I3D_HOME": str(weights_home)})
+    result = run_script("benchmarks/measure_fast_path.py", "--mirror", str(release_dir), "--random", "1",
+                        "--frames", "9", *precisions, env={"I3D_HOME": str(weights_home)})
     assert result.returncode == 0, result.stderr
     assert "release sample (rgb)" in result.stdout and "random 0 (9x224x224)" in result.stdout
     fp32 = re.search(r"^32: largest logit difference (\S+); top-1 changed on 0 of 2 inputs$", result.stdout, re.M)

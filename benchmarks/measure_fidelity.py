@@ -1,9 +1,9 @@
 """Measure how closely the converted PyTorch I3D matches the TensorFlow graph (fp32 logits).
 
-    python tools/measure_fidelity.py [--shared ../shared]
+    python benchmarks/measure_fidelity.py [--shared ../shared]
 
 Converts the rgb_scratch checkpoint of ``shared/`` and runs the same inputs through a TensorFlow
-reference forward pass (``tools/tf_reference.py``) and through the PyTorch model: the release's
+reference forward pass (``tests/tf_reference.py``) and through the PyTorch model: the release's
 sample clip (decoded from its GIF render, 79 frames at 224x224) and random inputs of odd sizes.
 Prints the maximum absolute logit difference and whether the top-1 classes agree.
 """
@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tf_reference import TFReferenceI3D
 
 from i3d_lightning.data.release_clip import load_input
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: the oracle lives with the tests
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.weights.conversion import read_tf_checkpoint
+from tests.tf_reference import TFReferenceI3D
 
 # Inputs whose last feature map is 7x7 (the release graph squeezes it, so it takes no larger ones).
 RANDOM_SHAPES = [(1, 17, 193, 211), (2, 16, 224, 224), (1, 9, 193, 193), (1, 31, 224, 200)]

@@ -1,6 +1,6 @@
 """How fast I3D runs here, and how close that is to the machine's own matrix-multiply peak.
 
-    python tools/benchmark_model.py [--device cpu|cuda] [--repeats 3] [--batches 1 4] [--precisions 32 tf32 bf16]
+    python benchmarks/benchmark_model.py [--device cpu|cuda] [--repeats 3] [--batches 1 4] [--precisions 32 tf32 bf16]
         [--compile] [--no-training]
 
 For 64x224x224 clips (batch 1 and 4 by default): clips/s of the plain model and of each fast-path

@@ -1,6 +1,6 @@
 """How close our TV-L1 (``i3d_lightning.flow.tvl1``) is to OpenCV's, and both to the release's flow.
 
-    python tools/measure_flow.py [--clip GIF] [--release-flow GIF] [--video VIDEO --short-side 256]
+    python benchmarks/measure_flow.py [--clip GIF] [--release-flow GIF] [--video VIDEO --short-side 256]
         [--pairs N] [--batch 8] [--margin 16]
 
 1. On the release's sample clip (its RGB GIF, 224x224) and, with ``--video``, on a real video (e.g.

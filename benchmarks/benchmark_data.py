@@ -1,6 +1,6 @@
 """How fast the data pipeline delivers 64x224x224 training clips, next to raw decoding and the model.
 
-    python tools/benchmark_data.py [--videos N] [--clips N] [--workers 1 2]
+    python benchmarks/benchmark_data.py [--videos N] [--clips N] [--workers 1 2]
 
 Writes N test videos (10 s, 320x240, 25 fps, MPEG-4 Part 2, textured motion) to a temporary folder, then
 measures in clips per second:
@@ -101,7 +101,7 @@ def main() -> None:
     for name, rate in rows:
         print(f"{name:<38} {rate:>8.2f}")
     if not bf16_is_fast("cpu"):
-        print("(bf16 not timed: this CPU has no AMX; see tools/benchmark_model.py for its bf16 GEMM rate)")
+        print("(bf16 not timed: this CPU has no AMX; see benchmarks/benchmark_model.py for its bf16 GEMM rate)")
 
 
 if __name__ == "__main__":
