@@ -5,7 +5,7 @@
 
 Writes ``--videos`` "real" videos (textures panning, ``--size`` square; ``--format``: MPEG-4 files at
 25 fps, folders of PNG frames, or arrays) and as many "fake" ones (the same frames with noise and a
-blur) to a temporary folder, then runs what ``tools/fvd.py REAL FAKE`` runs (Lightning's predict loop
+blur) to a temporary folder, then runs what ``i3d-fvd REAL FAKE`` runs (Lightning's predict loop
 over both sides, ``--workers`` decoding processes, ``--batch-size`` clips per network call) once per
 precision, and prints for each: videos/s over both sides, FVD, KVD, for tf32 and bf16 the change of
 FVD and the largest change of an embedding against IEEE fp32, and the videos/s of the embedding alone

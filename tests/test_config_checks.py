@@ -6,6 +6,7 @@ subprocess start per case."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import runpy
 import sys
@@ -203,7 +204,7 @@ BAD_TOOL_OPTIONS = [
 
 @pytest.mark.parametrize(("tool", "arguments", "expected"), BAD_TOOL_OPTIONS)
 def test_a_tool_refuses_a_bad_number_before_any_work(tool, arguments, expected, capsys):
-    main = runpy.run_path(str(REPO_ROOT / "tools" / f"{tool}.py"))["main"]
+    main = importlib.import_module(f"i3d_lightning.commands.{tool}").main
     with pytest.raises(SystemExit) as stop:
         main(arguments)
     assert stop.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].endswith(expected)

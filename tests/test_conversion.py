@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import runpy
+import importlib
 import shutil
 
 import numpy as np
@@ -123,7 +123,7 @@ def test_missing_checkpoint_is_refused(tmp_path):
 
 def test_converter_cli_writes_loadable_weights(tmp_path, checkpoints_dir, rgb_scratch_state):
     output = tmp_path / "rgb_scratch.safetensors"
-    result = run_script("tools/convert_tf_checkpoint.py", str(checkpoints_dir / "rgb_scratch"), str(output))
+    result = run_script("-m", "i3d_lightning.commands.convert", str(checkpoints_dir / "rgb_scratch"), str(output))
     assert result.returncode == 0, result.stderr
     assert "(rgb, 400 classes, 344 tensors)" in result.stdout  # 230 converted + 57 gammas + 57 counters
     model = i3d(weights=output)
@@ -135,16 +135,14 @@ def test_converter_cli_reports_a_misfit_in_one_message(tmp_path):
     variables = release_like_variables("RGB/inception_i3d/", 3, 400)
     del variables["RGB/inception_i3d/Logits/Conv3d_0c_1x1/conv_3d/w"]
     prefix = write_tf_checkpoint(tmp_path / "model.ckpt", variables)
-    result = run_script("tools/convert_tf_checkpoint.py", str(prefix), str(tmp_path / "out.safetensors"))
+    result = run_script("-m", "i3d_lightning.commands.convert", str(prefix), str(tmp_path / "out.safetensors"))
     assert result.returncode == 2
     assert "error: the checkpoint does not fit I3D" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.safetensors").exists()
 
 
 def test_converter_cli_checks_its_output_before_converting(tmp_path, checkpoints_dir, capsys):
-    from tests.conftest import REPO_ROOT
-
-    convert = runpy.run_path(str(REPO_ROOT / "tools" / "convert_tf_checkpoint.py"))["main"]
+    convert = importlib.import_module("i3d_lightning.commands.convert").main
     (tmp_path / "a_file").write_text("")
     checkpoint = str(checkpoints_dir / "rgb_scratch")
     assert convert([checkpoint, str(tmp_path / "a_file" / "w.pt")]) == 2

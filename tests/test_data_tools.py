@@ -1,4 +1,4 @@
-"""tools/extract_flow.py and tools/check_videos.py on real videos."""
+"""i3d-extract-flow and i3d-check-videos on real videos."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from tests.conftest import run_script
 from tests.videos import write_frames, write_video
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return run_script(*args, timeout=300)
+def _run(command: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m i3d_lightning.commands.<command> *args`` (what the console command runs)."""
+    return run_script("-m", f"i3d_lightning.commands.{command}", *args, timeout=300)
 
 
 @pytest.mark.parametrize("backend", ["torch", "opencv"])
@@ -25,7 +26,7 @@ def test_extract_flow_measures_motion_and_resumes(tmp_path, backend):
     frames = np.stack([np.roll(texture, 3 * t, axis=1) for t in range(8)])  # moves right 3 px per frame
     write_frames(tmp_path / "videos" / "moving" / "right.mp4", np.repeat(frames[..., None], 3, 3))
     (tmp_path / "videos" / "moving" / "broken.avi").write_bytes(b"\x00" * 4096)
-    result = _run("tools/extract_flow.py", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96",
+    result = _run("extract_flow", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96",
                   "--workers", "2", "--backend", backend)
     assert result.returncode == 3  # done, but one video failed (listed)
     # Progress in flow frames too (a long video would otherwise show nothing for minutes), summed over workers.
@@ -36,7 +37,7 @@ def test_extract_flow_measures_motion_and_resumes(tmp_path, backend):
     with (tmp_path / "flow" / "failed_flow.csv").open() as stream:
         rows = list(csv.reader(stream))
     assert rows[1][0].endswith("broken.avi") and len(rows) == 2
-    again = _run("tools/extract_flow.py", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96")
+    again = _run("extract_flow", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96")
     assert "2 videos, 1 already done, 1 to compute" in again.stdout
     assert not list((tmp_path / "flow" / "moving").glob(".*partial"))
 
@@ -47,7 +48,7 @@ def test_check_videos_lists_every_failure(tmp_path):
     (tmp_path / "data" / "b").mkdir()
     (tmp_path / "data" / "b" / "noise.avi").write_bytes(np.random.default_rng(0).bytes(5000))
     out = tmp_path / "failed.csv"
-    result = _run("tools/check_videos.py", str(tmp_path / "data"), "--out", str(out), "--workers", "2")
+    result = _run("check_videos", str(tmp_path / "data"), "--out", str(out), "--workers", "2")
     assert result.returncode == 3 and "2 inputs were skipped" in result.stderr
     assert "3 videos checked, 2 failed" in result.stdout
     with out.open() as stream:
@@ -56,10 +57,10 @@ def test_check_videos_lists_every_failure(tmp_path):
     assert all("VideoDecodeError" in row[1] for row in rows[1:])
     listing = tmp_path / "list.txt"
     listing.write_text(f"{good},0\n")
-    assert _run("tools/check_videos.py", str(listing), "--out", str(out)).returncode == 0
+    assert _run("check_videos", str(listing), "--out", str(out)).returncode == 0
     (tmp_path / "empty").mkdir()  # nothing to check is a mistake, not a success
-    empty = _run("tools/check_videos.py", str(tmp_path / "empty"), "--out", str(out))
+    empty = _run("check_videos", str(tmp_path / "empty"), "--out", str(out))
     assert empty.returncode == 2 and empty.stderr.startswith(f"error: {tmp_path / 'empty'}: no videos found")
     (tmp_path / "a_file").write_text("")  # an output that cannot be written is refused before any video is opened
-    refused = _run("tools/check_videos.py", str(listing), "--out", str(tmp_path / "a_file" / "failed.csv"))
+    refused = _run("check_videos", str(listing), "--out", str(tmp_path / "a_file" / "failed.csv"))
     assert refused.returncode == 2 and refused.stderr.startswith("error: --out") and not refused.stdout

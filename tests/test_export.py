@@ -21,7 +21,7 @@ SIZE = 193  # the smallest input I3D takes: keeps the test fast
 
 
 def _run_tool(out, weights_home, *extra: str) -> subprocess.CompletedProcess:
-    return run_script("tools/export.py", str(out), *extra, env={"I3D_HOME": str(weights_home)})
+    return run_script("-m", "i3d_lightning.commands.export", str(out), *extra, env={"I3D_HOME": str(weights_home)})
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -100,14 +100,9 @@ def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_ho
 
 
 def _export_tool():
-    import importlib.util
+    import importlib
 
-    from tests.conftest import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location("export_tool", REPO_ROOT / "tools" / "export.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("i3d_lightning.commands.export")
 
 
 def test_export_without_the_onnx_extra_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):

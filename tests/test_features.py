@@ -1,4 +1,4 @@
-"""tools/extract_features.py: saved features equal the model's endpoint computed directly."""
+"""i3d-extract-features: saved features equal the model's endpoint computed directly."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import numpy as np
 import torch
 
+from i3d_lightning.commands import extract_features
 from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.features.extraction import window_starts
@@ -16,12 +17,12 @@ from i3d_lightning.weights.loading import save_state_dict
 from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script
 from tests.tiny_datasets import _video
 from tests.videos import write_frames
-from tools import extract_features
 
 
 def _extract(videos, out, weights_home, checkpoints_dir, *extra: str) -> subprocess.CompletedProcess:
-    return run_script("tools/extract_features.py", str(videos), str(out), "--weights-rgb", "rgb_scratch",
-                      "--mirror", str(checkpoints_dir), "--short-side", "193", "--crop", "193", "--workers", "0",
+    return run_script("-m", "i3d_lightning.commands.extract_features", str(videos), str(out),
+                      "--weights-rgb", "rgb_scratch", "--mirror", str(checkpoints_dir), "--short-side", "193",
+                      "--crop", "193", "--workers", "0",
                       *extra, env={"I3D_HOME": str(weights_home)})
 
 

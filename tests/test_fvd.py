@@ -11,16 +11,16 @@ import pytest
 import scipy.linalg
 import torch
 
+from i3d_lightning.commands import fvd as fvd_tool
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, kernel_distance, trace_sqrt_product
 from i3d_lightning.fvd.metric import FrechetVideoDistance
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
-from tests.conftest import IEEE, REPO_ROOT, float32_settings_at_each_convolution, run_script
+from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script
 from tests.tf_reference import TFReferenceI3D
 from tests.videos import write_frames
-from tools import fvd as fvd_tool
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_bad_videos_are_one_clear_error(fvd_metric):
 
 
 def _run_fvd(tmp_path, *args, env=None):
-    return run_script("tools/fvd.py", *args, "--devices", "1",
+    return run_script("-m", "i3d_lightning.commands.fvd", *args, "--devices", "1",
                       env={"I3D_HOME": str(env), "I3D_WEIGHTS_MIRROR": str(tmp_path / "no-mirror")}, timeout=900)
 
 
@@ -320,11 +320,11 @@ def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_hom
     np.save(tmp_path / "fake.npy", rng.integers(0, 128, (4, 9, 16, 20, 3), dtype=np.uint8))
     env = {"I3D_HOME": str(weights_home), "I3D_WEIGHTS_MIRROR": str(tmp_path / "no-mirror"), "OMP_NUM_THREADS": "1"}
     inputs = [str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--frames", "9"]
-    one = run_script("tools/fvd.py", *inputs, "--devices", "1", "--batch-size", "1", "--json",
+    one = run_script("-m", "i3d_lightning.commands.fvd", *inputs, "--devices", "1", "--batch-size", "1", "--json",
                      str(tmp_path / "one.json"), env=env, timeout=900)
     assert one.returncode == 0, one.stderr[-3000:]
     two = run_script("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                     str(REPO_ROOT / "tools" / "fvd.py"), *inputs, "--devices", "2", "--accelerator", "cpu",
+                     "-m", "i3d_lightning.commands.fvd", *inputs, "--devices", "2", "--accelerator", "cpu",
                      "--batch-size", "2", "--json", str(tmp_path / "two.json"), env=env, timeout=900)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     assert two.stdout.count("FVD: ") == 1  # printed by rank 0 only

@@ -89,7 +89,7 @@ class VideoClipDataset(Dataset):
             raise UserInputError(f"flow_source must be one of {', '.join(FLOW_SOURCES)}, got {flow_source!r}")
         if "flow" in modalities and flow_source == "stored" and flow_root is None:
             raise UserInputError("the flow stream needs precomputed flow: set dataset.flow_root "
-                                 "(tools/extract_flow.py writes it), or compute it from the videos with "
+                                 "(i3d-extract-flow writes it), or compute it from the videos with "
                                  "data.flow_source=online")
         if on_error not in ("skip", "raise"):
             raise UserInputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")

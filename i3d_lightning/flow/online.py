@@ -1,5 +1,5 @@
 """Flow computed on the fly from decoded RGB frames (``data.flow_source=online``), the way the stored
-flow JPEGs are made (``tools/extract_flow.py``) and the release made its flow: frames at the dataset's
+flow JPEGs are made (``i3d-extract-flow``) and the release made its flow: frames at the dataset's
 frame rate and shorter side, greyscale, TV-L1 from each frame to the next (:mod:`i3d_lightning.flow.tvl1`),
 clipped to +-20 pixels and scaled to [-1, 1]; optionally rounded through the JPEGs' 8 bits, so that a
 model trained on stored flow sees the same values.

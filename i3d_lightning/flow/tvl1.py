@@ -2,7 +2,7 @@
 
 The dual TV-L1 of Zach, Pock and Bischof (2007) in the formulation of Sánchez, Meinhardt-Llopis and
 Facciolo (IPOL 2013), computed as OpenCV's ``optflow`` module computes it, so that flow made here
-matches flow made by ``tools/extract_flow.py --backend opencv`` (and the release's):
+matches flow made by ``i3d-extract-flow --backend opencv`` (and the release's):
 
 * images as float 0..255; a pyramid of ``scales`` levels, each ``scale_step`` times the previous one
   (OpenCV's ``resize`` rules: rounded sizes, bilinear, no smoothing), stopping before a side < 16;

@@ -1,4 +1,4 @@
-"""``tools/fvd.py``: embed two sides (or take saved statistics), compare them, report FVD and KVD.
+"""``i3d-fvd``: embed two sides (or take saved statistics), compare them, report FVD and KVD.
 
 Embedding runs in Lightning's predict loop (:mod:`i3d_lightning.runtime.video_inference`), so it uses every GPU
 given (``devices``); each process embeds its share of the videos, in batches of clips, the embeddings

@@ -1,6 +1,6 @@
 """Convert one of DeepMind's TensorFlow I3D checkpoints to a PyTorch state dict.
 
-    python tools/convert_tf_checkpoint.py CHECKPOINT OUTPUT.safetensors|OUTPUT.pt
+    i3d-convert CHECKPOINT OUTPUT.safetensors|OUTPUT.pt
 
 CHECKPOINT is a checkpoint prefix (``.../rgb_scratch/model.ckpt``) or the folder holding
 ``model.ckpt.index`` and ``model.ckpt.data-00000-of-00001``; or, for rgb_scratch without TensorFlow,
@@ -24,7 +24,7 @@ from i3d_lightning.weights.loading import save_state_dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="i3d-convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="checkpoint prefix or folder")
     parser.add_argument("output", type=Path, help="output file, .safetensors or .pt")
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
 """Export I3D to TorchScript and ONNX and check each export against PyTorch.
 
-    python tools/export.py OUT_DIR [--stream rgb|flow|joint] [--weights-rgb NAME_OR_FILE]
+    i3d-export OUT_DIR [--stream rgb|flow|joint] [--weights-rgb NAME_OR_FILE]
         [--weights-flow NAME_OR_FILE] [--formats torchscript onnx] [--mirror DIR]
-    python tools/export.py OUT_DIR --checkpoint outputs/.../checkpoints/best.ckpt
+    i3d-export OUT_DIR --checkpoint outputs/.../checkpoints/best.ckpt
 
 Writes ``OUT_DIR/i3d_<stream>.onnx``, ``OUT_DIR/i3d_<stream>.torchscript.pt`` and
 ``OUT_DIR/i3d_<stream>.json`` (inputs, output, class names and the checks). Inputs: one
@@ -69,7 +69,7 @@ def check_inputs(streams: tuple[str, ...], samples: dict[str, str | None], sourc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="i3d-export", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--stream", choices=sorted(STREAMS), help="default: rgb, or the checkpoint's")
     parser.add_argument("--weights-rgb", default="rgb_imagenet", help="registry name or converted file")

@@ -1,6 +1,6 @@
 """Fréchet Video Distance between two sets of videos, equal to TensorFlow's reference FVD.
 
-    python tools/fvd.py REAL FAKE [--frames 16] [--stride 1] [--start first|uniform|random]
+    i3d-fvd REAL FAKE [--frames 16] [--stride 1] [--start first|uniform|random]
         [--clips-per-video 1] [--resolution H W] [--max-videos N] [--seed 0]
         [--save-stats FILE] [--json FILE] [--preprocessed] [--devices auto] [--accelerator auto]
         [--precision 32|tf32|bf16] [--batch-size B] [--workers N]
@@ -44,7 +44,7 @@ from i3d_lightning.weights import WeightsSource, i3d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="i3d-fvd", description=__doc__.split("\n\n")[0])
     parser.add_argument("real", type=Path)
     parser.add_argument("fake", type=Path)
     parser.add_argument("--frames", type=whole_number(1), default=16, help="frames per clip")

@@ -1,6 +1,6 @@
 """Compute TV-L1 optical flow of videos the way the release did, stored as flow_x/flow_y JPEGs.
 
-    python tools/extract_flow.py VIDEOS_DIR OUT_DIR [--fps 25] [--short-side 256] [--layout relative|stem]
+    i3d-extract-flow VIDEOS_DIR OUT_DIR [--fps 25] [--short-side 256] [--layout relative|stem]
         [--backend torch|opencv] [--batch 16] [--device auto] [--workers N]
 
 Per video: frames resampled to ``--fps`` and resized so the shorter side is ``--short-side``, turned
@@ -75,7 +75,7 @@ def _follow(counter, bar: tqdm, stop: threading.Event, every: float = 0.5) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="i3d-extract-flow", description=__doc__.split("\n\n")[0])
     parser.add_argument("videos", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--fps", type=number(0), default=25.0, help="0 keeps each video's rate")

@@ -1,6 +1,6 @@
 """Find the videos of a dataset that cannot be decoded, before they cost a training run.
 
-    python tools/check_videos.py VIDEOS_DIR_OR_LIST [--out failed_videos.csv] [--workers 8] [--timeout 60]
+    i3d-check-videos VIDEOS_DIR_OR_LIST [--out failed_videos.csv] [--workers 8] [--timeout 60]
 
 Every video (found recursively below a folder, or listed one per line as ``path[,label]``) is opened
 and its first, middle and last frames decoded in a separate process with a timeout, so a file that
@@ -48,7 +48,7 @@ def check_in_subprocess(path: Path, timeout: float) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="i3d-check-videos", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="folder of videos (searched recursively) or list file")
     parser.add_argument("--out", type=Path, default=Path("failed_videos.csv"))
     parser.add_argument("--workers", type=whole_number(1), default=os.cpu_count() or 1)

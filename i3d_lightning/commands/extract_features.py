@@ -1,8 +1,8 @@
 """Extract I3D features (pooled Mixed_5c, 1024-d) of videos, per sliding window or per video.
 
-    python tools/extract_features.py VIDEOS_DIR_OR_LIST OUT_DIR [--stream rgb|flow|joint]
+    i3d-extract-features VIDEOS_DIR_OR_LIST OUT_DIR [--stream rgb|flow|joint]
         [--window 16 --stride 16 | --per-video] [--precision 32|tf32|bf16] [--batch-size B] [--devices N] ...
-    python tools/extract_features.py --dataset ucf101 --set dataset.root=/data/ucf101 OUT_DIR ...
+    i3d-extract-features --dataset ucf101 --set dataset.root=/data/ucf101 OUT_DIR ...
 
 Writes ``OUT_DIR/<stream>/<video id>.npy`` (``[N, 1024]`` windows or ``[1024]``), ``OUT_DIR/index.csv``
 and ``OUT_DIR/failed_videos.csv`` (see :mod:`i3d_lightning.features.extraction`). Resumable: videos already
@@ -42,7 +42,7 @@ def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | No
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "configs"  # the repository's, beside train.py
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         cfg = compose(config_name="eval", overrides=[f"dataset={name}", *overrides])
     source = instantiate(cfg.dataset, _convert_="object")
@@ -58,7 +58,7 @@ def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="i3d-extract-features", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", nargs="?", type=Path, help="folder of videos or a path[,label] list")
     parser.add_argument("out", type=Path)
     parser.add_argument("--dataset", help="a dataset config instead of SOURCE (e.g. ucf101)")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights-rgb", default="rgb_imagenet")
     parser.add_argument("--weights-flow", default="flow_imagenet")
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
-    parser.add_argument("--flow-root", help="precomputed flow folders (tools/extract_flow.py)")
+    parser.add_argument("--flow-root", help="precomputed flow folders (i3d-extract-flow)")
     parser.add_argument("--flow-source", choices=("stored", "online"),
                         help="flow from the flow folders or computed from the videos (TV-L1; on the GPU if "
                              "there is one); default: stored when there are flow folders, else online")
