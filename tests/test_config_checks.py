@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from i3d_lightning.config_checks import RULES, Rule
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, compose_config
 
 # Values that would not be reached before a dataset is looked at, with a tiny synthetic set for the rest.
 SYNTHETIC = ["dataset.train_per_class=1", "dataset.val_per_class=1", "dataset.num_frames=20"]
@@ -126,13 +126,11 @@ def test_checkpoint_and_weights_files_that_are_not_are_one_line(tmp_path, capsys
 
 def test_the_table_covers_every_numeric_key_of_the_configs():
     # Every int or float the train and eval configs hold has a rule (the scheduler's own arguments aside).
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     keys = {rule.key for rule in RULES}
     for name in ("train", "eval"):
-        with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
-            cfg = OmegaConf.to_container(compose(config_name=name), resolve=False)
+        cfg = OmegaConf.to_container(compose_config(name), resolve=False)
         numeric = [key for key, value in _leaves(cfg)
                    if isinstance(value, int | float) and not isinstance(value, bool)]
         unchecked = [key for key in numeric if key not in keys

@@ -20,7 +20,7 @@ from i3d_lightning.models import InceptionI3d
 from i3d_lightning.models.streams import CHANNELS
 from i3d_lightning.training.run import train
 from i3d_lightning.weights.loading import save_state_dict
-from tests.test_training import compose_config
+from tests.conftest import compose_config
 from tests.tiny_datasets import FAST, _video
 from tests.videos import write_frames
 

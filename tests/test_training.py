@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
 from i3d_lightning.data.annotations import custom
@@ -23,13 +22,8 @@ from i3d_lightning.models import InceptionI3d
 from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.training.run import train
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import IEEE, REPO_ROOT, float32_settings_at_each_convolution, run_script
+from tests.conftest import IEEE, compose_config, float32_settings_at_each_convolution, run_script
 from tests.tiny_datasets import FAST, make_tiny_datasets
-
-
-def compose_config(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
-        return compose(config_name=name, overrides=overrides)
 
 
 @pytest.fixture(scope="module")
