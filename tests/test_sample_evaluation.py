@@ -174,7 +174,7 @@ def test_too_short_input_is_explained(tmp_path, weights_home, monkeypatch):
      "error: I3D weights 'rgb_scrach' are neither a registry name (rgb_imagenet,"),
     (["precision=16"], "error: precision=16: choose one of 32, tf32, bf16"),
     (["device=cuda:7"], "error: device=cuda:7: this machine has"),
-    (["stream=rgb", "weights.rgb=README.md"], "error: the weights file README.md cannot be read: it is truncated"),
+    (["stream=rgb", "weights.rgb=README.md"], "error: the weights file README.md is not a PyTorch file"),
 ])
 def test_cli_user_errors_are_one_line(overrides, expected, weights_home, checkpoints_dir, tmp_path):
     env = {"I3D_HOME": str(weights_home), "I3D_WEIGHTS_MIRROR": str(checkpoints_dir)}

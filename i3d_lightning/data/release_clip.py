@@ -32,10 +32,10 @@ SAMPLE_NAME = "v_CricketShot_g04_c01"
 FLOW_PAIRS_PER_CALL = 16
 
 
-def release_sample(stream: str, source: WeightsSource = WeightsSource()) -> Path:
-    """The release's sample clip of ``stream``: its ``.npy`` if a mirror or the cache has it or it
+def release_sample(modality: str, source: WeightsSource = WeightsSource()) -> Path:
+    """The release's sample clip of ``modality``: its ``.npy`` if a mirror or the cache has it or it
     can be downloaded, else the ``.gif`` render from a mirror (as in ``shared/deepmind-i3d``)."""
-    npy, gif = f"{SAMPLE_NAME}_{stream}.npy", f"{SAMPLE_NAME}_{stream}.gif"
+    npy, gif = f"{SAMPLE_NAME}_{modality}.npy", f"{SAMPLE_NAME}_{modality}.gif"
     for name in (npy, gif):
         found = release.find_in_mirror(name, source)
         if found is not None:
@@ -43,36 +43,36 @@ def release_sample(stream: str, source: WeightsSource = WeightsSource()) -> Path
     try:
         return release.fetch_release_file(npy, source)
     except release.ReleaseFileError as error:
-        raise release.ReleaseFileError(f"{error}\nOr give the clip yourself: sample.{stream}=PATH (the release's "
+        raise release.ReleaseFileError(f"{error}\nOr give the clip yourself: sample.{modality}=PATH (the release's "
                                        f".npy or .gif, or any video)") from None
 
 
-def load_input(path: str | os.PathLike, stream: str) -> torch.Tensor:
+def load_input(path: str | os.PathLike, modality: str) -> torch.Tensor:
     """Load ``path`` (``.npy``, ``.gif`` or, for rgb, a video) as a ``[1, C, T, H, W]`` input."""
-    if stream not in CHANNELS:
-        raise ValueError(f"stream must be one of {sorted(CHANNELS)}, got {stream!r}")
+    if modality not in CHANNELS:
+        raise ValueError(f"modality must be one of {sorted(CHANNELS)}, got {modality!r}")
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserInputError(f"{stream} input {path}: no such file")
+        raise UserInputError(f"{modality} input {path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        clip = _load_npy(path, stream)
+        clip = _load_npy(path, modality)
     elif suffix == ".gif":
-        clip = _load_gif(path, stream)
+        clip = _load_gif(path, modality)
     else:
-        clip = _load_video(path, stream)
+        clip = _load_video(path, modality)
     return clip.unsqueeze(0)
 
 
-def _load_npy(path: Path, stream: str) -> torch.Tensor:
+def _load_npy(path: Path, modality: str) -> torch.Tensor:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise UserInputError(f"{path}: not a readable .npy array ({error})") from error
-    channels = CHANNELS[stream]
+    channels = CHANNELS[modality]
     if array.ndim != 5 or array.shape[0] != 1 or array.shape[-1] != channels:
         raise UserInputError(f"{path}: expected the release's layout (1, T, H, W, {channels}) for "
-                             f"{stream}, got shape {array.shape}")
+                             f"{modality}, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.floating):
         raise UserInputError(f"{path}: expected float values in [-1, 1], got dtype {array.dtype}")
     check_model_range(array, str(path), " (rescale pixels as x / 127.5 - 1)")
@@ -90,18 +90,18 @@ def read_gif(path: str | os.PathLike) -> np.ndarray:
         raise UserInputError(f"{path}: not a readable GIF ({error})") from error
 
 
-def _load_gif(path: Path, stream: str) -> torch.Tensor:
+def _load_gif(path: Path, modality: str) -> torch.Tensor:
     pixels = torch.from_numpy(read_gif(path)).permute(3, 0, 1, 2).float()  # [3, T, H, W] in [0, 255]
-    if stream == "rgb":
+    if modality == "rgb":
         return to_model_range_(pixels, 0.0, 255.0)
     return pixels[:2] / 255 - 0.5  # undoes the render, clip(flow + 0.5, 0, 1); not a [-1, 1] scaling
 
 
-def _load_video(path: Path, stream: str) -> torch.Tensor:
-    preprocess = RELEASE_PREPROCESSING[stream]
+def _load_video(path: Path, modality: str) -> torch.Tensor:
+    preprocess = RELEASE_PREPROCESSING[modality]
     info = decoding.probe(path)
     indices = resample_indices(info.num_frames, info.fps, preprocess.fps)
-    if stream == "rgb":
+    if modality == "rgb":
         return preprocess(torch.from_numpy(decoding.read_frames(path, indices)))
     # Flow as the release made it: TV-L1 between consecutive greyscale frames at the shorter side
     # 256 (one flow frame fewer than the video has), then cropped, clipped and scaled.

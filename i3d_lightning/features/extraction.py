@@ -30,8 +30,8 @@ from i3d_lightning.preprocessing import rgb_to_model_range
 from i3d_lightning.runtime.video_inference import VideoInferenceLoop
 
 
-def feature_path(out_dir: Path, stream: str, video_id: str) -> Path:
-    return out_dir / stream / f"{video_id}.npy"
+def feature_path(out_dir: Path, modality: str, video_id: str) -> Path:
+    return out_dir / modality / f"{video_id}.npy"
 
 
 def pending(records: list[VideoRecord], out_dir: Path, streams: Sequence[str]) -> list[VideoRecord]:

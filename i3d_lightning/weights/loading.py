@@ -52,7 +52,7 @@ def convert_release_checkpoint(weights: I3DWeights, output: str | os.PathLike,
         raise ValueError(f"{weights.name}: checkpoint has {layout.in_channels} input channels and "
                          f"{layout.num_classes} classes, the registry says "
                          f"{weights.info.in_channels} and {weights.info.num_classes}")
-    metadata = {"name": weights.name, "stream": weights.info.stream,
+    metadata = {"name": weights.name, "stream": weights.info.modality,  # the key files already in caches carry
                 "num_classes": str(weights.info.num_classes),
                 "source": f"kinetics-i3d data/{weights.release_files[1]}",
                 "git_blob_sha1": release.RELEASE_BLOBS[weights.release_files[1]]}

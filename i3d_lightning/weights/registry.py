@@ -21,7 +21,7 @@ from i3d_lightning.weights.release import WeightsSource, fetch_release_file
 class CheckpointInfo:
     """Metadata of one released checkpoint."""
 
-    stream: str  # "rgb" or "flow"
+    modality: str  # "rgb" or "flow"
     num_classes: int
     pretraining: str
     #: Published accuracy of the release's README, in percent: {"top1": ..., "top5": ...} and the
@@ -31,7 +31,7 @@ class CheckpointInfo:
 
     @property
     def in_channels(self) -> int:
-        return CHANNELS[self.stream]
+        return CHANNELS[self.modality]
 
 
 class I3DWeights(enum.Enum):
@@ -61,7 +61,7 @@ class I3DWeights(enum.Enum):
     @property
     def transforms(self) -> ReleasePreprocessing:
         """The release's preprocessing of this stream's inputs: call it on ``[T, H, W, C]`` frames."""
-        return RELEASE_PREPROCESSING[self.info.stream]
+        return RELEASE_PREPROCESSING[self.info.modality]
 
     @property
     def release_files(self) -> tuple[str, str]:
