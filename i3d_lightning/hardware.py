@@ -2,7 +2,7 @@
 
 CPUs of the same "2 cores" machine kind differ: Intel CPUs with AMX run bf16 convolutions much
 faster than fp32, while CPUs without AMX gain little (AVX-512 bf16 only) or emulate bf16 (AVX2)
-and run it far slower (the README has the measured figures), and oneDNN's bf16 convolution backward
+and run it far slower (docs/features.md has the measured figures), and oneDNN's bf16 convolution backward
 has returned NaN weight gradients on AMD EPYC CPUs with ``avx512_bf16``. So bf16 is chosen
 automatically only where it is known to be safe and faster: a CUDA GPU with bf16, or a CPU with AMX.
 Benchmarks print :func:`describe_device` so that every figure names the machine it came from.

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument("--sample-rgb", help="check input instead of the release's sample (.npy/.gif/video)")
     parser.add_argument("--sample-flow")
-    parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
+    parser.add_argument("--mirror", help="local copy of the release's data/ folder (see docs/weights.md)")
     parser.add_argument("--tolerance", type=number(0), default=1e-4, help="largest accepted logit difference")
     args = parser.parse_args(argv)
     return run_reporting_errors(export_and_check, args)

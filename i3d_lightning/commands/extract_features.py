@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream", choices=sorted(STREAMS), default="rgb")
     parser.add_argument("--weights-rgb", default="rgb_imagenet")
     parser.add_argument("--weights-flow", default="flow_imagenet")
-    parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
+    parser.add_argument("--mirror", help="local copy of the release's data/ folder (see docs/weights.md)")
     parser.add_argument("--flow-root", help="precomputed flow folders (i3d-extract-flow)")
     parser.add_argument("--flow-source", choices=("stored", "online"),
                         help="flow from the flow folders or computed from the videos (TV-L1; on the GPU if "

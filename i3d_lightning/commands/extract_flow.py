@@ -15,7 +15,7 @@ Kinetics expects).
 Resumable: a finished video's folder is complete (written under a temporary name, renamed at the
 end) and is skipped on the next run. Videos that fail are listed in ``OUT_DIR/failed_flow.csv`` (exit
 status 3).
-The two backends agree to ~0.02 px mean end-point error (README, Optical flow).
+The two backends agree to ~0.02 px mean end-point error (docs/data.md, Optical flow).
 """
 
 from __future__ import annotations

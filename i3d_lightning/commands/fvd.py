@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-stats", type=Path, help="write REAL's statistics to this .npz file (.npz is added)")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--weights", default="rgb_scratch", help="registry name or converted file")
-    parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
+    parser.add_argument("--mirror", help="local copy of the release's data/ folder (see docs/weights.md)")
     parser.add_argument("--precision", choices=PRECISIONS, default="32",
                         help="32: IEEE fp32 (TensorFlow's numbers, also on GPUs); tf32: CUDA TF32; bf16: autocast")
     parser.add_argument("--batch-size", type=whole_number(1),

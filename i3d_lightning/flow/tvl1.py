@@ -85,7 +85,7 @@ def tvl1_flow(first: torch.Tensor, second: torch.Tensor, parameters: TVL1Paramet
 def tvl1_flow_in_batches(first: torch.Tensor, second: torch.Tensor, batch: int,
                           parameters: TVL1Parameters = TVL1Parameters()) -> torch.Tensor:
     """:func:`tvl1_flow` of many ``[N, H, W]`` pairs, ``batch`` pairs per call (bounds memory; on the
-    CPU batches beyond ~8 gain nothing, see README). Computed on the inputs' device."""
+    CPU batches beyond ~8 gain nothing, see docs/data.md). Computed on the inputs' device."""
     return torch.cat([tvl1_flow(a, b, parameters)
                       for a, b in zip(first.split(batch), second.split(batch), strict=True)])
 

@@ -7,7 +7,7 @@ Every rewrite computes the same function: folding is exact algebra (``conv(x) * 
 ``s = 1 / sqrt(var + eps)``, ``b = beta - mean * s``), the space-to-depth stem only reorders the sums
 of the 7x7x7 convolution, and a max is the same in any order. In fp32 the logits stay within 1e-4 of
 the plain model; bf16 moves them further. :func:`check_fast_path` (used by
-``benchmarks/measure_fast_path.py`` and the tests) measures both; the README has the figures.
+``benchmarks/measure_fast_path.py`` and the tests) measures both; docs/features.md has the figures.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SpaceToDepthStem(nn.Module):
     With 3 (or 2) input channels the 7x7x7 convolution leaves the CPU's matrix units mostly idle: it
     was a quarter of the network's FLOPs and half of its bf16 time. Moving each 2x2x2 block of the
     padded input into the channels (8C of them) and zero-padding the kernel to 8x8x8 gives the same
-    sums in a shape oneDNN runs much faster, although it multiplies 1.5x more zeros (README: the
+    sums in a shape oneDNN runs much faster, although it multiplies 1.5x more zeros (docs/features.md: the
     fast path's figures).
     """
 
@@ -178,7 +178,7 @@ def check_precision_name(precision: str) -> str:
 def check_inference_precision(precision: str, device: torch.device) -> None:
     """Refuse an unknown ``precision`` (one line for the user); warn when bf16 is asked for where it
     is not known to be faster than fp32 (:func:`~i3d_lightning.hardware.bf16_is_fast`: a CPU without
-    AMX emulates or half-uses bf16, and runs it slower than fp32; see the README's figures), and when
+    AMX emulates or half-uses bf16, and runs it slower than fp32; see docs/gpu.md and docs/features.md), and when
     tf32 is asked for off a CUDA GPU (it then means IEEE fp32)."""
     check_precision_name(precision)
     if str(precision) == "bf16" and not bf16_is_fast(device):
