@@ -14,8 +14,10 @@ import torch
 from i3d_lightning.commands import fvd as fvd_tool
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, kernel_distance, trace_sqrt_product
+from i3d_lightning.fvd.inputs import ClipProtocol
 from i3d_lightning.fvd.metric import FrechetVideoDistance
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
+from i3d_lightning.fvd.run import compute
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
 from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script
@@ -285,6 +287,12 @@ def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypat
         "real_clips": 10, "fake_clips": 8, "real_videos": 5, "fake_videos": 4, "real_skipped": 0, "fake_skipped": 1}
     assert results[4]["fvd"] == pytest.approx(results[1]["fvd"], rel=1e-6)
     assert results[4]["kvd"] == pytest.approx(results[1]["kvd"], rel=1e-6)
+    # The same from Python: fvd.run.compute is what the command runs.
+    protocol = ClipProtocol(frames=9, clips_per_video=2, start="uniform")
+    comparison = compute(tmp_path / "real.npy", tmp_path / "fake", protocol, accelerator="cpu", devices=1, batch_size=2)
+    assert comparison.report["counts"] == results[1]["counts"]
+    assert comparison.report["fvd"] == pytest.approx(results[1]["fvd"], rel=1e-6)
+    assert [video for video, _ in comparison.fake.skipped] == ["broken.mp4"]
 
 
 def _two_process_fvd(rank: int, port: int, real: torch.Tensor, fake: torch.Tensor, results) -> None:

@@ -25,22 +25,11 @@ import sys
 from pathlib import Path
 
 from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writable_file
-from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
-from i3d_lightning.fvd.run import (
-    EmbeddingLoop,
-    Side,
-    compare,
-    description_of,
-    embed_side,
-    embedding_trainer,
-    load_side,
-    open_side,
-)
+from i3d_lightning.fvd.run import compute
 from i3d_lightning.fvd.statistics_file import save_statistics, statistics_path
 from i3d_lightning.models.inference import PRECISIONS
-from i3d_lightning.runtime.video_inference import default_batch_size, uses_cuda
-from i3d_lightning.weights import WeightsSource, i3d
+from i3d_lightning.weights import WeightsSource
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,9 +68,7 @@ def measure(args: argparse.Namespace) -> int:
                             clips_per_video=args.clips_per_video,
                             resolution=tuple(args.resolution) if args.resolution else None,
                             max_videos=args.max_videos, seed=args.seed)
-    # Everything that can be refused is refused before the first video is decoded.
-    sides = {name: open_side(path, protocol, args.preprocessed) for name, path in (("real", args.real),
-                                                                                     ("fake", args.fake))}
+    # The outputs are checked before anything is embedded (compute checks the inputs likewise).
     stats = None
     if args.save_stats:
         stats = writable_file(statistics_path(args.save_stats), "--save-stats")
@@ -89,26 +76,15 @@ def measure(args: argparse.Namespace) -> int:
             print(f"statistics files end in .npz: REAL's statistics will be written to {stats}", file=sys.stderr)
     if args.json:
         writable_file(args.json, "--json")
-    model = i3d(weights=args.weights, in_channels=3, source=WeightsSource(mirror=args.mirror))
-    trainer = embedding_trainer(args.accelerator, args.devices)
-    batch_size = args.batch_size or default_batch_size("cuda" if uses_cuda(trainer) else "cpu")
-    embedder = VideoEmbedder(model, preprocessed=args.preprocessed, fast=not args.no_fast, batch_size=batch_size,
-                             precision=args.precision, resolution=protocol.resolution)
-    description = description_of(protocol, model, args.preprocessed)
-    module = EmbeddingLoop(embedder)
-    results: dict[str, Side] = {}
-    for name, opened in sides.items():
-        if isinstance(opened, Path):
-            results[name] = load_side(opened, description)
-            continue
-        if trainer.is_global_zero:
-            print(f"embedding {name.upper()} {opened.path}: {len(opened)} videos", file=sys.stderr, flush=True)
-        results[name] = embed_side(opened, trainer, module, workers=args.workers)
-    if not trainer.is_global_zero:
+    comparison = compute(args.real, args.fake, protocol, weights=args.weights,
+                         source=WeightsSource(mirror=args.mirror), preprocessed=args.preprocessed,
+                         precision=args.precision, batch_size=args.batch_size,
+                         fast=not args.no_fast, accelerator=args.accelerator, devices=args.devices,
+                         workers=args.workers, announce=lambda line: print(line, file=sys.stderr, flush=True))
+    if comparison is None:  # another process of a multi-device run: the first one reports
         return 0
-    real, fake = results["real"], results["fake"]
-    report = compare(real, fake) | {"protocol": protocol.describe(), "precision": args.precision}
-    for name, one in results.items():
+    report, real, fake = comparison.report, comparison.real, comparison.fake
+    for name, one in (("real", real), ("fake", fake)):
         for video_id, reason in one.skipped:
             print(f"skipped {name} video {video_id}: {reason}")
     if report["kvd"] is None:
@@ -118,7 +94,8 @@ def measure(args: argparse.Namespace) -> int:
     print(f"FVD: {report['fvd']:.6f}", flush=True)
     # Files only now that the result is printed: a file that cannot be written loses nothing.
     if stats is not None:
-        save_statistics(stats, real.statistics, description | {"videos": real.videos, "frame_sizes": real.frame_sizes})
+        save_statistics(stats, real.statistics,
+                        comparison.description | {"videos": real.videos, "frame_sizes": real.frame_sizes})
         print(f"{args.real}'s statistics written to {stats}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")

@@ -1,4 +1,4 @@
-"""``i3d-fvd``: embed two sides (or take saved statistics), compare them, report FVD and KVD.
+"""FVD between two sets of videos (or saved statistics): :func:`compute` is what ``i3d-fvd`` runs.
 
 Embedding runs in Lightning's predict loop (:mod:`i3d_lightning.runtime.video_inference`), so it uses every GPU
 given (``devices``); each process embeds its share of the videos, in batches of clips, the embeddings
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.statistics_file import is_statistics_file, load_statistics, weights_fingerprint
 from i3d_lightning.runtime.distributed import gather_objects
-from i3d_lightning.runtime.video_inference import VideoInferenceLoop, uses_cuda, video_loader
+from i3d_lightning.runtime.video_inference import VideoInferenceLoop, default_batch_size, uses_cuda, video_loader
+from i3d_lightning.weights import WeightsSource, i3d
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +147,49 @@ def open_side(path: Path, protocol: ClipProtocol, preprocessed: bool) -> ClipSou
     """``path`` as a statistics file (returned as it is) or a :class:`ClipSource` (its videos listed):
     one line now if it is neither, before anything is embedded."""
     return path if is_statistics_file(path) else ClipSource(path, protocol, preprocessed=preprocessed)
+
+
+@dataclass
+class Comparison:
+    """What :func:`compute` measured: ``report`` (``fvd``, ``kvd`` or ``None``, clip and video counts,
+    the protocol and precision), each side, and the ``description`` a statistics file of it carries."""
+
+    report: dict[str, Any]
+    real: Side
+    fake: Side
+    description: dict
+
+
+def compute(real: str | os.PathLike, fake: str | os.PathLike, protocol: ClipProtocol | None = None, *,
+            weights: str | os.PathLike = "rgb_scratch", source: WeightsSource = WeightsSource(),
+            preprocessed: bool = False, precision: str = "32", batch_size: int | None = None, fast: bool = True,
+            accelerator: str = "auto", devices: int | str = "auto", workers: int = 0,
+            announce: Callable[[str], None] | None = None) -> Comparison | None:
+    """FVD (and KVD) between ``real`` and ``fake``: each a folder of videos or frame folders, a
+    ``.npy``/``.npz`` array of videos ``[N, T, H, W, 3]`` (0..255, or network-ready [-1, 1] with
+    ``preprocessed``), or a statistics file. Both sides are checked before anything is embedded;
+    ``announce`` is told which side is being embedded. Returns ``None`` on every process but the first
+    of a multi-device run (the first has the gathered result). ``protocol``: the default is 16 frames
+    from the first of each video, one clip per video."""
+    protocol = protocol or ClipProtocol()
+    sides = {"real": open_side(Path(real), protocol, preprocessed), "fake": open_side(Path(fake), protocol,
+                                                                                       preprocessed)}
+    model = i3d(weights=weights, in_channels=3, source=source)
+    trainer = embedding_trainer(accelerator, devices)
+    batch_size = batch_size or default_batch_size("cuda" if uses_cuda(trainer) else "cpu")
+    embedder = VideoEmbedder(model, preprocessed=preprocessed, fast=fast, batch_size=batch_size,
+                             precision=precision, resolution=protocol.resolution)
+    description = description_of(protocol, model, preprocessed)
+    module = EmbeddingLoop(embedder)
+    results: dict[str, Side] = {}
+    for name, opened in sides.items():
+        if isinstance(opened, Path):
+            results[name] = load_side(opened, description)
+            continue
+        if announce is not None and trainer.is_global_zero:
+            announce(f"embedding {name.upper()} {opened.path}: {len(opened)} videos")
+        results[name] = embed_side(opened, trainer, module, workers=workers)
+    if not trainer.is_global_zero:
+        return None
+    report = compare(results["real"], results["fake"]) | {"protocol": protocol.describe(), "precision": precision}
+    return Comparison(report, results["real"], results["fake"], description)
