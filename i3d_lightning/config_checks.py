@@ -126,6 +126,7 @@ RULES: list[Rule] = [
     Rule("trainer.enable_progress_bar", "bool"),
     Rule("trainer.benchmark", "bool"),
     Rule("dataset.split", "int", choices=(1, 2, 3)),
+    Rule("dataset.layout", "str", choices=("ucf101", "hmdb51")),
     Rule("dataset.train_per_class", "int", minimum=1),
     Rule("dataset.val_per_class", "int", minimum=1),
     Rule("dataset.num_frames", "int", minimum=MIN_FRAMES),

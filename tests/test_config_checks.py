@@ -58,6 +58,7 @@ BAD_EVAL = [
     ("data.eval_sampling.num_clips=0", "data.eval_sampling.num_clips=0: must be at least 1"),
     ("model.eval_chunk=0", "model.eval_chunk=0: must be at least 1"),
     ("data.batch_size=abc", "data.batch_size=abc: must be a whole number at least 1"),
+    ("dataset=ucf101 dataset.layout=kinetics", "dataset.layout=kinetics: choose one of ucf101, hmdb51"),
 ]
 
 
@@ -108,7 +109,7 @@ def _checkpoint_cases(tmp_path: Path) -> list[tuple[str, str, str]]:
 def test_a_bad_value_is_one_line_exit_2_and_no_run_folder(tmp_path, capsys, monkeypatch, script, override, expected):
     run_dir = tmp_path / "run"
     extra = [*SYNTHETIC, f"dataset.root={tmp_path / 'synthetic'}"] if script == "train.py" else []
-    status, stderr = run_command(script, [override, *extra, f"run_dir={run_dir}"], capsys, monkeypatch)
+    status, stderr = run_command(script, [*override.split(" "), *extra, f"run_dir={run_dir}"], capsys, monkeypatch)
     assert status == 2, stderr
     assert stderr.strip().splitlines() == [stderr.strip()] and stderr.startswith(f"error: {expected}")
     assert not run_dir.exists() and not (tmp_path / "synthetic").exists()  # refused before any work

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from i3d_lightning.data import annotations
-from i3d_lightning.data.dataset_configs import UCF101, Custom, Kinetics
+from i3d_lightning.data.dataset_configs import Custom, Kinetics, SplitFileDataset
 from i3d_lightning.errors import UserInputError
 
 
@@ -36,26 +36,26 @@ def ucf_root(tmp_path: Path) -> Path:
 
 
 def test_ucf101_train_and_test_splits(ucf_root):
-    train = UCF101(root=str(ucf_root), split=1).video_list("train")
+    train = SplitFileDataset(layout="ucf101", root=str(ucf_root), split=1).video_list("train")
     assert train.classes == ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
     assert [(r.video_id, r.label) for r in train.records] == [
         ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", 0), ("HandStandPushups/v_HandStandPushups_g09_c01", 1)]
     assert train.records[1].path.name == "v_HandstandPushups_g09_c01.avi"
-    test = UCF101(root=str(ucf_root), split=1).video_list("val")
+    test = SplitFileDataset(layout="ucf101", root=str(ucf_root), split=1).video_list("val")
     assert [r.label for r in test.records] == [0, 2]
     assert test.missing == [("YoYo/v_YoYo_g05_c01", str(ucf_root / "UCF-101" / "YoYo/v_YoYo_g05_c01.avi"))]
 
 
 def test_ucf101_bad_split_and_bad_label(ucf_root):
     with pytest.raises(UserInputError, match="split must be 1, 2 or 3"):
-        UCF101(root=str(ucf_root), split=4).video_list("train")
+        SplitFileDataset(layout="ucf101", root=str(ucf_root), split=4).video_list("train")
     with pytest.raises(UserInputError, match="UCF101 split file for split 2 not found"):
-        UCF101(root=str(ucf_root), split=2).video_list("train")
+        SplitFileDataset(layout="ucf101", root=str(ucf_root), split=2).video_list("train")
     (ucf_root / "ucfTrainTestlist" / "testlist01.txt").write_text("Juggling/v_Juggling_g01_c01.avi\n")
     with pytest.raises(UserInputError, match="class 'Juggling', which is not in classInd.txt"):
-        UCF101(root=str(ucf_root), split=1).video_list("test")
+        SplitFileDataset(layout="ucf101", root=str(ucf_root), split=1).video_list("test")
     with pytest.raises(UserInputError, match="dataset=ucf101 needs dataset.root=PATH"):
-        UCF101().video_list("train")
+        SplitFileDataset(layout="ucf101").video_list("train")
 
 
 def test_hmdb51_tags(tmp_path):

@@ -34,10 +34,21 @@ def _required(value: str | None, key: str, name: str) -> Path:
     return path
 
 
-@dataclass
-class UCF101:
-    """``root`` holds ``UCF-101/`` (videos) and ``ucfTrainTestlist/``; ``split`` is 1, 2 or 3."""
+#: The split-file layouts: how their split files are read, and the videos' and split files' folders under ``root``.
+SPLIT_FILE_LAYOUTS = {
+    "ucf101": (annotations.ucf101, "UCF-101", "ucfTrainTestlist"),
+    "hmdb51": (annotations.hmdb51, "videos", "testTrainMulti_7030_splits"),
+}
 
+
+@dataclass
+class SplitFileDataset:
+    """UCF101 or HMDB51 (``layout``): ``root`` holds the videos (``UCF-101/<Class>/*.avi``,
+    ``videos/<class>/*.avi``) and the official split files (``ucfTrainTestlist/``,
+    ``testTrainMulti_7030_splits/``); ``split`` is 1, 2 or 3; ``videos`` and ``annotations`` replace the
+    folders under ``root``."""
+
+    layout: str = "ucf101"
     root: str | None = None
     split: int = 1
     videos: str | None = None
@@ -46,36 +57,14 @@ class UCF101:
     name: str = "ucf101"
 
     def prepare(self) -> None:
-        """Nothing to download: UCF101 must be on disk."""
+        """Nothing to download: the dataset must be on disk."""
 
     def video_list(self, stage: str) -> VideoList:
         _check_stage(stage)
+        read, videos, split_files = SPLIT_FILE_LAYOUTS[self.layout]
         root = _required(self.root, "root", self.name)
-        return annotations.ucf101(Path(self.videos or root / "UCF-101"),
-                               Path(self.annotations or root / "ucfTrainTestlist"),
-                               self.split, "train" if stage == "train" else "test")
-
-
-@dataclass
-class HMDB51:
-    """``root`` holds ``videos/<class>/*.avi`` and ``testTrainMulti_7030_splits/``."""
-
-    root: str | None = None
-    split: int = 1
-    videos: str | None = None
-    annotations: str | None = None
-    flow_root: str | None = None
-    name: str = "hmdb51"
-
-    def prepare(self) -> None:
-        """Nothing to download: HMDB51 must be on disk."""
-
-    def video_list(self, stage: str) -> VideoList:
-        _check_stage(stage)
-        root = _required(self.root, "root", self.name)
-        return annotations.hmdb51(Path(self.videos or root / "videos"),
-                               Path(self.annotations or root / "testTrainMulti_7030_splits"),
-                               self.split, "train" if stage == "train" else "test")
+        return read(Path(self.videos or root / videos), Path(self.annotations or root / split_files),
+                    self.split, "train" if stage == "train" else "test")
 
 
 @dataclass
@@ -157,5 +146,5 @@ class Synthetic:
         return annotations.custom(folder / ("train" if stage == "train" else "val"), list(synthetic.CLASSES))
 
 
-VideoSource = UCF101 | HMDB51 | Kinetics | Custom | Synthetic
+VideoSource = SplitFileDataset | Kinetics | Custom | Synthetic
 
