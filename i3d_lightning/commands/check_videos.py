@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from i3d_lightning.cli import finished, number, whole_number, writable_file
+from i3d_lightning.cli import finished, number, run_reporting_errors, whole_number, writable_file
 from i3d_lightning.data.annotations import VIDEO_EXTENSIONS, video_files
 from i3d_lightning.errors import UserInputError
 
@@ -62,18 +62,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
             return 1
         return 0
+    return run_reporting_errors(check_all, args)
+
+
+def check_all(args: argparse.Namespace) -> int:
+    """Check every video of ``args.source`` (``--workers`` at a time); list the failures in ``--out``."""
     if not args.source.exists():
-        print(f"error: {args.source}: no such folder or list file", file=sys.stderr)
-        return 2
-    try:
-        writable_file(args.out, "--out")
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UserInputError(f"{args.source}: no such folder or list file")
+    writable_file(args.out, "--out")
     videos = [record.path for record in video_files(args.source).records]
     if not videos:
-        print(f"error: {args.source}: no videos found (extensions: {', '.join(VIDEO_EXTENSIONS)})", file=sys.stderr)
-        return 2
+        raise UserInputError(f"{args.source}: no videos found (extensions: {', '.join(VIDEO_EXTENSIONS)})")
     failed: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         results = pool.map(lambda path: (path, check_in_subprocess(path, args.timeout)), videos)
