@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import tempfile
-import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -169,12 +168,13 @@ def read_torch_file(path: str | os.PathLike, what: str = "file") -> dict:
     with path.open("rb") as stream:
         start = stream.read(2)
     # torch.save writes a zip archive ("PK"), or before torch 1.6 a pickle (protocol marker 0x80).
-    if start[:2] != b"PK" and start[:1] != b"\x80":
+    zip_format = start == b"PK"
+    if not zip_format and start[:1] != b"\x80":
         raise UserInputError(f"{what} {path} is not a PyTorch file (a torch.save checkpoint or state dict)")
     try:
-        # Memory-mapped where the format allows (every torch.save since 1.6): the start-up checks read a
-        # checkpoint's settings before Lightning loads it, and should not read its tensors each time.
-        content = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        # Memory-mapped where the format allows (the zip one): the start-up checks read a checkpoint's
+        # settings before Lightning loads it, and should not read its tensors each time.
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=zip_format)
     except pickle.UnpicklingError as error:
         if "Weights only load failed" not in str(error):
             raise UserInputError(f"{what} {path} cannot be read: it is truncated or corrupt ({first_line(error)})") \
