@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from i3d_lightning.data.release_clip import read_gif
 from i3d_lightning.flow.tvl1 import grey_from_rgb, tvl1_flow
-from i3d_lightning.hardware import describe_device
+from i3d_lightning.hardware import describe_device, resolve_device
 from i3d_lightning.video import decoding
 
 
@@ -80,9 +80,9 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["224x224", "256x340"], help="HxW")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--pairs", type=int, default=32)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     rgb = read_rgb(args.frames)
     if len(rgb) < args.pairs + 1:
         rgb = np.concatenate([rgb] * (args.pairs // len(rgb) + 2))  # long enough, still real frames

@@ -31,7 +31,7 @@ from i3d_lightning.fvd.distance import frechet_distance, kernel_distance
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.run import EmbeddingLoop, embed_side, embedding_trainer
-from i3d_lightning.hardware import bf16_is_fast, describe_device
+from i3d_lightning.hardware import bf16_is_fast, describe_device, resolve_device
 from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.runtime.video_inference import default_batch_size
 from i3d_lightning.weights import WeightsSource, i3d
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--devices", default="1")
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see README)")
     args = parser.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device("auto").type
     batch_size = args.batch_size or default_batch_size(device)
     print(f"{describe_device(device)}, {os.cpu_count()} CPUs, {args.workers} decoding workers, batch {batch_size}; "
           f"{args.videos} + {args.videos} videos ({args.format}) of {args.frames} frames {args.size}x{args.size}, "

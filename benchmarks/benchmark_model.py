@@ -20,7 +20,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from i3d_lightning.hardware import cpu_info, describe_device, float32_mode, float32_mode_on
+from i3d_lightning.hardware import cpu_info, describe_device, float32_mode, float32_mode_on, resolve_device
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.models.inference import PRECISIONS, inference_precision, optimize_for_inference, prepare_input
 
@@ -104,7 +104,7 @@ def forward_flops(model: InceptionI3d, batch: int, frames: int = FRAMES) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sizes to time")
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS,
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on CPU)")
     parser.add_argument("--no-training", action="store_true", help="skip the training step's timing")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     precisions = args.precisions or (["32", "tf32", "bf16"] if device.type == "cuda" else ["32", "bf16"])
