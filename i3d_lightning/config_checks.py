@@ -70,8 +70,8 @@ def _numbers(prefix: str, keys: Sequence[str], **rule: object) -> list[Rule]:
     return [Rule(f"{prefix}.{key}", **rule) for key in keys]
 
 
-#: Checked in this order (a key that interpolates another comes after it, so the error names what the
-#: user typed: ``schedule.max_epochs`` before ``trainer.max_epochs``).
+#: Checked in this order (a key that interpolates another would come after it, so that the error names
+#: what the user typed).
 RULES: list[Rule] = [
     Rule("seed", "int"),
     Rule("ckpt_path", "checkpoint", optional=True),
@@ -80,11 +80,6 @@ RULES: list[Rule] = [
     Rule("precision", "str", choices=("32", "tf32", "bf16")),
     Rule("fast", "bool"),
     Rule("device", "str"),
-    Rule("schedule.max_epochs", "int", minimum=1),
-    Rule("schedule.head_lr_scale", "number", minimum=0, greater=True),
-    Rule("schedule.optimizer.lr", "number", minimum=0, greater=True),
-    Rule("schedule.optimizer.weight_decay", "number", minimum=0),
-    Rule("schedule.optimizer.momentum", "number", minimum=0),
     Rule("data.batch_size", "int", minimum=1),
     Rule("data.eval_batch_size", "int", minimum=1, optional=True),
     Rule("data.num_workers", "int", minimum=0, optional=True),
@@ -117,6 +112,10 @@ RULES: list[Rule] = [
     Rule("model.bn_momentum", "number", minimum=0, greater=True, optional=True),
     Rule("model.aggregate", "str", choices=("mean_logits", "mean_softmax")),
     Rule("model.eval_chunk", "int", minimum=1),
+    Rule("model.head_lr_scale", "number", minimum=0, greater=True),
+    Rule("model.optimizer.lr", "number", minimum=0, greater=True),
+    Rule("model.optimizer.weight_decay", "number", minimum=0),
+    Rule("model.optimizer.momentum", "number", minimum=0),
     Rule("trainer.max_epochs", "int", minimum=1),
     Rule("trainer.precision", "str", choices=TRAINER_PRECISIONS),
     Rule("trainer.accumulate_grad_batches", "int", minimum=1),
@@ -127,6 +126,7 @@ RULES: list[Rule] = [
     Rule("trainer.benchmark", "bool"),
     Rule("dataset.split", "int", choices=(1, 2, 3)),
     Rule("dataset.layout", "str", choices=("ucf101", "hmdb51")),
+    Rule("dataset.num_classes", "int", choices=(400, 600)),
     Rule("dataset.train_per_class", "int", minimum=1),
     Rule("dataset.val_per_class", "int", minimum=1),
     Rule("dataset.num_frames", "int", minimum=MIN_FRAMES),

@@ -19,13 +19,13 @@ from i3d_lightning.config_checks import RULES, Rule
 from tests.conftest import REPO_ROOT, compose_config
 
 # Values that would not be reached before a dataset is looked at, with a tiny synthetic set for the rest.
-SYNTHETIC = ["dataset.train_per_class=1", "dataset.val_per_class=1", "dataset.num_frames=20"]
+SYNTHETIC = ["dataset=synthetic", "dataset.train_per_class=1", "dataset.val_per_class=1", "dataset.num_frames=20"]
 
 BAD_TRAIN = [
     ("data.batch_size=-1", "data.batch_size=-1: must be at least 1"),
     ("data.batch_size=0", "data.batch_size=0: must be at least 1"),
     ("trainer.max_epochs=abc", "trainer.max_epochs=abc: must be a whole number at least 1"),
-    ("schedule.max_epochs=abc", "schedule.max_epochs=abc: must be a whole number at least 1"),
+    ("model.head_lr_scale=0", "model.head_lr_scale=0: must be above 0"),
     ("data.clip.clip_len=abc", "data.clip.clip_len=abc: must be a whole number at least 9"),
     ("data.clip.clip_len=4", "data.clip.clip_len=4: must be at least 9"),
     ("data.num_workers=-3", "data.num_workers=-3: must be at least 0"),
@@ -41,7 +41,7 @@ BAD_TRAIN = [
     ("model.dropout=-0.1", "model.dropout=-0.1: must be at least 0"),
     ("model.aggregate=max", "model.aggregate=max: choose one of mean_logits, mean_softmax"),
     ("model.trainable_blocks=-1", "model.trainable_blocks=-1: must be at least 0"),
-    ("schedule.optimizer.lr=0", "schedule.optimizer.lr=0: must be above 0"),
+    ("model.optimizer.lr=0", "model.optimizer.lr=0: must be above 0"),
     ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: must be at least 1"),
     ("trainer.precision=16-bits", "trainer.precision=16-bits: choose one of auto, 32, 32-true"),
     ("seed=abc", "seed=abc: must be a whole number"),
@@ -59,6 +59,8 @@ BAD_EVAL = [
     ("model.eval_chunk=0", "model.eval_chunk=0: must be at least 1"),
     ("data.batch_size=abc", "data.batch_size=abc: must be a whole number at least 1"),
     ("dataset=ucf101 dataset.layout=kinetics", "dataset.layout=kinetics: choose one of ucf101, hmdb51"),
+    ("dataset=kinetics400 dataset.num_classes=700", "dataset.num_classes=700: choose one of 400, 600"),
+    ("dataset=custom sample.rgb=clip.mp4", "sample.rgb is an input of the sample evaluation, which has no dataset"),
 ]
 
 
@@ -130,13 +132,14 @@ def test_the_table_covers_every_numeric_key_of_the_configs():
     from omegaconf import OmegaConf
 
     keys = {rule.key for rule in RULES}
-    for name in ("train", "eval"):
-        cfg = OmegaConf.to_container(compose_config(name), resolve=False)
+    datasets = ("synthetic", "ucf101", "hmdb51", "kinetics400", "kinetics600", "custom")
+    for name, overrides in [("eval", [])] + [("train", [f"dataset={dataset}"]) for dataset in datasets]:
+        cfg = OmegaConf.to_container(compose_config(name, overrides), resolve=False)
         numeric = [key for key, value in _leaves(cfg)
                    if isinstance(value, int | float) and not isinstance(value, bool)]
         unchecked = [key for key in numeric if key not in keys
-                     and not key.startswith("schedule.scheduler.") and key != "trainer.devices"]
-        assert unchecked == [], f"{name}: no rule for {unchecked}"
+                     and not key.startswith("model.scheduler.") and key != "trainer.devices"]
+        assert unchecked == [], f"{name} {overrides}: no rule for {unchecked}"
 
 
 def _leaves(tree: dict, prefix: str = ""):

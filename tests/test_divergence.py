@@ -122,10 +122,11 @@ class InjectNaNGradients(pl.Callback):
 
 
 def test_train_cli_stops_a_diverging_run_with_one_line_and_exit_1(tmp_path, checkpoints_dir):
-    result = run_script("train.py", f"hydra.run.dir={tmp_path}", f"dataset.root={tmp_path / 'synthetic'}",
+    result = run_script("train.py", f"hydra.run.dir={tmp_path}", "dataset=synthetic",
+                        f"dataset.root={tmp_path / 'synthetic'}",
                         "dataset.train_per_class=2", "dataset.val_per_class=1", "dataset.num_frames=20",
                         "data.num_workers=0", "data.batch_size=2", "data.clip.clip_len=9",
-                        "data.clip.crop_size=193",
+                        "data.clip.short_side=193", "data.clip.crop_size=193",
                         f"weights.source.mirror={checkpoints_dir}", "weights.rgb=rgb_scratch", "logger=[]",
                         "callbacks.nonfinite_guard.max_consecutive=2", "model.trainable_blocks=0",
                         "+callbacks.inject._target_=tests.test_divergence.InjectNaNGradients",

@@ -8,13 +8,12 @@ import logging
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from i3d_lightning import hardware
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.inference import check_inference_precision
 from i3d_lightning.training.run import build_trainer
-from tests.conftest import REPO_ROOT
+from tests.conftest import compose_config
 
 CPUINFO = {
     "amx": "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
@@ -60,8 +59,7 @@ def test_an_unknown_trainer_precision_is_one_clear_error():
 
 
 def _trainer(overrides: list[str], tmp_path):
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"run_dir={tmp_path}", "logger=[]", *overrides])
+    cfg = compose_config("train", [f"run_dir={tmp_path}", "logger=[]", *overrides])
     return build_trainer(cfg, for_training=True)
 
 

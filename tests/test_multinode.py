@@ -58,7 +58,7 @@ def test_training_on_two_nodes_equals_one_process(tmp_path, two_class_videos):
     # Per process 3 clips, 2 processes = the 6 videos in one step per epoch; one process takes them in
     # one batch of 6. Batch norm statistics fixed, no dropout: the same gradient either way.
     common = [*FAST, "dataset=custom", f"dataset.train={two_class_videos}", f"dataset.val={two_class_videos}",
-              "schedule.max_epochs=2", "model.trainable_blocks=1", "model.freeze_bn_stats=true", "model.dropout=0",
+              "trainer.max_epochs=2", "model.trainable_blocks=1", "model.freeze_bn_stats=true", "model.dropout=0",
               "logger=[csv]", "test_after_fit=false"]
     _torchrun_two_nodes("train.py", [*common, *TWO_NODES, "data.batch_size=3", f"run_dir={tmp_path / 'nodes'}"])
     result = run_script("train.py", *common, "trainer.precision=32", "data.batch_size=6",

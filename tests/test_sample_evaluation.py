@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.errors import UserInputError
@@ -17,7 +16,7 @@ from i3d_lightning.evaluation.run import evaluate
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.weights import WeightsSource, kinetics_categories
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import REPO_ROOT, run_script
+from tests.conftest import compose_config, run_script
 from tests.videos import decoded_index_mod_levels, write_frames, write_video
 
 RELEASE_LINE = re.compile(r"^(\S+) (\S+) (.+)$")
@@ -63,18 +62,13 @@ def test_eval_cli_on_the_shared_sample_prints_playing_cricket(release_dir, check
     assert result.stderr == ""  # no library chatter (TensorFlow's conversion included)
 
 
-def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="eval", overrides=list(overrides))
-
-
 def test_default_sample_comes_from_the_mirror(checkpoints_dir, release_dir, tmp_path):
     # The shared mirror has the sample's GIF render (the .npy is not available offline).
     mirror = WeightsSource(mirror=checkpoints_dir)
     assert release_sample("rgb", mirror) == release_dir / "v_CricketShot_g04_c01_rgb.gif"
     assert release_sample("flow", mirror) == release_dir / "v_CricketShot_g04_c01_flow.gif"
-    cfg = _compose("stream=rgb", "weights.rgb=rgb_scratch", f"weights.source.mirror={checkpoints_dir}")
-    assert cfg.sample.rgb is None and cfg.dataset.name == "sample"
+    cfg = compose_config("eval", ["stream=rgb", "weights.rgb=rgb_scratch", f"weights.source.mirror={checkpoints_dir}"])
+    assert cfg.sample.rgb is None and cfg.get("dataset") is None
     # Offline and without a mirror: the error says how to go on without the release's clip.
     with pytest.raises(UserInputError, match=r"Or give the clip yourself: sample.rgb=PATH"):
         release_sample("rgb", WeightsSource(cache=tmp_path / "cache", progress=False))
@@ -88,8 +82,8 @@ def test_joint_sums_rgb_and_flow_logits(tmp_path, weights_home, monkeypatch, cap
     for stream, channels in (("rgb", 3), ("flow", 2)):
         inputs[stream] = tmp_path / f"{stream}.npy"
         np.save(inputs[stream], generator.uniform(-1, 1, (1, 12, 224, 224, channels)).astype(np.float32))
-    cfg = _compose("stream=joint", "weights.rgb=rgb_scratch", f"weights.flow={flow_weights}",
-                   f"sample.rgb={inputs['rgb']}", f"sample.flow={inputs['flow']}", "device=cpu")
+    cfg = compose_config("eval", ["stream=joint", "weights.rgb=rgb_scratch", f"weights.flow={flow_weights}",
+                                  f"sample.rgb={inputs['rgb']}", f"sample.flow={inputs['flow']}", "device=cpu"])
     report = evaluate(cfg)
     assert capsys.readouterr().out.strip() == report
     separate = [evaluate_sample([stream], cfg.weights, cfg.sample, fast=cfg.fast)[0] for stream in ("rgb", "flow")]

@@ -35,9 +35,14 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> str:
     """Run the evaluation of ``cfg``; returns the text it printed."""
     check_config(cfg)
+    given = [f"sample.{modality}" for modality, path in cfg.sample.items() if path is not None]
+    if given and cfg.get("dataset") is not None:
+        raise UserInputError(f"{', '.join(given)} is an input of the sample evaluation, which has no dataset: "
+                             f"drop dataset={cfg.dataset.name} to classify that clip, or drop {given[0]}=... to score "
+                             "the dataset")
     device = resolve_device(cfg.device)
     check_inference_precision(str(cfg.precision), device)
-    if cfg.dataset.name == "sample":
+    if cfg.get("dataset") is None:
         logits, categories = evaluate_sample(
             list(cfg.stream.modalities), cfg.weights, cfg.sample,
             device=device, precision=str(cfg.precision), fast=cfg.fast,

@@ -90,7 +90,7 @@ class NonFiniteGuard(Callback):
                 f"training diverged: {self.consecutive} steps in a row had non-finite {what} "
                 f"(step {trainer.global_step}; {self.skipped_steps} skipped in all). The weights were not "
                 f"changed by those steps. Try trainer.precision=32 (bf16 convolution gradients have been NaN "
-                f"on some CPUs), a lower learning rate (schedule.optimizer.lr), or gradient clipping "
+                f"on some CPUs), a lower learning rate (model.optimizer.lr), or gradient clipping "
                 f"(trainer.gradient_clip_val=1.0)")
 
     @staticmethod

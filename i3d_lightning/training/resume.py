@@ -27,7 +27,7 @@ from i3d_lightning.weights.loading import read_checkpoint
 log = logging.getLogger(__name__)
 
 #: Keys (and key prefixes, ending in ".") that a resumed run may change.
-MAY_CHANGE = ("ckpt_path", "run_dir", "hydra.", "trainer.", "schedule.max_epochs", "data.num_workers",
+MAY_CHANGE = ("ckpt_path", "run_dir", "hydra.", "trainer.", "data.num_workers",
               "data.worker_timeout", "test_after_fit", "logger", "callbacks", "tf32")
 
 

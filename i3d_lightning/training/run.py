@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 
 def build_datamodule(cfg: DictConfig) -> VideoDataModule:
     """The DataModule of ``cfg.data`` over ``cfg.dataset``, prepared and ready for ``setup``."""
-    if "_target_" not in cfg.dataset:
-        raise UserInputError(f"dataset={cfg.dataset.name} is not a video dataset (the sample clip is for eval.py); "
-                             "choose synthetic, ucf101, hmdb51, kinetics400, kinetics600 or custom")
     datamodule = instantiate(cfg.data, _convert_="object")
     datamodule.prepare_data()
     return datamodule
@@ -82,6 +79,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write the list of unreadable videos; returns the key results."""
     check_config(cfg)
     cfg = resumed_config(cfg)
+    if cfg.get("dataset") is None:
+        raise UserInputError("no dataset chosen: add dataset=ucf101|hmdb51|kinetics400|kinetics600|custom|synthetic "
+                             "(with dataset.root=... where it has one), or experiment=quickstart for the synthetic "
+                             "quick start")
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     trainer = build_trainer(cfg, for_training=True)  # first: a setting Lightning refuses costs no data preparation
