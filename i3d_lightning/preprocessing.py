@@ -17,6 +17,11 @@ import torch.nn.functional as F
 
 from i3d_lightning.errors import UserInputError
 
+#: The release's input conventions (the kinetics-i3d README), the defaults of clip sampling, the sample
+#: evaluation and the tools: frames at 25 fps, resized so the shorter side is 256, centre crop 224.
+RELEASE_FPS = 25.0
+RELEASE_SHORT_SIDE = 256
+RELEASE_CROP_SIZE = 224
 #: Flow beyond +-20 pixels per frame is clipped, as in the release; 20 pixels become 1.
 FLOW_BOUND = 20.0
 #: Slack when checking that given input is in [-1, 1]: float rounding of values computed as x / 127.5 - 1.
@@ -110,9 +115,9 @@ class ReleasePreprocessing:
 
     modality: str
     value_range: tuple[float, float]
-    fps: float = 25.0
-    short_side: int = 256
-    crop_size: int = 224
+    fps: float = RELEASE_FPS
+    short_side: int = RELEASE_SHORT_SIDE
+    crop_size: int = RELEASE_CROP_SIZE
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """``[T, H, W, C]`` frames already at ``fps`` (rgb: uint8 pixels; flow: float pixels, channels

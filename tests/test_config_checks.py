@@ -221,3 +221,22 @@ def test_a_gpu_trainer_without_a_gpu_is_refused_before_any_work(tmp_path, capsys
     assert status == 2 and stderr.strip() == ("error: trainer.accelerator=gpu: this machine has no usable CUDA GPU "
                                               "(use trainer=cpu)")
     assert not run_dir.exists() and not (tmp_path / "synthetic").exists()
+
+
+def test_the_data_config_shows_the_librarys_defaults():
+    # The defaults are written once in Python (the release's conventions in preprocessing.py, OpenCV's
+    # TV-L1 parameters); data/video.yaml shows them so that Hydra can override them, and must not drift.
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from i3d_lightning.data.clip_dataset import ClipSampling
+    from i3d_lightning.flow.online import OnlineFlow
+
+    data = OmegaConf.to_container(compose_config("train", ["dataset=custom"]).data)
+    shown = {**data["clip"], **data["train_sampling"], **data["eval_sampling"]}
+    library = ClipSampling(train=True)
+    assert {key: shown[key] for key in shown} == {key: getattr(library, key) for key in shown}
+    assert set(shown) == {field.name for field in fields(ClipSampling)} - {"train"}
+    assert OnlineFlow.from_config(data["online_flow"]) == OnlineFlow()
+    assert set(data["online_flow"]["tvl1"]) == {field.name for field in fields(OnlineFlow().tvl1)}

@@ -6,7 +6,7 @@
 
 Writes ``OUT_DIR/i3d_<stream>.onnx``, ``OUT_DIR/i3d_<stream>.torchscript.pt`` and
 ``OUT_DIR/i3d_<stream>.json`` (inputs, output, class names and the checks). Inputs: one
-``[batch, C, frames, 224, 224]`` float32 clip per stream in [-1, 1] (rgb: 3 channels, flow: 2),
+``[batch, C, frames, 224, 224]`` float32 clip per modality in [-1, 1] (rgb: 3 channels, flow: 2),
 batch and frames dynamic (frames >= 17 for ONNX); output ``logits [batch, classes]`` (joint: the sum
 of both streams' logits). Each export is run on the release's sample clip (1 x 79 frames) and on a
 random 3 x 17-frame batch; the largest absolute logit difference to PyTorch is printed and must be
@@ -28,10 +28,8 @@ from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.export.formats import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
 from i3d_lightning.models.streams import STREAMS
+from i3d_lightning.preprocessing import RELEASE_CROP_SIZE
 from i3d_lightning.weights.release import ReleaseFileError, WeightsSource
-
-SIZE = 224
-
 
 #: What each format needs beyond the base install (``pip install 'i3d-lightning[export]'``).
 FORMAT_MODULES = {"torchscript": (), "onnx": ("onnx", "onnxscript", "onnxruntime")}
@@ -46,24 +44,25 @@ def check_format_modules(formats: list[str]) -> None:
                              "pip install 'i3d-lightning[export]' (or pass --formats torchscript)")
 
 
-def sample_clip(stream: str, path: str | None, source: WeightsSource) -> torch.Tensor:
-    """The check clip of ``stream``: ``path``, else the release's sample clip."""
+def sample_clip(modality: str, path: str | None, source: WeightsSource) -> torch.Tensor:
+    """The check clip of ``modality``: ``path``, else the release's sample clip."""
     if path:
-        return load_input(path, stream)
+        return load_input(path, modality)
     try:
-        return load_input(release_sample(stream, source), stream)
+        return load_input(release_sample(modality, source), modality)
     except ReleaseFileError as error:
-        raise UserInputError(f"{error}\nOr check the export on a clip of your own: --sample-{stream} PATH "
-                             f"(.npy, .gif{' or a video' if stream == 'rgb' else ''})") from None
+        raise UserInputError(f"{error}\nOr check the export on a clip of your own: --sample-{modality} PATH "
+                             f"(.npy, .gif{' or a video' if modality == 'rgb' else ''})") from None
 
 
-def check_inputs(streams: tuple[str, ...], samples: dict[str, str | None], source: WeightsSource) -> dict:
+def check_inputs(modalities: tuple[str, ...], samples: dict[str, str | None], source: WeightsSource) -> dict:
     """Named input sets for the checks: the sample clip, and a random batch of the shortest length."""
-    sample = tuple(sample_clip(s, samples.get(s), source) for s in streams)
+    sample = tuple(sample_clip(m, samples.get(m), source) for m in modalities)
     frames = min(clip.shape[2] for clip in sample)
-    sample = tuple(clip[:, :, :frames] for clip in sample)  # the streams' clips have one length
+    sample = tuple(clip[:, :, :frames] for clip in sample)  # the modalities' clips have one length
     generator = torch.Generator().manual_seed(1)
-    random = tuple(torch.rand(3, clip.shape[1], MIN_EXPORT_FRAMES, SIZE, SIZE, generator=generator) * 2 - 1
+    size = RELEASE_CROP_SIZE
+    random = tuple(torch.rand(3, clip.shape[1], MIN_EXPORT_FRAMES, size, size, generator=generator) * 2 - 1
                    for clip in sample)
     return {f"sample 1x{frames}": sample, f"random 3x{MIN_EXPORT_FRAMES}": random}
 
@@ -91,22 +90,23 @@ def export_and_check(args: argparse.Namespace) -> int:
     print("loading the model ...", flush=True)
     model, classes = load_model(stream, weights={"rgb": args.weights_rgb, "flow": args.weights_flow},
                                 checkpoint=args.checkpoint, source=source)
-    name = "joint" if len(model.streams) > 1 else model.streams[0]
-    inputs = check_inputs(model.streams, {"rgb": args.sample_rgb, "flow": args.sample_flow}, source)
+    name = "joint" if len(model.modalities) > 1 else model.modalities[0]
+    inputs = check_inputs(model.modalities, {"rgb": args.sample_rgb, "flow": args.sample_flow}, source)
     writable_folder(args.out, "OUT")  # made only now, so that a refusal above leaves nothing behind
     checks: dict[str, dict[str, float]] = {}
     for fmt in args.formats:
         print(f"exporting {fmt} ...", flush=True)
-        path = export(model, fmt, args.out / f"i3d_{name}{SUFFIXES[fmt]}", size=SIZE)
+        path = export(model, fmt, args.out / f"i3d_{name}{SUFFIXES[fmt]}")
         print(f"checking {path.name} against PyTorch on {', '.join(inputs)} ...", flush=True)
         checks[fmt] = {label: max_abs_difference(path, fmt, model, clips) for label, clips in inputs.items()}
         print(f"{path}: max |logit difference| to PyTorch " +
               ", ".join(f"{diff:.3g} ({label})" for label, diff in checks[fmt].items()))
     description = {
         "stream": name,
-        "source": args.checkpoint or {s: getattr(args, f"weights_{s}") for s in model.streams},
-        "inputs": [{"name": s, "shape": ["batch", model.towers[s].in_channels, "frames", SIZE, SIZE],
-                    "dtype": "float32", "range": [-1.0, 1.0], "min_frames": MIN_EXPORT_FRAMES} for s in model.streams],
+        "source": args.checkpoint or {s: getattr(args, f"weights_{s}") for s in model.modalities},
+        "inputs": [{"name": m, "shape": ["batch", model.towers[m].in_channels, "frames", *[RELEASE_CROP_SIZE] * 2],
+                    "dtype": "float32", "range": [-1.0, 1.0], "min_frames": MIN_EXPORT_FRAMES}
+                   for m in model.modalities],
         "output": {"name": "logits", "shape": ["batch", len(classes)]},
         "classes": classes,
         "checks": {"max_abs_logit_difference": checks, "tolerance": args.tolerance},

@@ -33,6 +33,7 @@ from i3d_lightning.hardware import available_cpus
 from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
 from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.models.streams import STREAMS, modalities_of
+from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_SHORT_SIDE
 from i3d_lightning.runtime.video_inference import default_batch_size, uses_cuda, video_loader
 from i3d_lightning.weights import WeightsSource, stream_towers
 
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=whole_number(1), default=16, help=f"frames per window (at least {MIN_FRAMES})")
     parser.add_argument("--stride", type=whole_number(1), default=16)
     parser.add_argument("--per-video", action="store_true", help="one vector per video instead of windows")
-    parser.add_argument("--short-side", type=whole_number(MIN_SIZE), default=256)
-    parser.add_argument("--crop", type=whole_number(MIN_SIZE), default=224)
+    parser.add_argument("--short-side", type=whole_number(MIN_SIZE), default=RELEASE_SHORT_SIDE)
+    parser.add_argument("--crop", type=whole_number(MIN_SIZE), default=RELEASE_CROP_SIZE)
     parser.add_argument("--precision", choices=PRECISIONS, default="32",
                         help="32: IEEE fp32 (also on GPUs); tf32: CUDA TF32; bf16: autocast")
     parser.add_argument("--batch-size", type=whole_number(1),

@@ -36,6 +36,7 @@ from i3d_lightning.data.annotations import VIDEO_EXTENSIONS
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.writer import opencv_pairs, torch_pairs, video_id, write_flow_folder
 from i3d_lightning.hardware import resolve_device
+from i3d_lightning.preprocessing import RELEASE_FPS, RELEASE_SHORT_SIDE
 
 #: Flow frames written by all processes, a shared counter behind the progress line (set by _start_process).
 _frames_written = None
@@ -78,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="i3d-extract-flow", description=__doc__.split("\n\n")[0])
     parser.add_argument("videos", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--fps", type=number(0), default=25.0, help="0 keeps each video's rate")
-    parser.add_argument("--short-side", type=whole_number(2), default=256)
+    parser.add_argument("--fps", type=number(0), default=RELEASE_FPS, help="0 keeps each video's rate")
+    parser.add_argument("--short-side", type=whole_number(2), default=RELEASE_SHORT_SIDE)
     parser.add_argument("--backend", choices=("torch", "opencv"), default="torch")
     parser.add_argument("--batch", type=whole_number(1), default=16, help="frame pairs per TV-L1 call (torch backend)")
     parser.add_argument("--device", default="auto", help="torch backend: cpu, cuda, cuda:N or auto")

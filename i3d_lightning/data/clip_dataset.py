@@ -26,7 +26,7 @@ from i3d_lightning.flow.stored import count_flow_frames, read_flow
 from i3d_lightning.flow.tvl1 import grey_from_rgb
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import check_modalities
-from i3d_lightning.preprocessing import crop_views, resize_flow
+from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE, crop_views, resize_flow
 from i3d_lightning.video import decoding, sampling
 
 #: Where flow comes from: JPEGs under ``flow_root``, or TV-L1 of the decoded frames.
@@ -47,9 +47,9 @@ class ClipSampling:
     train: bool
     clip_len: int = 64
     stride: int = 1
-    fps: float | None = 25.0
-    short_side: int = 256
-    crop_size: int = 224
+    fps: float | None = RELEASE_FPS
+    short_side: int = RELEASE_SHORT_SIDE
+    crop_size: int = RELEASE_CROP_SIZE
     flip: bool = True
     num_clips: int = 1
     num_crops: int = 1

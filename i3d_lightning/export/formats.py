@@ -1,8 +1,8 @@
 """Export I3D for deployment: TorchScript and ONNX, with dynamic batch and time axes.
 
-The exported network is :class:`StreamSum`: one I3D tower per stream, logits summed (``joint`` is
-the release's two-stream model). Its inputs are ``[B, C, T, H, W]`` float clips in [-1, 1], one per
-stream in ``rgb``, ``flow`` order; its output is logits ``[B, classes]``.
+The exported network is :class:`StreamSum`: one I3D tower per modality of the stream, logits summed
+(``joint`` is the release's two-stream model). Its inputs are ``[B, C, T, H, W]`` float clips in [-1, 1],
+one per modality in ``rgb``, ``flow`` order; its output is logits ``[B, classes]``.
 
 * ONNX goes through ``torch.export`` (the dynamo exporter): batch and time are symbolic, so the
   TensorFlow ``SAME`` padding of the strided layers is computed in the graph for each clip length.
@@ -33,6 +33,7 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import MIN_SIZE, InceptionI3d
 from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.models.streams import modalities_of
+from i3d_lightning.preprocessing import RELEASE_CROP_SIZE
 from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.weights import WeightsSource, kinetics_categories, stream_towers
 from i3d_lightning.weights.loading import read_checkpoint
@@ -47,9 +48,10 @@ MAX_FRAMES = 1 << 20
 
 
 class StreamSum(nn.Module):
-    """Sum of the logits of one tower per stream.
+    """A stream's prediction: the sum of the logits of its towers, one per modality.
 
-    Input: one ``[B, C_s, T_s, H, W]`` clip per stream (``streams`` order), values in [-1, 1].
+    Input: one ``[B, C_m, T_m, H, W]`` clip per modality (``modalities`` order: rgb 3 channels, flow 2),
+    values in [-1, 1].
     Output: logits ``[B, classes]``.
     """
 
@@ -57,13 +59,13 @@ class StreamSum(nn.Module):
         super().__init__()
         classes = {tower.num_classes for tower in towers.values()}
         if len(classes) != 1:
-            raise UserInputError(f"the streams' models have different numbers of classes {sorted(classes)}: "
+            raise UserInputError(f"the towers have different numbers of classes {sorted(classes)}: "
                                  f"their logits cannot be summed")
-        self.streams = tuple(towers)
+        self.modalities = tuple(towers)
         self.towers = nn.ModuleDict(towers)
 
     def forward(self, *clips: torch.Tensor) -> torch.Tensor:
-        logits = [self.towers[stream](clip) for stream, clip in zip(self.streams, clips, strict=True)]
+        logits = [self.towers[modality](clip) for modality, clip in zip(self.modalities, clips, strict=True)]
         return torch.stack(logits).sum(dim=0)
 
 
@@ -72,7 +74,7 @@ def load_model(stream: str | None, *, weights: Mapping[str, str | os.PathLike] |
                source: WeightsSource = WeightsSource()) -> tuple[StreamSum, list[str]]:
     """The model to export and its class names: either the towers of a ``train.py`` checkpoint
     (``checkpoint``; ``stream`` may be ``None`` = the checkpoint's), or ``weights[s]`` (a registry name
-    or a converted file) for each stream ``s`` of ``stream``."""
+    or a converted file) for each modality ``s`` of ``stream``."""
     modalities = modalities_of(stream) if stream is not None else None
     if checkpoint is not None:
         read_checkpoint(checkpoint, "--checkpoint")  # one line if it is missing or is no train.py checkpoint
@@ -94,13 +96,14 @@ def load_model(stream: str | None, *, weights: Mapping[str, str | os.PathLike] |
     return model, classes
 
 
-def example_inputs(model: StreamSum, *, frames: int = 32, size: int = 224, batch: int = 2) -> tuple[torch.Tensor, ...]:
+def example_inputs(model: StreamSum, *, frames: int = 32, size: int = RELEASE_CROP_SIZE,
+                   batch: int = 2) -> tuple[torch.Tensor, ...]:
     """Random clips to export with. The batch is 2 because ``torch.export`` specialises a size of 1."""
     if size < MIN_SIZE:
         raise UserInputError(f"size {size} is too small for I3D (at least {MIN_SIZE})")
     generator = torch.Generator().manual_seed(0)
     return tuple(torch.rand(batch, model.towers[s].in_channels, frames, size, size, generator=generator) * 2 - 1
-                 for s in model.streams)
+                 for s in model.modalities)
 
 
 @contextlib.contextmanager
@@ -126,10 +129,10 @@ def export_onnx(model: StreamSum, inputs: Sequence[torch.Tensor], path: str | os
     path = Path(path)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     dynamic = tuple({0: batch, 2: torch.export.Dim(f"{s}_frames", min=MIN_EXPORT_FRAMES, max=MAX_FRAMES)}
-                    for s in model.streams)
+                    for s in model.modalities)
     with atomic_output(path) as temporary, torch.no_grad():
         torch.onnx.export(model.eval(), tuple(inputs), str(temporary), dynamo=True, dynamic_shapes=(dynamic,),
-                          input_names=list(model.streams), output_names=["logits"], external_data=False,
+                          input_names=list(model.modalities), output_names=["logits"], external_data=False,
                           verbose=False)
     return path
 
@@ -158,7 +161,8 @@ def max_abs_difference(path: str | os.PathLike, fmt: str, model: StreamSum, inpu
     return float(np.abs(run_exported(path, fmt, inputs) - expected).max())
 
 
-def export(model: StreamSum, fmt: str, path: str | os.PathLike, *, frames: int = 32, size: int = 224) -> Path:
+def export(model: StreamSum, fmt: str, path: str | os.PathLike, *, frames: int = 32,
+           size: int = RELEASE_CROP_SIZE) -> Path:
     """Export ``model`` as ``fmt`` (``torchscript`` or ``onnx``) for ``size`` x ``size`` clips."""
     inputs = example_inputs(model, frames=frames, size=size)
     if fmt == "torchscript":
