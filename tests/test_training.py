@@ -120,8 +120,8 @@ def test_the_quick_start_learns_the_synthetic_motion_classes(tmp_path, checkpoin
     # experiment=quickstart (precision auto: fp32 without AMX) on a smaller synthetic set: 48 training
     # videos, 4 epochs of 12 steps, the last two blocks and the logits trained (the whole network's
     # backward took about 3x as long on 2 cores; that every block trains by default is checked in
-    # test_freezing_and_learning_rate_groups). Measured on the AMD EPYC (AVX2, fp32): 0.96 validation and test top-1 after 4 epochs,
-    # 0.81 after 3, too close to the bar; the 4th epoch gives the margin.
+    # test_freezing_and_learning_rate_groups). Measured on the AMD EPYC (AVX2, fp32): 0.96 validation
+    # and test top-1 after 4 epochs, 0.81 after 3, too close to the bar; the 4th epoch gives the margin.
     cfg = _learning_config(tmp_path, checkpoints_dir, ["data.batch_size=4", "trainer.max_epochs=4",
                                                        "model.trainable_blocks=2"])
     results = train(cfg)
