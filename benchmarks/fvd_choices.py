@@ -5,7 +5,8 @@
 Makes a seeded set of "real" videos (textures panning in random directions) and "fake" ones (the same
 with noise and a blur), then computes FVD the reference way and with one choice changed at a time:
 PyTorch's half-pixel bilinear resize instead of TF1's, frames rounded to uint8 after the resize, a
-biased covariance (divided by n), and ``scipy.linalg.sqrtm`` for the square root. Prints one line per
+biased covariance (divided by n), ``scipy.linalg.sqrtm`` for the square root, and both together (StyleGAN-V's
+distance, ``i3d-fvd --covariance biased --square-root scipy``). Prints one line per
 variant with its value and its relative difference to the reference. (The embedding checkpoint is the
 other usual difference: rgb_imagenet instead of rgb_scratch; it needs the release's rgb_imagenet files.)
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 
@@ -58,20 +58,6 @@ def embed(network: torch.nn.Module, videos: np.ndarray, resize: str) -> torch.Te
         return torch.cat([network(prepare_input(clip[None], True)) for clip in clips]).double()
 
 
-def scipy_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
-    first, second = GaussianStatistics.from_embeddings(real), GaussianStatistics.from_embeddings(fake)
-    product = scipy.linalg.sqrtm(first.covariance.numpy() @ second.covariance.numpy())
-    return float(torch.sum((first.mean - second.mean) ** 2) + torch.trace(first.covariance + second.covariance)
-                 - 2 * np.real(np.trace(product)))
-
-
-def biased_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
-    """The reference distance of covariances divided by n instead of n - 1."""
-    first, second = GaussianStatistics.from_embeddings(real), GaussianStatistics.from_embeddings(fake)
-    return frechet_distance(*(GaussianStatistics(one.count, one.mean, one.covariance * (one.count - 1) / one.count)
-                              for one in (first, second)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=8, help="videos per side")
@@ -84,20 +70,21 @@ def main() -> None:
     real, fake = make_videos(args.videos, args.frames, args.size, args.seed)
     embedded = {resize: (embed(network, real, resize), embed(network, fake, resize))
                 for resize in ("tf1", "half_pixel", "tf1_uint8")}
-    reference_real, reference_fake = embedded["tf1"]
 
-    def fvd(pair: tuple[torch.Tensor, torch.Tensor]) -> float:
+    def fvd(pair: tuple[torch.Tensor, torch.Tensor], **distance: str) -> float:
         real_embeddings, fake_embeddings = pair
         return frechet_distance(GaussianStatistics.from_embeddings(real_embeddings),
-                                GaussianStatistics.from_embeddings(fake_embeddings))
+                                GaussianStatistics.from_embeddings(fake_embeddings), **distance)
 
     reference = fvd(embedded["tf1"])
     variants = {
         "reference (TF1 resize, float, unbiased, SVD roots)": reference,
         "PyTorch half-pixel bilinear resize": fvd(embedded["half_pixel"]),
         "frames rounded to uint8 after the resize": fvd(embedded["tf1_uint8"]),
-        "biased covariance (divided by n)": biased_distance(reference_real, reference_fake),
-        "scipy.linalg.sqrtm": scipy_distance(reference_real, reference_fake),
+        "biased covariance (divided by n)": fvd(embedded["tf1"], covariance="biased"),
+        "scipy.linalg.sqrtm": fvd(embedded["tf1"], square_root="scipy"),
+        "StyleGAN-V's distance (biased, scipy.linalg.sqrtm)": fvd(embedded["tf1"], covariance="biased",
+                                                                  square_root="scipy"),
     }
     print(f"{describe_device(torch.device('cpu'))}; {args.videos} + {args.videos} videos of {args.frames} frames "
           f"{args.size}x{args.size}, seed {args.seed}")

@@ -3,6 +3,7 @@ chain on small videos against a TensorFlow computation of the same protocol."""
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 
@@ -13,11 +14,13 @@ import torch
 
 from i3d_lightning.commands import fvd as fvd_tool
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.fvd.bootstrap import bootstrap_fvd
 from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, kernel_distance, trace_sqrt_product
-from i3d_lightning.fvd.inputs import ClipProtocol
+from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.metric import FrechetVideoDistance
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.fvd.run import compute
+from i3d_lightning.fvd.statistics_file import save_statistics
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
 from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script
@@ -116,6 +119,38 @@ def test_what_other_ports_choices_do_to_the_distance():
     biased = distance(biased_x, biased_y, float(trace_sqrt_product(torch.from_numpy(biased_x),
                                                                    torch.from_numpy(biased_y))))
     assert biased == pytest.approx(reference * 23 / 24 + mean_term / 24, rel=1e-9)  # n-1 vs n scales the traces
+    # The same choices, offered explicitly (StyleGAN-V's distance is both together).
+    first, second = GaussianStatistics.from_embeddings(torch.from_numpy(x)), GaussianStatistics.from_embeddings(
+        torch.from_numpy(y))
+    # (scipy's square root of these rank-deficient products amplifies the covariances' last-bit differences
+    # between numpy's np.cov and our sums: 1e-8 relative.)
+    assert frechet_distance(first, second, square_root="scipy") == pytest.approx(with_scipy, rel=1e-6)
+    assert frechet_distance(first, second, covariance="biased") == pytest.approx(biased, rel=1e-9)
+    both = distance(biased_x, biased_y, np.real(np.trace(scipy.linalg.sqrtm(biased_x @ biased_y))))
+    assert frechet_distance(first, second, covariance="biased", square_root="scipy") == pytest.approx(both, rel=1e-6)
+    with pytest.raises(UserInputError, match="covariance must be one of unbiased, biased"):
+        frechet_distance(first, second, covariance="n")
+
+
+def test_the_bootstrap_spread_matches_the_spread_over_new_samples():
+    # The spread of FVD over 40 independent draws of 300 + 300 embeddings from two Gaussians, and the
+    # bootstrap's estimate of it from one draw: the bootstrap is there to tell users this number.
+    generator = torch.Generator().manual_seed(5)
+    def draw():
+        return torch.randn(300, 6, generator=generator, dtype=torch.float64), \
+            torch.randn(300, 6, generator=generator, dtype=torch.float64) * 1.3 + 0.4
+    fresh = torch.tensor([frechet_distance(*map(GaussianStatistics.from_embeddings, draw())) for _ in range(40)])
+    real, fake = draw()
+    summary = bootstrap_fvd(real, fake, resamples=200, seed=1)
+    assert summary.resampled == ("real", "fake") and summary.resamples == 200
+    assert 0.6 < summary.std / float(fresh.std()) < 1.6
+    assert summary.low < frechet_distance(*map(GaussianStatistics.from_embeddings, (real, fake))) < summary.high
+    assert summary.low < summary.mean < summary.high
+    assert bootstrap_fvd(real, fake, resamples=200, seed=1) == summary  # seeded
+    assert bootstrap_fvd(real, fake, resamples=200, seed=2).mean != summary.mean
+    # A side given as statistics (a statistics file's) stays fixed: only the other one's noise is left.
+    fixed = bootstrap_fvd(GaussianStatistics.from_embeddings(real), fake, resamples=200, seed=1)
+    assert fixed.resampled == ("fake",) and fixed.std < summary.std
 
 
 
@@ -194,8 +229,33 @@ def test_bad_videos_are_one_clear_error(fvd_metric):
     with pytest.raises(UserInputError, match=r"\[N, T, H, W, 3\]"):
         metric.update(torch.zeros(2, 9, 32, 32, 4, dtype=torch.uint8), real=True)
     preprocessed = fvd_metric(preprocessed=True)
-    with pytest.raises(UserInputError, match="in \\[-1, 1\\]"):
+    with pytest.raises(UserInputError, match="are network-ready \\[-1, 1\\]: leave it out for pixels 0..255"):
         preprocessed.update(torch.full((2, 9, 224, 224, 3), 255.0), real=True)
+    # The other way round: [0, 1] or [-1, 1] floats given as pixels would be nearly black videos.
+    for low in (0.0, -1.0):
+        with pytest.raises(UserInputError, match=r"not pixels 0..255: scale \[0, 1\] videos by 255"):
+            metric.update(torch.linspace(low, 1, 9 * 32 * 32 * 3 * 2).reshape(2, 9, 32, 32, 3), real=True)
+    assert metric.real_count == 0  # refused before anything was added
+
+
+@pytest.mark.parametrize(("values", "preprocessed", "expected"), [
+    (lambda rng: rng.random((3, 9, 8, 8, 3), dtype=np.float32), False, "not pixels 0..255"),  # [0, 1]
+    (lambda rng: rng.random((3, 9, 8, 8, 3)) * 2 - 1, False, "not pixels 0..255"),             # [-1, 1]
+    (lambda rng: rng.random((3, 9, 224, 224, 3), dtype=np.float32) * 255, True, "leave it out for pixels"),
+    (lambda rng: np.zeros((3, 9, 8, 8, 3), np.float32), False, None),  # the google-research example's zeros
+    (lambda rng: rng.random((3, 9, 8, 8, 3), dtype=np.float32) * 255, False, None),
+    (lambda rng: rng.integers(0, 2, (3, 9, 8, 8, 3), dtype=np.uint8), False, None),  # uint8 is pixels
+    (lambda rng: rng.random((3, 9, 224, 224, 3), dtype=np.float32) * 2 - 1, True, None),
+])
+def test_arrays_in_the_other_value_convention_are_refused_when_opened(tmp_path, values, preprocessed, expected):
+    np.save(tmp_path / "videos.npy", values(np.random.default_rng(0)))
+    open_source = functools.partial(ClipSource, tmp_path / "videos.npy", ClipProtocol(frames=9),
+                                    preprocessed=preprocessed)
+    if expected is None:
+        assert len(open_source()) == 3
+    else:
+        with pytest.raises(UserInputError, match=expected):
+            open_source()
 
 
 def _run_fvd(tmp_path, *args, env=None):
@@ -225,7 +285,7 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home):
     assert "skipped fake video short.mp4: " in first.stdout and "shorter than a clip" in first.stdout
     results = json.loads((tmp_path / "new" / "first.json").read_text())
     assert results["counts"] == {"real_clips": 3, "fake_clips": 3, "real_videos": 3, "fake_videos": 3,
-                                 "real_skipped": 0, "fake_skipped": 1}
+                                 "real_skipped": 0, "fake_skipped": 1, "real_discarded": 0, "fake_discarded": 0}
     assert results["fvd"] == pytest.approx(float(last.removeprefix("FVD: ")), abs=1e-6) and results["kvd"] is not None
     # The saved statistics stand in for the real videos: the same value, without KVD (it needs embeddings).
     again = _run_fvd(tmp_path, str(stats), str(videos), "--frames", "9", "--json", str(tmp_path / "again.json"),
@@ -262,7 +322,7 @@ def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, js
     assert len(result.stderr.strip().splitlines()) == 1  # and nothing was embedded before the refusal
 
 
-def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypatch, user_float32_flags):
+def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypatch, user_float32_flags, capsys):
     # Two clips per video, 5 real videos from an array and 4 fake mp4s (and one broken file): batch 1
     # embeds one clip per network call; batch 4 two videos' clips at once.
     monkeypatch.setenv("I3D_HOME", str(weights_home))
@@ -284,7 +344,8 @@ def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypat
         assert torch.get_float32_matmul_precision() == "medium"
         results[batch] = json.loads((tmp_path / f"{batch}.json").read_text())
     assert results[1]["counts"] == results[4]["counts"] == {
-        "real_clips": 10, "fake_clips": 8, "real_videos": 5, "fake_videos": 4, "real_skipped": 0, "fake_skipped": 1}
+        "real_clips": 10, "fake_clips": 8, "real_videos": 5, "fake_videos": 4, "real_skipped": 0, "fake_skipped": 1,
+        "real_discarded": 0, "fake_discarded": 0}
     assert results[4]["fvd"] == pytest.approx(results[1]["fvd"], rel=1e-6)
     assert results[4]["kvd"] == pytest.approx(results[1]["kvd"], rel=1e-6)
     # The same from Python: fvd.run.compute is what the command runs.
@@ -293,6 +354,23 @@ def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypat
     assert comparison.report["counts"] == results[1]["counts"]
     assert comparison.report["fvd"] == pytest.approx(results[1]["fvd"], rel=1e-6)
     assert [video for video, _ in comparison.fake.skipped] == ["broken.mp4"]
+    # --bootstrap: resamples of the embeddings the command already has, written to --json and printed.
+    status = fvd_tool.main([str(tmp_path / "real.npy"), str(tmp_path / "fake"), "--frames", "9", "--clips-per-video",
+                            "2", "--start", "uniform", "--devices", "1", "--accelerator", "cpu", "--bootstrap", "30",
+                            "--seed", "4", "--json", str(tmp_path / "bootstrap.json")])
+    assert status == 3
+    reported = json.loads((tmp_path / "bootstrap.json").read_text())
+    expected = bootstrap_fvd(comparison.real.embeddings, comparison.fake.embeddings, resamples=30, seed=4)
+    assert reported["fvd"] == pytest.approx(results[1]["fvd"], rel=1e-6)
+    assert reported["bootstrap"].pop("resampled") == ["real", "fake"]
+    assert reported["bootstrap"] == pytest.approx({key: value for key, value in expected.as_dict().items()
+                                                   if key != "resampled"}, rel=1e-5)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-2].startswith("FVD over 30 bootstrap resamples of real and fake: mean ")
+    assert printed[-1].startswith("FVD: ")  # still the last line
+    save_statistics(tmp_path / "stats.npz", comparison.real.statistics, comparison.description)
+    with pytest.raises(UserInputError, match="both sides are statistics files"):
+        compute(tmp_path / "stats.npz", tmp_path / "stats.npz", protocol, bootstrap=10)
 
 
 def _two_process_fvd(rank: int, port: int, real: torch.Tensor, fake: torch.Tensor, results) -> None:
@@ -338,7 +416,8 @@ def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_hom
     assert two.stdout.count("FVD: ") == 1  # printed by rank 0 only
     results = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("one", "two")}
     assert results["two"]["counts"] == results["one"]["counts"] == {
-        "real_clips": 5, "fake_clips": 4, "real_videos": 5, "fake_videos": 4, "real_skipped": 0, "fake_skipped": 0}
+        "real_clips": 5, "fake_clips": 4, "real_videos": 5, "fake_videos": 4, "real_skipped": 0, "fake_skipped": 0,
+        "real_discarded": 0, "fake_discarded": 0}
     assert results["two"]["fvd"] == pytest.approx(results["one"]["fvd"], rel=1e-6)
     assert results["two"]["kvd"] == pytest.approx(results["one"]["kvd"], rel=1e-6)
 
@@ -353,3 +432,5 @@ def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_home
     assert reference[1] == 0 and reference[0] > 0
     assert rows["biased covariance (divided by n)"][0] < reference[0]  # the traces shrink by (n-1)/n
     assert abs(rows["scipy.linalg.sqrtm"][1]) < 1e-3 and rows["PyTorch half-pixel bilinear resize"][1] != 0
+    assert rows["StyleGAN-V's distance (biased, scipy.linalg.sqrtm)"][0] == pytest.approx(
+        rows["biased covariance (divided by n)"][0], rel=1e-3)

@@ -1,8 +1,10 @@
 """Fréchet Video Distance between two sets of videos, equal to TensorFlow's reference FVD.
 
-    i3d-fvd REAL FAKE [--frames 16] [--stride 1] [--start first|uniform|random]
+    i3d-fvd REAL FAKE [--protocol fvd2048_16f|fvd2048_128f|fvd2048_128f_subsample8f|kvd2048_16f]
+        [--frames 16] [--stride 1] [--start first|uniform|random]
         [--clips-per-video 1] [--resolution H W] [--max-videos N] [--seed 0]
-        [--save-stats FILE] [--json FILE] [--preprocessed] [--devices auto] [--accelerator auto]
+        [--covariance unbiased|biased] [--square-root svd|scipy]
+        [--save-stats FILE] [--json FILE] [--bootstrap K] [--preprocessed] [--devices auto] [--accelerator auto]
         [--precision 32|tf32|bf16] [--batch-size B] [--workers N]
 
 REAL and FAKE are each a folder of videos (anything decord reads), a folder of frame folders
@@ -15,6 +17,11 @@ are decoded by ``--workers`` processes and embedded ``--batch-size`` clips at a 
 GPU, 8 on the CPU); the value does not depend on either. Both inputs and every output path are
 checked before the first video is decoded. The last line printed is ``FVD: <value>``; the files are
 written after it. Unreadable videos are skipped and listed; the exit status is then 3.
+
+``--protocol NAME`` takes a paper's protocol as StyleGAN-V defines it (:mod:`i3d_lightning.fvd.protocols`:
+2048 videos per side, videos too short for a clip discarded and counted, real clips at a random start
+from ``--seed``, generated ones from the first frame); it fixes the clip options. The distance stays
+TensorFlow's unless ``--covariance biased`` / ``--square-root scipy`` ask for other ports' choices.
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ import sys
 from pathlib import Path
 
 from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writable_file
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.fvd.bootstrap import BootstrapSummary
+from i3d_lightning.fvd.distance import COVARIANCES, SQUARE_ROOTS
 from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
+from i3d_lightning.fvd.protocols import PAPER_PROTOCOLS, paper_protocol, reported_metric
 from i3d_lightning.fvd.run import compute
 from i3d_lightning.fvd.statistics_file import save_statistics, statistics_path
 from i3d_lightning.models.inference import PRECISIONS
@@ -36,15 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="i3d-fvd", description=__doc__.split("\n\n")[0])
     parser.add_argument("real", type=Path)
     parser.add_argument("fake", type=Path)
-    parser.add_argument("--frames", type=whole_number(1), default=16, help="frames per clip")
-    parser.add_argument("--stride", type=whole_number(1), default=1, help="take every n-th frame")
-    parser.add_argument("--start", choices=STARTS, default="first", help="where clips start")
-    parser.add_argument("--clips-per-video", type=whole_number(1), default=1)
+    parser.add_argument("--protocol", choices=PAPER_PROTOCOLS, help="a paper's protocol (fixes the clip options)")
+    parser.add_argument("--frames", type=whole_number(1), help="frames per clip (default 16)")
+    parser.add_argument("--stride", type=whole_number(1), help="take every n-th frame (default 1)")
+    parser.add_argument("--start", choices=STARTS, help="where clips start (default first)")
+    parser.add_argument("--clips-per-video", type=whole_number(1), help="(default 1)")
     parser.add_argument("--resolution", type=whole_number(1), nargs=2, metavar=("H", "W"),
                         help="resize frames to this size (TF1 bilinear) before the 224x224 resize")
     parser.add_argument("--max-videos", type=whole_number(1),
                         help="use at most this many videos of each side")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random clip starts")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random clip starts and of --bootstrap")
+    parser.add_argument("--covariance", choices=COVARIANCES, default="unbiased",
+                        help="unbiased (n - 1, TensorFlow's) or biased (n, StyleGAN-V's)")
+    parser.add_argument("--square-root", choices=SQUARE_ROOTS, default="svd",
+                        help="svd (TensorFlow's) or scipy (scipy.linalg.sqrtm, StyleGAN-V's)")
+    parser.add_argument("--bootstrap", type=whole_number(2), metavar="K",
+                        help="also report FVD's mean, std and 95%% interval over K resamples of the embeddings")
     parser.add_argument("--preprocessed", action="store_true",
                         help="arrays are network-ready [N, T, 224, 224, 3] in [-1, 1]: used as they are")
     parser.add_argument("--save-stats", type=Path, help="write REAL's statistics to this .npz file (.npz is added)")
@@ -63,11 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     return run_reporting_errors(measure, args)
 
 
+CLIP_OPTIONS = ("frames", "stride", "start", "clips_per_video", "max_videos")
+
+
+def clip_protocol(args: argparse.Namespace) -> ClipProtocol:
+    """The protocol the options describe: a paper's by name, or the clip options (defaults: 16 frames
+    from the first of each video, one clip per video)."""
+    resolution = tuple(args.resolution) if args.resolution else None
+    given = {option: getattr(args, option) for option in CLIP_OPTIONS if getattr(args, option) is not None}
+    if args.protocol:
+        if given:
+            options = ", ".join("--" + option.replace("_", "-") for option in given)
+            raise UserInputError(f"--protocol {args.protocol} fixes the clips: leave out {options}")
+        return paper_protocol(args.protocol, seed=args.seed, resolution=resolution)
+    return ClipProtocol(**given, resolution=resolution, seed=args.seed)
+
+
 def measure(args: argparse.Namespace) -> int:
-    protocol = ClipProtocol(frames=args.frames, stride=args.stride, start=args.start,
-                            clips_per_video=args.clips_per_video,
-                            resolution=tuple(args.resolution) if args.resolution else None,
-                            max_videos=args.max_videos, seed=args.seed)
+    protocol = clip_protocol(args)
     # The outputs are checked before anything is embedded (compute checks the inputs likewise).
     stats = None
     if args.save_stats:
@@ -80,22 +111,35 @@ def measure(args: argparse.Namespace) -> int:
                          source=WeightsSource(mirror=args.mirror), preprocessed=args.preprocessed,
                          precision=args.precision, batch_size=args.batch_size,
                          fast=not args.no_fast, accelerator=args.accelerator, devices=args.devices,
-                         workers=args.workers, announce=lambda line: print(line, file=sys.stderr, flush=True))
+                         workers=args.workers, bootstrap=args.bootstrap or 0, covariance=args.covariance,
+                         square_root=args.square_root,
+                         announce=lambda line: print(line, file=sys.stderr, flush=True))
     if comparison is None:  # another process of a multi-device run: the first one reports
         return 0
     report, real, fake = comparison.report, comparison.real, comparison.fake
     for name, one in (("real", real), ("fake", fake)):
         for video_id, reason in one.skipped:
             print(f"skipped {name} video {video_id}: {reason}")
+        if one.discarded:
+            print(f"discarded {len(one.discarded)} {name} videos shorter than {protocol.min_frames} frames "
+                  f"({protocol.name}'s rule)")
+    for warning in report["warnings"]:
+        print(warning, file=sys.stderr)
     if report["kvd"] is None:
         print("KVD: not computed (a statistics file holds no embeddings, which KVD needs)")
     else:
         print(f"KVD: {report['kvd']:.6f}")
+    if "bootstrap" in report:
+        print(BootstrapSummary(**report["bootstrap"]).describe())
+    if protocol.name:
+        metric = reported_metric(protocol)
+        print(f"{protocol.name}: {report[metric]:.6f}" if report[metric] is not None else
+              f"{protocol.name}: not computed (KVD needs the embeddings of both sides)")
     print(f"FVD: {report['fvd']:.6f}", flush=True)
     # Files only now that the result is printed: a file that cannot be written loses nothing.
     if stats is not None:
-        save_statistics(stats, real.statistics,
-                        comparison.description | {"videos": real.videos, "frame_sizes": real.frame_sizes})
+        save_statistics(stats, real.statistics, comparison.description | {
+            "videos": real.videos, "frame_sizes": real.frame_sizes, "discarded": real.discarded})
         print(f"{args.real}'s statistics written to {stats}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")

@@ -8,19 +8,30 @@
   MMD with the cubic polynomial kernel ``(x.y / d + 1) ** 3``, averaged over blocks of at most
   ``max_block_size`` samples as TF-GAN splits them.
 
+Other ports' choices, explicit and off by default: ``covariance="biased"`` (divided by n, as
+StyleGAN-V's and numpy's ``bias=True``) and ``square_root="scipy"`` (``scipy.linalg.sqrtm`` of the
+product ``S1 S2``, its real part traced, as StyleGAN-V and pytorch-fid do).
+
 Statistics come as running sums (count, sum, sum of outer products; :class:`GaussianStatistics`), so that
 sets gathered from several processes or saved to a file combine exactly.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 from dataclasses import dataclass
 
 import torch
 
+from i3d_lightning.errors import UserInputError
+
 #: Singular values below this are not square-rooted (TF-GAN's ``_symmetric_matrix_square_root``).
 SQRT_EPSILON = 1e-10
+#: How the covariance is normalised: TF-GAN's unbiased (n - 1), or biased (n).
+COVARIANCES = ("unbiased", "biased")
+#: How ``trace(sqrtm(S1 S2))`` is taken: TF-GAN's SVDs, or ``scipy.linalg.sqrtm``.
+SQUARE_ROOTS = ("svd", "scipy")
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,12 @@ class GaussianStatistics:
         x = embeddings.to(torch.float64)
         return cls.from_sums(x.shape[0], x.sum(0), x.T @ x)
 
+    def normalised(self, covariance: str) -> torch.Tensor:
+        """The covariance divided by n - 1 (``unbiased``, as held) or by n (``biased``)."""
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+        return self.covariance if covariance == "unbiased" else self.covariance * ((self.count - 1) / self.count)
+
 
 def symmetric_sqrt(matrix: torch.Tensor, eps: float = SQRT_EPSILON) -> torch.Tensor:
     """Square root of a symmetric positive semi-definite matrix by SVD, as TF-GAN takes it."""
@@ -61,12 +78,32 @@ def trace_sqrt_product(sigma: torch.Tensor, sigma_other: torch.Tensor) -> torch.
     return torch.trace(symmetric_sqrt(root @ (sigma_other @ root)))
 
 
-def frechet_distance(first: GaussianStatistics, second: GaussianStatistics) -> float:
-    """Fréchet distance between two Gaussians (float64 throughout)."""
+def check_distance_choices(covariance: str, square_root: str) -> None:
+    """Refuse an unknown choice, or the scipy square root without scipy, before any work."""
+    if covariance not in COVARIANCES:
+        raise UserInputError(f"covariance must be one of {', '.join(COVARIANCES)}, got {covariance!r}")
+    if square_root not in SQUARE_ROOTS:
+        raise UserInputError(f"square_root must be one of {', '.join(SQUARE_ROOTS)}, got {square_root!r}")
+    if square_root == "scipy" and importlib.util.find_spec("scipy") is None:
+        raise UserInputError("the scipy square root needs scipy: pip install scipy")
+
+
+def scipy_trace_sqrt_product(sigma: torch.Tensor, sigma_other: torch.Tensor) -> torch.Tensor:
+    """``trace(sqrtm(sigma @ sigma_other))`` with ``scipy.linalg.sqrtm``, its real part (other ports' way)."""
+    import scipy.linalg  # only for this choice: not a dependency of the package
+
+    root = scipy.linalg.sqrtm((sigma @ sigma_other).numpy())
+    return torch.tensor(float(root.trace().real), dtype=torch.float64)
+
+
+def frechet_distance(first: GaussianStatistics, second: GaussianStatistics, *, covariance: str = "unbiased",
+                     square_root: str = "svd") -> float:
+    """Fréchet distance between two Gaussians (float64 throughout); TF-GAN's unless told otherwise."""
+    check_distance_choices(covariance, square_root)
+    sigma, sigma_other = first.normalised(covariance), second.normalised(covariance)
+    trace_product = (trace_sqrt_product if square_root == "svd" else scipy_trace_sqrt_product)(sigma, sigma_other)
     mean_term = torch.sum((first.mean - second.mean) ** 2)
-    trace_term = torch.trace(first.covariance + second.covariance) - 2.0 * trace_sqrt_product(
-        first.covariance, second.covariance)
-    return float(trace_term + mean_term)
+    return float(torch.trace(sigma + sigma_other) - 2.0 * trace_product + mean_term)
 
 
 def kernel_distance(first: torch.Tensor, second: torch.Tensor, max_block_size: int = 1024) -> float:

@@ -15,6 +15,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, kernel_distance
 from i3d_lightning.fvd.embedding import VideoEmbedder
+from i3d_lightning.fvd.inputs import check_value_convention
 from i3d_lightning.weights import WeightsSource, i3d
 
 SIDES = ("real", "fake")
@@ -57,6 +58,8 @@ class FrechetVideoDistance(Metric):
     def update(self, videos: torch.Tensor, real: bool, *, embedded: bool = False) -> None:
         """Add ``videos`` to the ``real`` or the generated side; ``embedded=True``: they are ``[N, d]``
         embeddings computed elsewhere (e.g. by :class:`VideoEmbedder`), added as they are."""
+        if not embedded:
+            check_value_convention(videos, "videos", self.embedder.preprocessed)
         x = (videos if embedded else self.embedder(videos)).to(torch.float64)
         side = "real" if real else "fake"
         setattr(self, f"{side}_count", getattr(self, f"{side}_count") + x.shape[0])

@@ -21,9 +21,16 @@ import torch
 from torch import nn
 
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, kernel_distance
+from i3d_lightning.fvd.bootstrap import bootstrap_fvd
+from i3d_lightning.fvd.distance import (
+    GaussianStatistics,
+    check_distance_choices,
+    frechet_distance,
+    kernel_distance,
+)
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
+from i3d_lightning.fvd.protocols import sample_size_warning
 from i3d_lightning.fvd.statistics_file import is_statistics_file, load_statistics, weights_fingerprint
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.video_inference import VideoInferenceLoop, default_batch_size, uses_cuda, video_loader
@@ -35,13 +42,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class Side:
     """One side of a comparison: its statistics, its embeddings (``None`` when read from a statistics
-    file) and the videos that could not be read (video id, reason)."""
+    file), the videos that could not be read (video id, reason) and those the protocol discarded as too
+    short (video ids)."""
 
     statistics: GaussianStatistics
     embeddings: torch.Tensor | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     videos: int = 0
     frame_sizes: list[list[int]] = field(default_factory=list)  # (height, width) of the frames embedded
+    discarded: list[str] = field(default_factory=list)
 
 
 class EmbeddingLoop(VideoInferenceLoop):
@@ -101,7 +110,7 @@ def embed_side(source: ClipSource, trainer: pl.Trainer, module: EmbeddingLoop, *
         raise UserInputError(f"{path}: {embeddings.shape[0]} clip; a covariance needs at least 2")
     skipped = [(video_id, reason) for video_id, (_, reason) in sorted(module.skipped.entries.items())]
     return Side(GaussianStatistics.from_embeddings(embeddings), embeddings, skipped, len(module.rows),
-                sorted(list(size) for size in module.frame_sizes))
+                sorted(list(size) for size in module.frame_sizes), list(source.discarded))
 
 
 def load_side(path: str | os.PathLike, description: dict) -> Side:
@@ -112,7 +121,8 @@ def load_side(path: str | os.PathLike, description: dict) -> Side:
             raise UserInputError(f"{path} was made with {key} {_sorted(saved.get(key))}, not "
                                  f"{_sorted(description[key])}: statistics of different protocols cannot be "
                                  f"compared (use the same options, or embed again)")
-    return Side(statistics, videos=saved.get("videos", statistics.count), frame_sizes=saved.get("frame_sizes", []))
+    return Side(statistics, videos=saved.get("videos", statistics.count), frame_sizes=saved.get("frame_sizes", []),
+                discarded=saved.get("discarded", []))
 
 
 def _sorted(value: Any) -> str:
@@ -125,34 +135,38 @@ def description_of(protocol: ClipProtocol, model: nn.Module, preprocessed: bool)
     return {"protocol": protocol.describe(), "weights": weights_fingerprint(model), "preprocessed": preprocessed}
 
 
-def compare(real: Side, fake: Side) -> dict[str, Any]:
-    """FVD (and KVD where both sides have embeddings) of two sides, whose frames must have one size."""
+def compare(real: Side, fake: Side, *, covariance: str = "unbiased", square_root: str = "svd") -> dict[str, Any]:
+    """FVD (and KVD where both sides have embeddings) of two sides, whose frames must have one size;
+    ``covariance`` and ``square_root`` as :func:`~i3d_lightning.fvd.distance.frechet_distance` takes them."""
     if real.frame_sizes != fake.frame_sizes:
         raise UserInputError(f"the real frames are {_sizes(real)} and the fake ones {_sizes(fake)}: give "
                              f"--resolution H W to compare them at one size")
     kvd = None
     if real.embeddings is not None and fake.embeddings is not None:
         kvd = kernel_distance(real.embeddings, fake.embeddings)
-    return {"fvd": frechet_distance(real.statistics, fake.statistics), "kvd": kvd,
+    fvd = frechet_distance(real.statistics, fake.statistics, covariance=covariance, square_root=square_root)
+    return {"fvd": fvd, "kvd": kvd, "distance": {"covariance": covariance, "square_root": square_root},
             "counts": {"real_clips": real.statistics.count, "fake_clips": fake.statistics.count,
                        "real_videos": real.videos, "fake_videos": fake.videos,
-                       "real_skipped": len(real.skipped), "fake_skipped": len(fake.skipped)}}
+                       "real_skipped": len(real.skipped), "fake_skipped": len(fake.skipped),
+                       "real_discarded": len(real.discarded), "fake_discarded": len(fake.discarded)}}
 
 
 def _sizes(one: Side) -> str:
     return ", ".join(f"{height}x{width}" for height, width in one.frame_sizes) or "of unknown size"
 
 
-def open_side(path: Path, protocol: ClipProtocol, preprocessed: bool) -> ClipSource | Path:
-    """``path`` as a statistics file (returned as it is) or a :class:`ClipSource` (its videos listed):
-    one line now if it is neither, before anything is embedded."""
-    return path if is_statistics_file(path) else ClipSource(path, protocol, preprocessed=preprocessed)
+def open_side(path: Path, protocol: ClipProtocol, preprocessed: bool, side: str) -> ClipSource | Path:
+    """``path`` as a statistics file (returned as it is) or a :class:`ClipSource` of ``side`` (its videos
+    listed): one line now if it is neither, before anything is embedded."""
+    return path if is_statistics_file(path) else ClipSource(path, protocol, preprocessed=preprocessed, side=side)
 
 
 @dataclass
 class Comparison:
     """What :func:`compute` measured: ``report`` (``fvd``, ``kvd`` or ``None``, clip and video counts,
-    the protocol and precision), each side, and the ``description`` a statistics file of it carries."""
+    the protocol, the distance's choices, the precision, ``warnings``, and ``bootstrap`` when asked), each
+    side, and the ``description`` a statistics file of it carries."""
 
     report: dict[str, Any]
     real: Side
@@ -163,17 +177,26 @@ class Comparison:
 def compute(real: str | os.PathLike, fake: str | os.PathLike, protocol: ClipProtocol | None = None, *,
             weights: str | os.PathLike = "rgb_scratch", source: WeightsSource = WeightsSource(),
             preprocessed: bool = False, precision: str = "32", batch_size: int | None = None, fast: bool = True,
-            accelerator: str = "auto", devices: int | str = "auto", workers: int = 0,
+            accelerator: str = "auto", devices: int | str = "auto", workers: int = 0, bootstrap: int = 0,
+            covariance: str = "unbiased", square_root: str = "svd",
             announce: Callable[[str], None] | None = None) -> Comparison | None:
     """FVD (and KVD) between ``real`` and ``fake``: each a folder of videos or frame folders, a
     ``.npy``/``.npz`` array of videos ``[N, T, H, W, 3]`` (0..255, or network-ready [-1, 1] with
     ``preprocessed``), or a statistics file. Both sides are checked before anything is embedded;
     ``announce`` is told which side is being embedded. Returns ``None`` on every process but the first
     of a multi-device run (the first has the gathered result). ``protocol``: the default is 16 frames
-    from the first of each video, one clip per video."""
+    from the first of each video, one clip per video; a paper's protocol by name is
+    :func:`~i3d_lightning.fvd.protocols.paper_protocol`. ``bootstrap``: that many resamples of the
+    embeddings (seeded with ``protocol.seed``) give the value's spread, ``report["bootstrap"]``
+    (:mod:`i3d_lightning.fvd.bootstrap`). ``covariance`` / ``square_root``: TF-GAN's distance
+    (``unbiased`` / ``svd``) or other ports' (``biased`` / ``scipy``)."""
     protocol = protocol or ClipProtocol()
-    sides = {"real": open_side(Path(real), protocol, preprocessed), "fake": open_side(Path(fake), protocol,
-                                                                                       preprocessed)}
+    check_distance_choices(covariance, square_root)
+    sides = {side: open_side(Path(path), protocol, preprocessed, side) for side, path in (("real", real),
+                                                                                         ("fake", fake))}
+    if bootstrap and all(isinstance(opened, Path) for opened in sides.values()):
+        raise UserInputError("--bootstrap resamples embeddings, and both sides are statistics files: give the "
+                             "videos of at least one side")
     model = i3d(weights=weights, in_channels=3, source=source)
     trainer = embedding_trainer(accelerator, devices)
     batch_size = batch_size or default_batch_size("cuda" if uses_cuda(trainer) else "cpu")
@@ -191,5 +214,11 @@ def compute(real: str | os.PathLike, fake: str | os.PathLike, protocol: ClipProt
         results[name] = embed_side(opened, trainer, module, workers=workers)
     if not trainer.is_global_zero:
         return None
-    report = compare(results["real"], results["fake"]) | {"protocol": protocol.describe(), "precision": precision}
+    report = compare(results["real"], results["fake"], covariance=covariance, square_root=square_root)
+    warnings = [sample_size_warning(protocol, name, side.statistics.count) for name, side in results.items()]
+    report |= {"protocol": protocol.describe(), "precision": precision, "warnings": [w for w in warnings if w]}
+    if bootstrap:
+        resampled = [side.statistics if side.embeddings is None else side.embeddings for side in results.values()]
+        report["bootstrap"] = bootstrap_fvd(*resampled, resamples=bootstrap, seed=protocol.seed,
+                                            covariance=covariance, square_root=square_root).as_dict()
     return Comparison(report, results["real"], results["fake"], description)
