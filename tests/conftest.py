@@ -94,6 +94,13 @@ def weights_home(tmp_path_factory: pytest.TempPathFactory, rgb_scratch_state) ->
     return home
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` run first (otherwise in collection order): with parallel workers
+    (pytest-xdist) the longest ones start at once and the short ones fill in around them, instead of one
+    long test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the user's cache, mirror or download address, or reaches the internet."""
