@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from i3d_lightning.hardware import float32_settings, set_float32_settings
+from i3d_lightning.hardware import available_cpus, float32_settings, set_float32_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,11 +94,15 @@ def weights_home(tmp_path_factory: pytest.TempPathFactory, rgb_scratch_state) ->
     return home
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``long`` run first (otherwise in collection order): with parallel workers
-    (pytest-xdist) the longest ones start at once and the short ones fill in around them, instead of one
-    long test running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, share the CPU cores between the workers: each worker's torch, and the Python
+    processes its tests start (through ``OMP_NUM_THREADS``), use cores / workers threads, instead of every
+    worker spinning as many threads as there are cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, available_cpus() // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

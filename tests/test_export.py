@@ -24,7 +24,6 @@ def _run_tool(out, weights_home, *extra: str) -> subprocess.CompletedProcess:
     return run_script("-m", "i3d_lightning.commands.export", str(out), *extra, env={"I3D_HOME": str(weights_home)})
 
 
-@pytest.mark.long
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_joint_export_matches_pytorch_for_other_batches_and_lengths(tmp_path, fmt, user_float32_flags):
     model = StreamSum({"rgb": InceptionI3d(5, 3), "flow": InceptionI3d(5, 2)}).eval()
@@ -46,7 +45,6 @@ def test_joint_export_matches_pytorch_for_other_batches_and_lengths(tmp_path, fm
         run_exported(path, fmt, (torch.zeros(1, 3, 8, SIZE, SIZE), torch.zeros(1, 2, 8, SIZE, SIZE)))
 
 
-@pytest.mark.long
 def test_tool_exports_rgb_scratch_to_onnx_within_tolerance(tmp_path, weights_home, release_dir):
     out = tmp_path / "export"
     result = _run_tool(out, weights_home, "--weights-rgb", "rgb_scratch", "--mirror", str(release_dir),
@@ -70,7 +68,6 @@ def _train_checkpoint(path, modalities=("rgb",)) -> I3DClassifier:
     return model.eval()
 
 
-@pytest.mark.long
 def test_tool_exports_a_training_checkpoint_with_its_classes(tmp_path, weights_home, release_dir):
     model = _train_checkpoint(tmp_path / "best.ckpt")
     out = tmp_path / "export"

@@ -6,7 +6,6 @@ import csv
 import subprocess
 
 import numpy as np
-import pytest
 import torch
 
 from i3d_lightning.commands import extract_features
@@ -33,7 +32,6 @@ def test_window_starts():
     assert window_starts(5, 16, 16) == [0]
 
 
-@pytest.mark.long
 def test_window_features_equal_the_model_endpoint(tmp_path, weights_home, checkpoints_dir, rgb_scratch_state,
                                                   monkeypatch, user_float32_flags):
     videos = tmp_path / "videos"
@@ -95,7 +93,6 @@ def test_per_video_features(tmp_path, weights_home, checkpoints_dir, rgb_scratch
     np.testing.assert_allclose(saved, direct, atol=1e-5)
 
 
-@pytest.mark.long
 def test_flow_features_from_videos_alone(tmp_path, weights_home, checkpoints_dir):
     # No flow folders: the flow is computed from the video (TV-L1), as data.flow_source=online does.
     # 4 frames of a panning texture: 3 flow frames, looped to I3D's 9 (TV-L1 runs on the 3 pairs once).

@@ -116,7 +116,6 @@ def _learning_config(tmp_path: Path, checkpoints_dir: Path, extra: list[str]):
         "trainer.enable_progress_bar=false", "logger=[]", *extra])
 
 
-@pytest.mark.long
 def test_the_quick_start_learns_the_synthetic_motion_classes(tmp_path, checkpoints_dir):
     # experiment=quickstart (precision auto: fp32 without AMX) on a smaller synthetic set: 48 training
     # videos, 4 epochs of 12 steps, the last two blocks and the logits trained (the whole network's
@@ -165,7 +164,6 @@ class CtrlC(pl.Callback):
             raise KeyboardInterrupt
 
 
-@pytest.mark.long
 def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path):
     # train.py itself: the resumed command names only the checkpoint (and a change it may make), and
     # the run goes on in its own folder with its own config, best score and log.
@@ -285,7 +283,6 @@ def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user
         assert [row["video_id"] for row in csv.DictReader(stream)] == ["b/broken"]
 
 
-@pytest.mark.long
 def test_evaluation_over_two_processes_equals_one(tmp_path, eval_dataset):
     weights = _random_weights(tmp_path / "w.safetensors", 2, seed=1)
     outputs = {}
@@ -456,7 +453,6 @@ def test_data_workers_default_to_the_cpus_available(tmp_path):
     assert compose_config("train", [f"run_dir={tmp_path}"]).data.num_workers is None
 
 
-@pytest.mark.long
 def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, eval_dataset):
     # eval.py itself: the checkpoint says 10-frame clips; a clip length given on the command line wins,
     # with a warning naming both.
