@@ -68,6 +68,10 @@ def run_command(script: str, overrides: list[str], capsys: pytest.CaptureFixture
                 monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     """``python <script> <overrides>`` in this process: (exit status, stderr)."""
     monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / script), *overrides])
+    # Hydra's logging.config.dictConfig closes every handler the process has. absl's (TensorFlow's, once
+    # a test converted weights in this process) closes its stream too, and that stream is pytest's
+    # capture file of the test that imported it: Hydra gets a list of its own to clear.
+    monkeypatch.setattr(logging, "_handlerList", [])
     capsys.readouterr()
     handlers = list(logging.root.handlers)
     try:
