@@ -79,15 +79,34 @@ def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     return frames[..., top:top + size, left:left + size]
 
 
+def ten_crops(clips: torch.Tensor, size: int, *, flow: bool) -> torch.Tensor:
+    """The 10 test crops of ``[..., C, T, H, W]`` clips: the ``size`` squares at the four corners and the
+    centre, then the same five mirrored (for ``flow``, float, mirroring negates x), stacked as a new
+    axis: ``[..., 10, C, T, size, size]``."""
+    height, width = clips.shape[-2:]
+    if height < size or width < size:
+        raise ValueError(f"cannot crop {size}x{size} from frames of {height}x{width}")
+    boxes = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
+             ((height - size) // 2, (width - size) // 2)]
+    crops = torch.stack([clips[..., top:top + size, left:left + size] for top, left in boxes], dim=-5)
+    mirrored = crops.flip(-1)
+    if flow:
+        mirrored[..., 0, :, :, :] *= -1  # mirrored motion: flow x reverses
+    return torch.cat([crops, mirrored], dim=-5)
+
+
 def crop_views(name: str, frames: torch.Tensor, clips_shape: tuple[int, int], boxes: list[tuple[int, int]],
-               flip: bool, crop_size: int, train: bool, *, rgb_as_uint8: bool = False) -> torch.Tensor:
+               flip: bool, crop_size: int | None, train: bool, *, rgb_as_uint8: bool = False) -> torch.Tensor:
     """The model's views of a video's clips: ``frames`` ``[K * T, H, W, C]`` (rgb uint8 0..255, flow
     float in [-1, 1]) of ``clips_shape`` (K, T), each clip cropped at every ``(top, left)`` of
-    ``boxes`` (``crop_size`` square), mirrored when ``flip`` (which negates flow x), as float32
-    ``[V, C, T, S, S]`` in [-1, 1] with V = K x boxes (``[C, T, S, S]`` for a training clip).
-    ``rgb_as_uint8``: rgb views stay uint8 0..255 (for :func:`rgb_to_model_range` on the accelerator)."""
+    ``boxes`` (``crop_size`` square; ``None``: the whole frames), mirrored when ``flip`` (which negates
+    flow x), as float32 ``[V, C, T, S, S]`` in [-1, 1] with V = K x boxes (``[C, T, S, S]`` for a
+    training clip). ``rgb_as_uint8``: rgb views stay uint8 0..255 (for :func:`rgb_to_model_range` on the
+    accelerator)."""
     num_clips, clip_len = clips_shape
     clips = frames.reshape(num_clips, clip_len, *frames.shape[1:])  # [K, T, H, W, C]
+    if crop_size is None:
+        boxes, crop_size = [(0, 0)], max(clips.shape[2:4])
     crops = [clips[:, :, top:top + crop_size, left:left + crop_size] for top, left in boxes]
     views = torch.stack(crops, dim=1).flatten(0, 1) if len(crops) > 1 else crops[0]  # [V, T, S, S, C]
     if flip:

@@ -40,8 +40,9 @@ class ClipSampling:
     ``train=True``: one random clip of ``clip_len`` frames every ``stride`` frames, a random
     ``crop_size`` crop and (``flip``) a random horizontal flip. ``train=False``: ``num_clips`` uniformly
     spaced clips x ``num_crops`` crops (1 centre, 3 along the longer side), or with ``whole_video``
-    every frame (up to ``max_frames``) in one centre-cropped view. Frames are first resampled to
-    ``fps`` (``None`` keeps the video's rate) and resized so the shorter side is ``short_side``.
+    every frame (up to ``max_frames``) in one centre-cropped view (``crop_size=None``: not cropped, for
+    crops taken later, such as the feature extractor's ten). Frames are first resampled to ``fps``
+    (``None`` keeps the video's rate) and resized so the shorter side is ``short_side``.
     """
 
     train: bool
@@ -49,7 +50,7 @@ class ClipSampling:
     stride: int = 1
     fps: float | None = RELEASE_FPS
     short_side: int = RELEASE_SHORT_SIDE
-    crop_size: int = RELEASE_CROP_SIZE
+    crop_size: int | None = RELEASE_CROP_SIZE
     flip: bool = True
     num_clips: int = 1
     num_crops: int = 1
@@ -57,7 +58,9 @@ class ClipSampling:
     max_frames: int | None = None
 
     def __post_init__(self) -> None:
-        if self.crop_size > self.short_side:
+        if self.crop_size is None and not self.whole_video:
+            raise UserInputError("crop_size=None (frames not cropped) is for whole-video sampling only")
+        if self.crop_size is not None and self.crop_size > self.short_side:
             raise UserInputError(f"crop_size {self.crop_size} is larger than short_side {self.short_side}")
         if self.clip_len < 1 or self.stride < 1 or self.num_clips < 1:
             raise UserInputError("clip_len, stride and num_clips must be at least 1")
@@ -206,6 +209,8 @@ class VideoClipDataset(Dataset):
         s = self.sampling
         if s.train:
             return [sampling.random_crop_box(height, width, s.crop_size, rng)], s.flip and rng.random() < 0.5
+        if s.crop_size is None:
+            return [(0, 0)], False
         return sampling.crop_boxes(height, width, s.crop_size, 1 if s.whole_video else s.num_crops), False
 
 
