@@ -1,10 +1,14 @@
 """I3D features of videos: pooled ``Mixed_5c`` (1024-d) per sliding window or per video.
 
-Output, per stream, ``<out>/<stream>/<video id>.npy``: float32 ``[N, 1024]`` for N windows of
-``window`` frames every ``stride`` frames (on the 25 fps timeline; windows start at 0 and end inside
-the video; a video shorter than a window gives one looped window), or ``[1024]`` for the whole video
-in one pass. ``<out>/index.csv`` lists every file with its shape; ``<out>/failed_videos.csv`` the
-videos that could not be read. Each file is written under a temporary name and renamed when
+Output, per modality, ``<out>/<modality>/<video id>.npy``: float32 ``[N, 1024]`` for N windows of
+``window`` frames every ``stride`` frames (on the video's timeline at the chosen frame rate; windows
+start at 0 and end inside the video; a video shorter than a window gives one looped window), or
+``[1024]`` for the whole video in one pass; with ``concatenate``, one ``<out>/<video id>.npy`` of
+``[N, 2048]`` (rgb's 1024 values, then flow's). Each window's feature is the centre crop's, or the mean
+of the 10 crops' (:func:`~i3d_lightning.preprocessing.ten_crops`). ``<out>/index.csv`` lists every
+file with its shape; ``<out>/failed_videos.csv`` the videos that could not be read;
+``<out>/conventions.json`` how the features were made (an extraction into a folder made otherwise is
+refused). Each file is written under a temporary name and renamed when
 complete, and videos whose files exist are skipped, so an interrupted extraction resumes. Frames
 travel as uint8 and windows of several videos share network calls (:mod:`i3d_lightning.runtime.video_inference`).
 """
@@ -12,6 +16,7 @@ travel as uint8 and windows of several videos share network calls (:mod:`i3d_lig
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,20 +28,50 @@ from torch import nn
 
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.data.annotations import VideoRecord
+from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow, device_flow_views
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input, run_in_batches
-from i3d_lightning.preprocessing import rgb_to_model_range
+from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, center_crop, rgb_to_model_range, ten_crops
 from i3d_lightning.runtime.video_inference import VideoInferenceLoop
 
+#: The output name of files that hold both modalities' features, rgb's first.
+CONCATENATED = "rgb+flow"
+#: Crops per window: the centre one, or the four corners and the centre and their mirror images.
+CROP_COUNTS = (1, 10)
 
-def feature_path(out_dir: Path, modality: str, video_id: str) -> Path:
-    return out_dir / modality / f"{video_id}.npy"
+
+def feature_path(out_dir: Path, output: str, video_id: str) -> Path:
+    """Where the features of ``output`` (a modality, or :data:`CONCATENATED`) of a video are written."""
+    return out_dir / f"{video_id}.npy" if output == CONCATENATED else out_dir / output / f"{video_id}.npy"
 
 
-def pending(records: list[VideoRecord], out_dir: Path, streams: Sequence[str]) -> list[VideoRecord]:
+def output_names(modalities: Sequence[str], concatenate: bool) -> tuple[str, ...]:
+    """The outputs (see :func:`feature_path`) each video gets: one per modality, or the concatenated one."""
+    return (CONCATENATED,) if concatenate else tuple(modalities)
+
+
+def pending(records: list[VideoRecord], out_dir: Path, outputs: Sequence[str]) -> list[VideoRecord]:
     """The records whose features are not all written yet."""
-    return [r for r in records if not all(feature_path(out_dir, s, r.video_id).is_file() for s in streams)]
+    return [r for r in records if not all(feature_path(out_dir, o, r.video_id).is_file() for o in outputs)]
+
+
+def check_conventions(out_dir: Path, conventions: dict[str, Any]) -> None:
+    """Record how the features under ``out_dir`` are made (``conventions.json``), or, when the folder
+    already holds features, refuse to add features made another way (a folder of mixed features would
+    be read as one set)."""
+    path = out_dir / "conventions.json"
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        if recorded != conventions:
+            differ = ", ".join(f"{key}: {recorded.get(key)!r} there, {value!r} now"
+                               for key, value in conventions.items() if recorded.get(key) != value)
+            raise UserInputError(f"{out_dir} holds features made another way ({differ}); extract into a new "
+                                 f"folder, or give the same options to resume")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as partial:
+        partial.write_text(json.dumps(conventions, indent=2) + "\n")
 
 
 def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
@@ -58,13 +93,21 @@ class FeatureExtractor(VideoInferenceLoop):
     """
 
     def __init__(self, towers: dict[str, InceptionI3d], out_dir: str | os.PathLike, *, window: int | None = 16,
-                 stride: int = 16, precision: str = "32", fast: bool = True, batch_size: int = 8,
+                 stride: int = 16, crops: int = 1, crop_size: int = RELEASE_CROP_SIZE, concatenate: bool = False,
+                 precision: str = "32", fast: bool = True, batch_size: int = 8,
                  online_flow: OnlineFlow | None = None) -> None:
         super().__init__(precision, batch_size)
+        if crops not in CROP_COUNTS:
+            raise UserInputError(f"crops must be 1 or 10, got {crops}")
+        if concatenate and set(towers) != {"rgb", "flow"}:
+            raise UserInputError("concatenated features need both the rgb and the flow tower")
         self.online_flow = online_flow or OnlineFlow()
-        self.towers = nn.ModuleDict({name: optimize_for_inference(tower, fast=fast) for name, tower in towers.items()})
+        # rgb before flow: the order of a concatenated file's halves.
+        self.towers = nn.ModuleDict({name: optimize_for_inference(towers[name], fast=fast)
+                                     for name in sorted(towers, key=("rgb", "flow").index)})
         self.out_dir = Path(out_dir)
         self.window, self.stride, self.fast = window, stride, fast
+        self.crops, self.crop_size, self.concatenate = crops, crop_size, concatenate
         self.pending: list[dict[str, Any]] = []
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -96,21 +139,51 @@ class FeatureExtractor(VideoInferenceLoop):
         """Write the features of every pending video."""
         if not self.pending:
             return
-        for stream, tower in self.towers.items():
-            clips = [item[stream][0] for item in self.pending]  # [C, T, S, S] each
-            for item, values in zip(self.pending, self._features(tower, clips), strict=True):
-                _save(feature_path(self.out_dir, stream, item["video_id"]), values.cpu().numpy())
+        features = {modality: self._features(tower, [item[modality][0] for item in self.pending], modality)
+                    for modality, tower in self.towers.items()}  # per video, [N, 1024] or [1024]
+        for position, item in enumerate(self.pending):
+            if self.concatenate:
+                values = torch.cat([features[modality][position] for modality in self.towers], dim=-1)
+                _save(feature_path(self.out_dir, CONCATENATED, item["video_id"]), values.cpu().numpy())
+                continue
+            for modality, values in features.items():
+                _save(feature_path(self.out_dir, modality, item["video_id"]), values[position].cpu().numpy())
         self.pending = []
 
-    def _features(self, tower: nn.Module, clips: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Per clip ``[C, T, S, S]``: ``[N, 1024]`` for its N windows, or ``[1024]`` for the whole clip."""
-        if self.window is None:
-            return [self._run(tower, 1, lambda part, clip=clip: _model_range(clip[None]))[0] for clip in clips]
-        counts = [len(window_starts(clip.shape[1], self.window, self.stride)) for clip in clips]
-        windows = [(clip, start) for clip in clips for start in window_starts(clip.shape[1], self.window, self.stride)]
-        features = self._run(tower, len(windows), lambda part: torch.stack(
-            [_model_range(_window(clip, start, self.window)) for clip, start in windows[part]]))
-        return list(features.split(counts))
+    def _features(self, tower: nn.Module, clips: list[torch.Tensor], modality: str) -> list[torch.Tensor]:
+        """Per clip ``[C, T, H, W]``: ``[N, 1024]`` for its N windows, or ``[1024]`` for the whole clip."""
+        if self.window is None:  # whole clips differ in length: a call of their own each
+            return [self._crop_averages(tower, [(clip, 0, clip.shape[1])], modality)[0] for clip in clips]
+        windows = [[(clip, start, self.window) for start in window_starts(clip.shape[1], self.window, self.stride)]
+                   for clip in clips]
+        features = self._crop_averages(tower, [window for video in windows for window in video], modality)
+        return list(features.split([len(video) for video in windows]))
+
+    def _crop_averages(self, tower: nn.Module, windows: list[tuple[torch.Tensor, int, int]],
+                       modality: str) -> torch.Tensor:
+        """``[W, 1024]``: each (clip, start, length) window's feature, averaged over its crops. The
+        network sees ``batch_size`` crops per call, whichever windows they come from."""
+        views: dict[int, torch.Tensor] = {}  # window -> its crops [crops, C, L, S, S], while a call needs them
+
+        def inputs(part: slice) -> torch.Tensor:
+            batch = []
+            for index in range(part.start, part.stop):
+                window, crop = divmod(index, self.crops)
+                if window not in views:
+                    views.clear()
+                    views[window] = self._crops_of(*windows[window], flow=modality == "flow")
+                batch.append(views[window][crop])
+            return torch.stack(batch)
+
+        features = self._run(tower, len(windows) * self.crops, inputs)
+        return features.view(len(windows), self.crops, -1).mean(dim=1)
+
+    def _crops_of(self, clip: torch.Tensor, start: int, length: int, *, flow: bool) -> torch.Tensor:
+        """``[crops, C, length, S, S]`` float in [-1, 1]: the crops of ``length`` frames of ``clip`` from ``start``."""
+        window = _window(clip, start, length)
+        if self.crops == 10:
+            return _model_range(ten_crops(window, self.crop_size, flow=flow))
+        return _model_range(center_crop(window, self.crop_size)[None])
 
     def _run(self, tower: nn.Module, count: int, inputs: Any) -> torch.Tensor:
         def pooled(clips: torch.Tensor) -> torch.Tensor:
@@ -130,19 +203,21 @@ def _model_range(clips: torch.Tensor) -> torch.Tensor:
     return rgb_to_model_range(clips) if clips.dtype == torch.uint8 else clips
 
 
-def write_index(out_dir: Path, streams: Sequence[str]) -> Path:
-    """``index.csv``: stream, video id, file and array shape of every feature file under ``out_dir``."""
+def write_index(out_dir: Path, outputs: Sequence[str]) -> Path:
+    """``index.csv``: output (modality or :data:`CONCATENATED`), video id, file and array shape of every
+    feature file under ``out_dir``."""
     rows = []
-    for stream in streams:
-        for path in sorted((out_dir / stream).rglob("*.npy")):
+    for output in outputs:
+        folder = out_dir if output == CONCATENATED else out_dir / output
+        for path in sorted(folder.rglob("*.npy")):
             if path.name.startswith("."):
                 continue
             shape = np.load(path, mmap_mode="r").shape
-            video_id = str(path.relative_to(out_dir / stream).with_suffix(""))
-            rows.append((stream, video_id, str(path.relative_to(out_dir)), "x".join(map(str, shape))))
+            video_id = str(path.relative_to(folder).with_suffix(""))
+            rows.append((output, video_id, str(path.relative_to(out_dir)), "x".join(map(str, shape))))
     index = out_dir / "index.csv"
-    with index.open("w", newline="") as stream_file:
-        writer = csv.writer(stream_file)
+    with index.open("w", newline="") as index_file:
+        writer = csv.writer(index_file)
         writer.writerow(("stream", "video_id", "file", "shape"))
         writer.writerows(rows)
     return index
