@@ -14,6 +14,7 @@ from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.features.extraction import window_starts
 from i3d_lightning.features.presets import FEATURE_PRESETS
+from i3d_lightning.features.run import ExtractionSettings, extract
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.preprocessing import ten_crops
 from i3d_lightning.weights.loading import save_state_dict
@@ -150,9 +151,17 @@ def test_preset_options_are_refused_when_they_contradict_it(tmp_path, towers, we
                     "--window", "32", "--fps", "25") == 2
     assert "--preset thumos14 fixes --fps, --window" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-    # A folder of centre-crop features does not take ten-crop ones: the set would mix two conventions.
-    assert _extract(tmp_path / "videos", tmp_path / "out", towers, checkpoints_dir, "--preset", "thumos14") == 0
+    # The same extraction in Python; the command then finds it done (the same conventions).
+    settings = ExtractionSettings.from_preset("thumos14", short_side=SHORT_SIDE, crop_size=CROP,
+                                              weights={"rgb": "rgb_scratch", "flow": towers["flow_file"]})
+    report = extract(video_files(tmp_path / "videos"), tmp_path / "out", settings, mirror=str(checkpoints_dir))
+    assert (report.videos, report.already_extracted, len(report.skipped)) == (1, 0, 0)
     made = (tmp_path / "out" / "a.npy").read_bytes()
+    assert np.load(tmp_path / "out" / "a.npy").shape == (1, 2048)
+    capsys.readouterr()
+    assert _extract(tmp_path / "videos", tmp_path / "out", towers, checkpoints_dir, "--preset", "thumos14") == 0
+    assert "1 videos, 1 already extracted, 0 to do" in capsys.readouterr().out
+    # A folder of centre-crop features does not take ten-crop ones: the set would mix two conventions.
     assert _extract(tmp_path / "videos", tmp_path / "out", towers, checkpoints_dir, "--preset", "thumos14",
                     "--crops", "10") == 2
     assert "holds features made another way (crops: 1 there, 10 now)" in capsys.readouterr().err

@@ -25,29 +25,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import pytorch_lightning as pl
-
 from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writable_folder
 from i3d_lightning.data.annotations import VideoList, video_files
-from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.features.extraction import (
-    CROP_COUNTS,
-    FeatureExtractor,
-    check_conventions,
-    output_names,
-    pending,
-    write_index,
-)
+from i3d_lightning.features.extraction import CROP_COUNTS
 from i3d_lightning.features.presets import FEATURE_PRESETS, feature_preset
-from i3d_lightning.flow.online import OnlineFlow
+from i3d_lightning.features.run import ExtractionSettings, extract
 from i3d_lightning.hardware import available_cpus
 from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
 from i3d_lightning.models.inference import PRECISIONS
-from i3d_lightning.models.streams import STREAMS, modalities_of
+from i3d_lightning.models.streams import STREAMS
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE
-from i3d_lightning.runtime.video_inference import default_batch_size, uses_cuda, video_loader
-from i3d_lightning.weights import WeightsSource, stream_towers
 
 
 def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | None]:
@@ -105,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default="auto")
     parser.add_argument("--workers", type=whole_number(0), default=min(2, available_cpus()))
     args = parser.parse_args(argv)
-    return run_reporting_errors(extract, args)
+    return run_reporting_errors(run, args)
 
 
-def frame_rate(text: str) -> float | None:
-    """``--fps``: a positive number, or ``native`` (None: every frame of the video)."""
+def frame_rate(text: str) -> float | str:
+    """``--fps``: a positive number, or ``native`` (every frame of the video)."""
     if text == "native":
-        return None
+        return text
     try:
         value = float(text)
     except ValueError:
@@ -121,78 +109,41 @@ def frame_rate(text: str) -> float | None:
     return value
 
 
-def apply_preset(args: argparse.Namespace) -> None:
-    """Fill ``args`` from ``--preset`` (or the defaults), refusing options that contradict the preset."""
+def settings_from(args: argparse.Namespace) -> ExtractionSettings:
+    """The extraction's settings: ``--preset``'s, refusing options that contradict it, or the options'."""
+    weights = {"rgb": args.weights_rgb, "flow": args.weights_flow}
     if args.preset is None:
-        args.stream = args.stream or "rgb"
-        args.fps = RELEASE_FPS if args.fps is None else args.fps
-        args.window, args.stride = args.window or 16, args.stride or 16
-        args.concatenate = False
-        return
-    preset = feature_preset(args.preset)
+        return ExtractionSettings(
+            stream=args.stream or "rgb", fps={None: RELEASE_FPS, "native": None}.get(args.fps, args.fps),
+            window=None if args.per_video else args.window or 16, stride=args.stride or 16, crops=args.crops,
+            short_side=args.short_side, crop_size=args.crop, weights=weights)
     fixed = {"--stream": args.stream, "--fps": args.fps, "--window": args.window, "--stride": args.stride,
              "--per-video": args.per_video or None}
     given = [option for option, value in fixed.items() if value is not None]
     if given:
-        raise UserInputError(f"--preset {preset.name} fixes {', '.join(given)} ({preset.describe()}); drop "
-                             f"{'it' if len(given) == 1 else 'them'}, or leave out --preset")
-    args.stream, args.fps, args.window, args.stride = preset.stream, preset.fps, preset.window, preset.stride
-    args.concatenate = True
+        raise UserInputError(f"--preset {args.preset} fixes {', '.join(given)} "
+                             f"({feature_preset(args.preset).describe()}); drop {'it' if len(given) == 1 else 'them'}, "
+                             f"or leave out --preset")
+    return ExtractionSettings.from_preset(args.preset, crops=args.crops, short_side=args.short_side,
+                                          crop_size=args.crop, weights=weights)
 
 
-def conventions(args: argparse.Namespace, modalities: tuple[str, ...]) -> dict[str, object]:
-    """What makes the features of one extraction comparable with another's (``conventions.json``)."""
-    windows = {"window": None, "stride": None} if args.per_video else {"window": args.window, "stride": args.stride}
-    return {"preset": args.preset, "stream": args.stream, "fps": args.fps, **windows, "crops": args.crops,
-            "short_side": args.short_side, "crop_size": args.crop,
-            "weights": {modality: getattr(args, f"weights_{modality}") for modality in modalities},
-            "layout": "[T, 2048] per video, rgb first" if args.concatenate else "[T, 1024] per modality"}
-
-
-def extract(args: argparse.Namespace) -> int:
-    apply_preset(args)
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
     if args.dataset:
         videos, flow_root = dataset_videos(args.dataset, args.set)
     elif args.source is not None and args.source.exists():
         videos, flow_root = video_files(args.source), None
     else:
         raise UserInputError(f"{args.source}: no such folder or list (or give --dataset NAME)")
-    streams = modalities_of(args.stream)
-    flow_root = args.flow_root or flow_root
-    if args.window < MIN_FRAMES and not args.per_video:
-        raise UserInputError(f"--window must be at least {MIN_FRAMES} frames (I3D's minimum)")
-    writable_folder(args.out, "OUT")
-    outputs = output_names(streams, args.concatenate)
-    check_conventions(args.out, conventions(args, streams))
-    todo = pending(videos.records, args.out, outputs)
-    print(f"{len(videos.records)} videos, {len(videos.records) - len(todo)} already extracted, {len(todo)} to do")
-    towers = stream_towers(streams, {"rgb": args.weights_rgb, "flow": args.weights_flow},
-                           source=WeightsSource(mirror=args.mirror))
-    if todo:
-        trainer = pl.Trainer(accelerator="auto", devices=args.devices, logger=False, enable_checkpointing=False,
-                             enable_model_summary=False)
-        on_gpu = uses_cuda(trainer)
-        # Ten crops are taken per window by the extractor, from the uncropped frames.
-        sampling = ClipSampling(train=False, whole_video=True, fps=args.fps, short_side=args.short_side,
-                                crop_size=args.crop if args.crops == 1 else None)
-        flow_source = args.flow_source or ("stored" if flow_root else "online")
-        online = OnlineFlow(where="device" if on_gpu else "workers")
-        dataset = VideoClipDataset(todo, sampling, modalities=streams, flow_root=flow_root, flow_source=flow_source,
-                                   online_flow=online, flow_on_device=online.where == "device", rgb_as_uint8=True)
-        # One whole video per step: the extractor packs the windows of consecutive videos into its calls.
-        loader = video_loader(dataset, videos_per_step=1, workers=args.workers, pin_memory=on_gpu)
-        extractor = FeatureExtractor(towers, args.out, window=None if args.per_video else args.window,
-                                     stride=args.stride, crops=args.crops, crop_size=args.crop,
-                                     concatenate=args.concatenate, precision=args.precision, fast=not args.no_fast,
-                                     batch_size=args.batch_size or default_batch_size("cuda" if on_gpu else "cpu"),
-                                     online_flow=online)
-        trainer.predict(extractor, dataloaders=loader, return_predictions=False)
-        if not trainer.is_global_zero:
-            return 0
-        if len(extractor.skipped):
-            extractor.skipped.write(args.out / "failed_videos.csv")
-    print(f"index written to {write_index(args.out, outputs)}")
-    return finished(len(extractor.skipped) if todo else 0, f"in {args.out / 'failed_videos.csv'}")
+    report = extract(videos, writable_folder(args.out, "OUT"), settings, mirror=args.mirror,
+                     flow_root=args.flow_root or flow_root, flow_source=args.flow_source, precision=args.precision,
+                     batch_size=args.batch_size, fast=not args.no_fast, devices=args.devices, workers=args.workers,
+                     verbose=True)
+    if report.index is None:  # not the first process of a multi-GPU run: that one reports
+        return 0
+    print(f"index written to {report.index}")
+    return finished(len(report.skipped), f"in {args.out / 'failed_videos.csv'}")
 
 
 if __name__ == "__main__":

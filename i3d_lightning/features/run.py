@@ -1,0 +1,156 @@
+"""Feature extraction in Python, as ``i3d-extract-features`` runs it::
+
+    from i3d_lightning.data.annotations import video_files
+    from i3d_lightning.features.run import ExtractionSettings, extract
+
+    report = extract(video_files("/data/thumos14/videos"), "features/",
+                     ExtractionSettings.from_preset("thumos14", crops=10))
+
+The settings say how the features are made (and are what ``conventions.json`` records); :func:`extract`
+runs Lightning's predict loop over the videos not yet extracted and writes the files and the index.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from i3d_lightning.data.annotations import VideoList
+from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.features.extraction import (
+    CROP_COUNTS,
+    FeatureExtractor,
+    check_conventions,
+    output_names,
+    pending,
+    write_index,
+)
+from i3d_lightning.features.presets import feature_preset
+from i3d_lightning.flow.online import OnlineFlow
+from i3d_lightning.models.i3d import MIN_FRAMES
+from i3d_lightning.models.streams import modalities_of
+from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE
+from i3d_lightning.runtime.skip_report import SkipReport
+from i3d_lightning.runtime.video_inference import default_batch_size, uses_cuda, video_loader
+from i3d_lightning.weights import WeightsSource, stream_towers
+
+DEFAULT_WEIGHTS = {"rgb": "rgb_imagenet", "flow": "flow_imagenet"}
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How features are made: the ``stream``'s towers (``weights``: modality -> registry name or file),
+    frames at ``fps`` (``None``: the video's own rate) resized to ``short_side``, windows of ``window``
+    frames every ``stride`` (``window=None``: one vector per video), ``crops`` (1 or 10) of ``crop_size``,
+    and, for a ``preset``, both modalities in one file."""
+
+    stream: str = "rgb"
+    fps: float | None = RELEASE_FPS
+    window: int | None = 16
+    stride: int = 16
+    crops: int = 1
+    short_side: int = RELEASE_SHORT_SIDE
+    crop_size: int = RELEASE_CROP_SIZE
+    weights: Mapping[str, str] | None = None
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        modalities_of(self.stream)
+        if self.window is not None and self.window < MIN_FRAMES:
+            raise UserInputError(f"window must be at least {MIN_FRAMES} frames (I3D's minimum), got {self.window}")
+        if self.crops not in CROP_COUNTS:
+            raise UserInputError(f"crops must be 1 or 10, got {self.crops}")
+        if self.fps is not None and not self.fps > 0:
+            raise UserInputError(f"fps must be positive (or None: the video's own rate), got {self.fps}")
+
+    @classmethod
+    def from_preset(cls, name: str, *, crops: int = 1, short_side: int = RELEASE_SHORT_SIDE,
+                    crop_size: int = RELEASE_CROP_SIZE, weights: Mapping[str, str] | None = None) -> ExtractionSettings:
+        """The settings of a named convention (:data:`~i3d_lightning.features.presets.FEATURE_PRESETS`);
+        ``weights`` replaces its checkpoints (other files of the same towers)."""
+        preset = feature_preset(name)
+        return cls(stream=preset.stream, fps=preset.fps, window=preset.window, stride=preset.stride, crops=crops,
+                   short_side=short_side, crop_size=crop_size, weights=weights or dict(preset.weights), preset=name)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return modalities_of(self.stream)
+
+    @property
+    def concatenate(self) -> bool:
+        """Whether each video gets one file of both modalities' features, rgb's first (the presets')."""
+        return self.preset is not None
+
+    def weights_of(self, modality: str) -> str:
+        return str((self.weights or DEFAULT_WEIGHTS).get(modality, DEFAULT_WEIGHTS[modality]))
+
+    def conventions(self) -> dict[str, object]:
+        """What makes one extraction's features comparable with another's (``conventions.json``)."""
+        return {"preset": self.preset, "stream": self.stream, "fps": self.fps, "window": self.window,
+                "stride": None if self.window is None else self.stride, "crops": self.crops,
+                "short_side": self.short_side, "crop_size": self.crop_size,
+                "weights": {modality: self.weights_of(modality) for modality in self.modalities},
+                "layout": "[T, 2048] per video, rgb first" if self.concatenate else "[T, 1024] per modality"}
+
+
+@dataclass
+class ExtractionReport:
+    """What :func:`extract` did: videos in the list, those already extracted before, the unreadable ones
+    (``skipped``, listed in ``failed_videos.csv``), and the index file (``None`` on processes other than
+    the first of a multi-GPU run)."""
+
+    videos: int
+    already_extracted: int
+    skipped: SkipReport
+    index: Path | None
+
+
+def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSettings | None = None, *,
+            mirror: str | None = None, flow_root: str | os.PathLike | None = None, flow_source: str | None = None,
+            precision: str = "32", batch_size: int | None = None, fast: bool = True, devices: int | str = "auto",
+            workers: int = 0, verbose: bool = False) -> ExtractionReport:
+    """Write the features of ``videos`` under ``out`` (see :mod:`i3d_lightning.features.extraction` for
+    the files). Flow comes from ``flow_root`` (``flow_source="stored"``) or is computed from the videos
+    (``"online"``, the default without ``flow_root``): on the GPU when the Trainer runs on one.
+    ``verbose``: print how many videos are left to do."""
+    settings = settings or ExtractionSettings()
+    out = Path(out)
+    modalities = settings.modalities
+    outputs = output_names(modalities, settings.concatenate)
+    check_conventions(out, settings.conventions())
+    todo = pending(videos.records, out, outputs)
+    if verbose:
+        print(f"{len(videos.records)} videos, {len(videos.records) - len(todo)} already extracted, {len(todo)} to do")
+    towers = stream_towers(modalities, {modality: settings.weights_of(modality) for modality in modalities},
+                           source=WeightsSource(mirror=mirror))
+    skipped = SkipReport(announce=False)
+    if todo:
+        trainer = pl.Trainer(accelerator="auto", devices=devices, logger=False, enable_checkpointing=False,
+                             enable_model_summary=False)
+        on_gpu = uses_cuda(trainer)
+        # Ten crops are taken per window by the extractor, from the uncropped frames.
+        sampling = ClipSampling(train=False, whole_video=True, fps=settings.fps, short_side=settings.short_side,
+                                crop_size=settings.crop_size if settings.crops == 1 else None)
+        online = OnlineFlow(where="device" if on_gpu else "workers")
+        dataset = VideoClipDataset(todo, sampling, modalities=modalities, flow_root=flow_root,
+                                   flow_source=flow_source or ("stored" if flow_root else "online"),
+                                   online_flow=online, flow_on_device=online.where == "device", rgb_as_uint8=True)
+        # One whole video per step: the extractor packs the windows of consecutive videos into its calls.
+        loader = video_loader(dataset, videos_per_step=1, workers=workers, pin_memory=on_gpu)
+        extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
+                                     crops=settings.crops, crop_size=settings.crop_size,
+                                     concatenate=settings.concatenate, precision=precision, fast=fast,
+                                     batch_size=batch_size or default_batch_size("cuda" if on_gpu else "cpu"),
+                                     online_flow=online)
+        trainer.predict(extractor, dataloaders=loader, return_predictions=False)
+        skipped = extractor.skipped
+        if not trainer.is_global_zero:
+            return ExtractionReport(len(videos.records), len(videos.records) - len(todo), skipped, None)
+        if len(skipped):
+            skipped.write(out / "failed_videos.csv")
+    return ExtractionReport(len(videos.records), len(videos.records) - len(todo), skipped, write_index(out, outputs))
