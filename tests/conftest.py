@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
+import runpy
 import subprocess
 import sys
 import threading
@@ -28,6 +30,33 @@ def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 6
     args = (str(first), *args[1:]) if first is not None and first.is_file() else args
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, check=False, env={**os.environ, **(env or {})})
+
+
+def run_command(script: str, overrides: list[str], capsys: pytest.CaptureFixture,
+                monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """``python <script> <overrides>`` in this process: (exit status, stderr)."""
+    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / script), *overrides])
+    # Hydra's logging.config.dictConfig closes every handler the process has. absl's (TensorFlow's, once
+    # a test converted weights in this process) closes its stream too, and that stream is pytest's
+    # capture file of the test that imported it: Hydra gets a list of its own to clear.
+    monkeypatch.setattr(logging, "_handlerList", [])
+    capsys.readouterr()
+    handlers = list(logging.root.handlers)
+    try:
+        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+        status = 0
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        # Hydra pointed the root logger at this test's captured stderr: put back what was there.
+        for handler in list(logging.root.handlers):
+            if handler not in handlers:
+                logging.root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in logging.root.handlers:
+                logging.root.addHandler(handler)
+    return status, capsys.readouterr().err
 
 
 def compose_config(name: str, overrides: list[str] = ()):
@@ -92,6 +121,18 @@ def weights_home(tmp_path_factory: pytest.TempPathFactory, rgb_scratch_state) ->
     cached = converted_path(I3DWeights.rgb_scratch, WeightsSource(cache=home))
     save_state_dict(rgb_scratch_state, cached, {"name": "rgb_scratch"})
     return home
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests marked ``long`` first, longest (``minutes``, 1 if not given) first, the rest in collection
+    order. With ``--maxschedchunk=1`` (pyproject's addopts) pytest-xdist hands each worker a test or two
+    at a time in this order, so the long ones start early on different workers, instead of one worker
+    finishing the last of them while the others wait."""
+    def order(item: pytest.Item) -> tuple[bool, float]:
+        long = item.get_closest_marker("long")
+        return long is None, -(long.kwargs.get("minutes", 1) if long is not None else 0)
+
+    items.sort(key=order)
 
 
 def pytest_configure(config: pytest.Config) -> None:

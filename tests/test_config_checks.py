@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from i3d_lightning.config_checks import RULES, Rule
-from tests.conftest import REPO_ROOT, compose_config
+from tests.conftest import compose_config, run_command
 
 # Values that would not be reached before a dataset is looked at, with a tiny synthetic set for the rest.
 SYNTHETIC = ["dataset=synthetic", "dataset.train_per_class=1", "dataset.val_per_class=1", "dataset.num_frames=20"]
@@ -62,33 +59,6 @@ BAD_EVAL = [
     ("dataset=kinetics400 dataset.num_classes=700", "dataset.num_classes=700: choose one of 400, 600"),
     ("dataset=custom sample.rgb=clip.mp4", "sample.rgb is an input of the sample evaluation, which has no dataset"),
 ]
-
-
-def run_command(script: str, overrides: list[str], capsys: pytest.CaptureFixture,
-                monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    """``python <script> <overrides>`` in this process: (exit status, stderr)."""
-    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / script), *overrides])
-    # Hydra's logging.config.dictConfig closes every handler the process has. absl's (TensorFlow's, once
-    # a test converted weights in this process) closes its stream too, and that stream is pytest's
-    # capture file of the test that imported it: Hydra gets a list of its own to clear.
-    monkeypatch.setattr(logging, "_handlerList", [])
-    capsys.readouterr()
-    handlers = list(logging.root.handlers)
-    try:
-        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
-        status = 0
-    except SystemExit as stop:
-        status = stop.code if isinstance(stop.code, int) else 1
-    finally:
-        # Hydra pointed the root logger at this test's captured stderr: put back what was there.
-        for handler in list(logging.root.handlers):
-            if handler not in handlers:
-                logging.root.removeHandler(handler)
-                handler.close()
-        for handler in handlers:
-            if handler not in logging.root.handlers:
-                logging.root.addHandler(handler)
-    return status, capsys.readouterr().err
 
 
 def _checkpoint_cases(tmp_path: Path) -> list[tuple[str, str, str]]:

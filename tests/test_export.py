@@ -24,6 +24,7 @@ def _run_tool(out, weights_home, *extra: str) -> subprocess.CompletedProcess:
     return run_script("-m", "i3d_lightning.commands.export", str(out), *extra, env={"I3D_HOME": str(weights_home)})
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_joint_export_matches_pytorch_for_other_batches_and_lengths(tmp_path, fmt, user_float32_flags):
     model = StreamSum({"rgb": InceptionI3d(5, 3), "flow": InceptionI3d(5, 2)}).eval()
@@ -45,6 +46,7 @@ def test_joint_export_matches_pytorch_for_other_batches_and_lengths(tmp_path, fm
         run_exported(path, fmt, (torch.zeros(1, 3, 8, SIZE, SIZE), torch.zeros(1, 2, 8, SIZE, SIZE)))
 
 
+@pytest.mark.long
 def test_tool_exports_rgb_scratch_to_onnx_within_tolerance(tmp_path, weights_home, release_dir):
     out = tmp_path / "export"
     result = _run_tool(out, weights_home, "--weights-rgb", "rgb_scratch", "--mirror", str(release_dir),
@@ -68,6 +70,7 @@ def _train_checkpoint(path, modalities=("rgb",)) -> I3DClassifier:
     return model.eval()
 
 
+@pytest.mark.long(minutes=3)
 def test_tool_exports_a_training_checkpoint_with_its_classes(tmp_path, weights_home, release_dir):
     model = _train_checkpoint(tmp_path / "best.ckpt")
     out = tmp_path / "export"
@@ -82,20 +85,23 @@ def test_tool_exports_a_training_checkpoint_with_its_classes(tmp_path, weights_h
     assert max_abs_difference(out / "i3d_rgb.torchscript.pt", "torchscript", exported, (clip,)) <= 1e-4
 
 
-def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_home):
+def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_home, monkeypatch, capsys):
+    # In this process: the refusals are the command's main() (its one line, its exit status), nothing that
+    # needs a process of its own.
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    tool = _export_tool()
     _train_checkpoint(tmp_path / "best.ckpt")
-    result = _run_tool(tmp_path / "export", weights_home, "--checkpoint", str(tmp_path / "best.ckpt"),
-                       "--stream", "joint")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    capsys.readouterr()
+    assert tool.main([str(tmp_path / "export"), "--checkpoint", str(tmp_path / "best.ckpt"), "--stream", "joint"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"error: checkpoint {tmp_path / 'best.ckpt'} is a rgb model, not joint: leave the stream out or choose "
         f"the checkpoint's"]
     assert not (tmp_path / "export").exists()
-    missing = _run_tool(tmp_path / "export", weights_home, "--checkpoint", str(tmp_path / "nope.ckpt"))
-    assert missing.returncode == 2 and "nope.ckpt: no such file" in missing.stderr
+    assert tool.main([str(tmp_path / "export"), "--checkpoint", str(tmp_path / "nope.ckpt")]) == 2
+    assert "nope.ckpt: no such file" in capsys.readouterr().err
     (tmp_path / "notes.ckpt").write_text("not a checkpoint\n")
-    text = _run_tool(tmp_path / "export", weights_home, "--checkpoint", str(tmp_path / "notes.ckpt"))
-    assert text.returncode == 2 and text.stderr.strip().splitlines() == [
+    assert tool.main([str(tmp_path / "export"), "--checkpoint", str(tmp_path / "notes.ckpt")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"error: --checkpoint {tmp_path / 'notes.ckpt'} is not a PyTorch file (a torch.save checkpoint or state dict)"]
 
 

@@ -6,6 +6,7 @@ import csv
 import subprocess
 
 import numpy as np
+import pytest
 import torch
 
 from i3d_lightning.commands import extract_features
@@ -32,6 +33,7 @@ def test_window_starts():
     assert window_starts(5, 16, 16) == [0]
 
 
+@pytest.mark.long
 def test_window_features_equal_the_model_endpoint(tmp_path, weights_home, checkpoints_dir, rgb_scratch_state,
                                                   monkeypatch, user_float32_flags):
     videos = tmp_path / "videos"

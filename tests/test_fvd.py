@@ -322,6 +322,7 @@ def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, js
     assert len(result.stderr.strip().splitlines()) == 1  # and nothing was embedded before the refusal
 
 
+@pytest.mark.long
 def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypatch, user_float32_flags, capsys):
     # Two clips per video, 5 real videos from an array and 4 fake mp4s (and one broken file): batch 1
     # embeds one clip per network call; batch 4 two videos' clips at once.

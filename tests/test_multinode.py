@@ -54,6 +54,7 @@ def two_class_videos(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.long
 def test_training_on_two_nodes_equals_one_process(tmp_path, two_class_videos):
     # Per process 3 clips, 2 processes = the 6 videos in one step per epoch; one process takes them in
     # one batch of 6. Batch norm statistics fixed, no dropout: the same gradient either way.

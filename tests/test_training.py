@@ -22,7 +22,7 @@ from i3d_lightning.models import InceptionI3d
 from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.training.run import train
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import IEEE, compose_config, float32_settings_at_each_convolution, run_script
+from tests.conftest import IEEE, compose_config, float32_settings_at_each_convolution, run_command, run_script
 from tests.tiny_datasets import FAST, make_tiny_datasets
 
 
@@ -116,6 +116,7 @@ def _learning_config(tmp_path: Path, checkpoints_dir: Path, extra: list[str]):
         "trainer.enable_progress_bar=false", "logger=[]", *extra])
 
 
+@pytest.mark.long(minutes=4)
 def test_the_quick_start_learns_the_synthetic_motion_classes(tmp_path, checkpoints_dir):
     # experiment=quickstart (precision auto: fp32 without AMX) on a smaller synthetic set: 48 training
     # videos, 4 epochs of 12 steps, the last two blocks and the logits trained (the whole network's
@@ -164,6 +165,7 @@ class CtrlC(pl.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.long
 def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path):
     # train.py itself: the resumed command names only the checkpoint (and a change it may make), and
     # the run goes on in its own folder with its own config, best score and log.
@@ -283,6 +285,7 @@ def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user
         assert [row["video_id"] for row in csv.DictReader(stream)] == ["b/broken"]
 
 
+@pytest.mark.long(minutes=2)
 def test_evaluation_over_two_processes_equals_one(tmp_path, eval_dataset):
     weights = _random_weights(tmp_path / "w.safetensors", 2, seed=1)
     outputs = {}
@@ -312,22 +315,22 @@ SMALL_SYNTHETIC = ["dataset=synthetic", "dataset.train_per_class=1", "dataset.va
     ([], "error: no dataset chosen: add dataset=ucf101|hmdb51|kinetics400|kinetics600|custom|synthetic"),
     (["data.clip.crop_size=300", *SMALL_SYNTHETIC], "error: crop_size 300 is larger than short_side 256"),
 ])
-def test_train_cli_config_mistakes_are_one_line(tmp_path, overrides, expected):
+def test_train_cli_config_mistakes_are_one_line(tmp_path, overrides, expected, capsys, monkeypatch):
     if "dataset.train_per_class=1" in overrides:
         overrides = [*overrides, f"dataset.root={tmp_path / 'synthetic'}"]
-    result = run_script("train.py", *overrides, f"run_dir={tmp_path / 'run'}", timeout=300)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1].startswith(expected)
-    assert "Traceback" not in result.stderr
+    status, stderr = run_command("train.py", [*overrides, f"run_dir={tmp_path / 'run'}"], capsys, monkeypatch)
+    assert status == 2, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith(expected)
+    assert "Traceback" not in stderr
     assert not (tmp_path / "run").exists()  # a refused command leaves no run folder behind
 
 
-def test_train_cli_wrong_group_option_lists_choices(tmp_path):
-    result = run_script("train.py", "schedule=adam", f"hydra.run.dir={tmp_path}", timeout=120)
-    assert result.returncode == 1
-    assert "Could not find 'schedule/adam'" in result.stderr
+def test_train_cli_wrong_group_option_lists_choices(tmp_path, capsys, monkeypatch):
+    status, stderr = run_command("train.py", ["schedule=adam", f"hydra.run.dir={tmp_path}"], capsys, monkeypatch)
+    assert status == 1
+    assert "Could not find 'schedule/adam'" in stderr
     for choice in ("adamw", "cosine", "finetune", "release_sgd"):
-        assert choice in result.stderr
+        assert choice in stderr
 
 
 def test_freezing_and_learning_rate_groups():
@@ -413,6 +416,7 @@ def test_predictions_and_confusion_matrix_agree_on_ties_and_nan():
     assert predicted_by_rows == predicted_by_confusion == [0, 0, 1]
 
 
+@pytest.mark.long
 def test_a_run_folder_holds_everything_the_run_wrote(tmp_path):
     # run_dir=... moves Hydra's .hydra/ and train.log too; skipped_videos.csv exists, with its header,
     # when nothing was skipped.
