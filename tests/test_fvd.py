@@ -308,18 +308,23 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home):
     (lambda root: np.save(root.with_suffix(".npy"), np.zeros((2, 5, 8, 8, 3), np.uint8)), "new",
      "shorter than a clip"),
 ])
-def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, json_in, expected):
+def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, json_in, expected, monkeypatch, capsys):
+    # The command's main() in this process (the subprocess runs above show the same lines from a process).
     target = tmp_path / "fake"
     make(target)
     path = target if target.exists() else target.with_suffix(".npy")
     good = tmp_path / "real.npy"
     np.save(good, np.zeros((2, 9, 8, 8, 3), np.uint8))
     (tmp_path / "a_file").write_text("")  # --json a_file/x.json: its folder is a file, refused before embedding
-    result = _run_fvd(tmp_path, str(good), str(path), "--frames", "9", "--json", str(tmp_path / json_in / "x.json"),
-                      env=weights_home)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().startswith("error: ") and expected in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1  # and nothing was embedded before the refusal
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
+    capsys.readouterr()
+    status = fvd_tool.main([str(good), str(path), "--frames", "9", "--json", str(tmp_path / json_in / "x.json"),
+                            "--devices", "1"])
+    stderr = capsys.readouterr().err
+    assert status == 2, stderr[-2000:]
+    assert stderr.strip().startswith("error: ") and expected in stderr
+    assert len(stderr.strip().splitlines()) == 1  # and nothing was embedded before the refusal
 
 
 @pytest.mark.long

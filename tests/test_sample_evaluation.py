@@ -16,7 +16,7 @@ from i3d_lightning.evaluation.run import evaluate
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.weights import WeightsSource, kinetics_categories
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import compose_config, run_script
+from tests.conftest import compose_config, run_command, run_script
 from tests.videos import decoded_index_mod_levels, write_frames, write_video
 
 RELEASE_LINE = re.compile(r"^(\S+) (\S+) (.+)$")
@@ -170,12 +170,15 @@ def test_too_short_input_is_explained(tmp_path, weights_home, monkeypatch):
     (["device=cuda:7"], "error: device=cuda:7: this machine has"),
     (["stream=rgb", "weights.rgb=README.md"], "error: the weights file README.md is not a PyTorch file"),
 ])
-def test_cli_user_errors_are_one_line(overrides, expected, weights_home, checkpoints_dir, tmp_path):
-    env = {"I3D_HOME": str(weights_home), "I3D_WEIGHTS_MIRROR": str(checkpoints_dir)}
-    result = run_script("eval.py", *overrides, f"run_dir={tmp_path / 'run'}", env=env)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]]  # one line
-    assert result.stderr.strip().startswith(expected)
+def test_cli_user_errors_are_one_line(overrides, expected, weights_home, checkpoints_dir, tmp_path, monkeypatch,
+                                      capsys):
+    # eval.py run as __main__ in this process (run_command), Hydra and all.
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(checkpoints_dir))
+    status, stderr = run_command("eval.py", [*overrides, f"run_dir={tmp_path / 'run'}"], capsys, monkeypatch)
+    assert status == 2
+    assert stderr.strip().splitlines() == [stderr.strip().splitlines()[-1]]  # one line
+    assert stderr.strip().startswith(expected)
     assert not (tmp_path / "run").exists()  # a refused command leaves no run folder behind
 
 
