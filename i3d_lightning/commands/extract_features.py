@@ -112,11 +112,15 @@ def frame_rate(text: str) -> float | str:
 def settings_from(args: argparse.Namespace) -> ExtractionSettings:
     """The extraction's settings: ``--preset``'s, refusing options that contradict it, or the options'."""
     weights = {"rgb": args.weights_rgb, "flow": args.weights_flow}
-    if args.preset is None:
-        return ExtractionSettings(
-            stream=args.stream or "rgb", fps={None: RELEASE_FPS, "native": None}.get(args.fps, args.fps),
-            window=None if args.per_video else args.window or 16, stride=args.stride or 16, crops=args.crops,
-            short_side=args.short_side, crop_size=args.crop, weights=weights)
+    if args.preset is None:  # the options given; ExtractionSettings holds the defaults of the others
+        given = {key: value for key, value in (("stream", args.stream), ("window", args.window),
+                                               ("stride", args.stride)) if value is not None}
+        if args.fps is not None:
+            given["fps"] = None if args.fps == "native" else args.fps
+        if args.per_video:
+            given["window"] = None
+        return ExtractionSettings(**given, crops=args.crops, short_side=args.short_side, crop_size=args.crop,
+                                  weights=weights)
     fixed = {"--stream": args.stream, "--fps": args.fps, "--window": args.window, "--stride": args.stride,
              "--per-video": args.per_video or None}
     given = [option for option, value in fixed.items() if value is not None]
