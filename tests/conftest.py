@@ -32,10 +32,11 @@ def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 6
                           timeout=timeout, check=False, env={**os.environ, **(env or {})})
 
 
-def run_command(script: str, overrides: list[str], capsys: pytest.CaptureFixture,
-                monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    """``python <script> <overrides>`` in this process: (exit status, stderr)."""
-    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / script), *overrides])
+def run_command(script: str, args: list[str], capsys: pytest.CaptureFixture,
+                monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """``python <script> <args>`` (train.py, eval.py or a benchmark; relative to the repository root) in
+    this process: (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / script), *args])
     # Hydra's logging.config.dictConfig closes every handler the process has. absl's (TensorFlow's, once
     # a test converted weights in this process) closes its stream too, and that stream is pytest's
     # capture file of the test that imported it: Hydra gets a list of its own to clear.
@@ -56,7 +57,7 @@ def run_command(script: str, overrides: list[str], capsys: pytest.CaptureFixture
         for handler in handlers:
             if handler not in logging.root.handlers:
                 logging.root.addHandler(handler)
-    return status, capsys.readouterr().err
+    return status, *capsys.readouterr()
 
 
 def compose_config(name: str, overrides: list[str] = ()):

@@ -85,7 +85,7 @@ def _checkpoint_cases(tmp_path: Path) -> list[tuple[str, str, str]]:
 def test_a_bad_value_is_one_line_exit_2_and_no_run_folder(tmp_path, capsys, monkeypatch, script, override, expected):
     run_dir = tmp_path / "run"
     extra = [*SYNTHETIC, f"dataset.root={tmp_path / 'synthetic'}"] if script == "train.py" else []
-    status, stderr = run_command(script, [*override.split(" "), *extra, f"run_dir={run_dir}"], capsys, monkeypatch)
+    status, _, stderr = run_command(script, [*override.split(" "), *extra, f"run_dir={run_dir}"], capsys, monkeypatch)
     assert status == 2, stderr
     assert stderr.strip().splitlines() == [stderr.strip()] and stderr.startswith(f"error: {expected}")
     assert not run_dir.exists() and not (tmp_path / "synthetic").exists()  # refused before any work
@@ -95,7 +95,7 @@ def test_checkpoint_and_weights_files_that_are_not_are_one_line(tmp_path, capsys
     cases = _checkpoint_cases(tmp_path)
     for script, override, expected in cases:
         run_dir = tmp_path / f"run_{script}"
-        status, stderr = run_command(script, [override, "stream=rgb", f"run_dir={run_dir}"], capsys, monkeypatch)
+        status, _, stderr = run_command(script, [override, "stream=rgb", f"run_dir={run_dir}"], capsys, monkeypatch)
         assert status == 2, (override, stderr)
         assert len(stderr.strip().splitlines()) == 1 and expected in stderr, (override, stderr)
         assert not run_dir.exists()
@@ -190,7 +190,7 @@ def test_a_tool_refuses_a_bad_number_before_any_work(tool, arguments, expected, 
 def test_a_gpu_trainer_without_a_gpu_is_refused_before_any_work(tmp_path, capsys, monkeypatch, overrides):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     run_dir = tmp_path / "run"
-    status, stderr = run_command("train.py", [*overrides, *SYNTHETIC, f"dataset.root={tmp_path / 'synthetic'}",
+    status, _, stderr = run_command("train.py", [*overrides, *SYNTHETIC, f"dataset.root={tmp_path / 'synthetic'}",
                                               f"run_dir={run_dir}"], capsys, monkeypatch)
     assert status == 2 and stderr.strip() == ("error: trainer.accelerator=gpu: this machine has no usable CUDA GPU "
                                               "(use trainer=cpu)")

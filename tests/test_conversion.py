@@ -18,7 +18,6 @@ from i3d_lightning.weights.conversion import (
     read_tf_checkpoint,
     variable_map,
 )
-from tests.conftest import run_script
 from tests.tf_checkpoints import release_like_variables, write_tf_checkpoint
 
 RELEASE_LAYOUTS = {
@@ -121,23 +120,31 @@ def test_missing_checkpoint_is_refused(tmp_path):
         read_tf_checkpoint(tmp_path / "nothing" / "model.ckpt")
 
 
-def test_converter_cli_writes_loadable_weights(tmp_path, checkpoints_dir, rgb_scratch_state):
+def _convert_command(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``i3d-convert *argv`` in this process (its main()): (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    status = importlib.import_module("i3d_lightning.commands.convert").main(argv)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_converter_cli_writes_loadable_weights(tmp_path, checkpoints_dir, rgb_scratch_state, capsys):
     output = tmp_path / "rgb_scratch.safetensors"
-    result = run_script("-m", "i3d_lightning.commands.convert", str(checkpoints_dir / "rgb_scratch"), str(output))
-    assert result.returncode == 0, result.stderr
-    assert "(rgb, 400 classes, 344 tensors)" in result.stdout  # 230 converted + 57 gammas + 57 counters
+    status, out, err = _convert_command([str(checkpoints_dir / "rgb_scratch"), str(output)], capsys)
+    assert status == 0, err
+    assert "(rgb, 400 classes, 344 tensors)" in out  # 230 converted + 57 gammas + 57 counters
     model = i3d(weights=output)
     for key, value in model.state_dict().items():
         assert torch.equal(value, rgb_scratch_state[key]), key
 
 
-def test_converter_cli_reports_a_misfit_in_one_message(tmp_path):
+def test_converter_cli_reports_a_misfit_in_one_message(tmp_path, capsys):
     variables = release_like_variables("RGB/inception_i3d/", 3, 400)
     del variables["RGB/inception_i3d/Logits/Conv3d_0c_1x1/conv_3d/w"]
     prefix = write_tf_checkpoint(tmp_path / "model.ckpt", variables)
-    result = run_script("-m", "i3d_lightning.commands.convert", str(prefix), str(tmp_path / "out.safetensors"))
-    assert result.returncode == 2
-    assert "error: the checkpoint does not fit I3D" in result.stderr and "Traceback" not in result.stderr
+    status, _, err = _convert_command([str(prefix), str(tmp_path / "out.safetensors")], capsys)
+    assert status == 2
+    assert "error: the checkpoint does not fit I3D" in err and "Traceback" not in err
     assert not (tmp_path / "out.safetensors").exists()
 
 

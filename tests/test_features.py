@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
 
 import numpy as np
 import pytest
@@ -15,16 +14,24 @@ from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.features.extraction import window_starts
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script
+from tests.conftest import IEEE, float32_settings_at_each_convolution
 from tests.tiny_datasets import _video
 from tests.videos import write_frames
 
 
-def _extract(videos, out, weights_home, checkpoints_dir, *extra: str) -> subprocess.CompletedProcess:
-    return run_script("-m", "i3d_lightning.commands.extract_features", str(videos), str(out),
-                      "--weights-rgb", "rgb_scratch", "--mirror", str(checkpoints_dir), "--short-side", "193",
-                      "--crop", "193", "--workers", "0",
-                      *extra, env={"I3D_HOME": str(weights_home)})
+def _extract(videos, out, checkpoints_dir, capsys, *extra: str) -> tuple[int, str, str]:
+    """``i3d-extract-features VIDEOS OUT ...`` in this process (its main()): (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    status = extract_features.main([str(videos), str(out), "--weights-rgb", "rgb_scratch", "--mirror",
+                                    str(checkpoints_dir), "--short-side", "193", "--crop", "193", "--workers", "0",
+                                    *extra])
+    return status, *capsys.readouterr()
+
+
+@pytest.fixture
+def weights_cache(weights_home, monkeypatch) -> None:
+    """I3D_HOME is the cache that holds the converted rgb_scratch weights."""
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
 
 
 def test_window_starts():
@@ -34,16 +41,16 @@ def test_window_starts():
 
 
 @pytest.mark.long
-def test_window_features_equal_the_model_endpoint(tmp_path, weights_home, checkpoints_dir, rgb_scratch_state,
-                                                  monkeypatch, user_float32_flags):
+def test_window_features_equal_the_model_endpoint(tmp_path, weights_cache, checkpoints_dir, rgb_scratch_state,
+                                                  capsys, user_float32_flags):
     videos = tmp_path / "videos"
     for index in range(2):
         _video(videos / "cat" / f"clip{index}.mp4", 50 + index)
     (videos / "cat" / "broken.mp4").write_bytes(b"\x01" * 3000)
     out = tmp_path / "features"
-    result = _extract(videos, out, weights_home, checkpoints_dir, "--window", "9", "--stride", "4")
-    assert result.returncode == 3, result.stderr[-3000:]  # done, but the broken video was skipped
-    assert "3 videos, 0 already extracted, 3 to do" in result.stdout
+    status, stdout, stderr = _extract(videos, out, checkpoints_dir, capsys, "--window", "9", "--stride", "4")
+    assert status == 3, stderr[-3000:]  # done, but the broken video was skipped
+    assert "3 videos, 0 already extracted, 3 to do" in stdout
 
     model = InceptionI3d().eval()
     model.load_state_dict(rgb_scratch_state)
@@ -62,28 +69,26 @@ def test_window_features_equal_the_model_endpoint(tmp_path, weights_home, checkp
     with (out / "failed_videos.csv").open() as stream:
         assert [row["video_id"] for row in csv.DictReader(stream)] == ["cat/broken"]
 
-    again = _extract(videos, out, weights_home, checkpoints_dir, "--window", "9", "--stride", "4")
-    assert "3 videos, 2 already extracted, 1 to do" in again.stdout
+    _, stdout, _ = _extract(videos, out, checkpoints_dir, capsys, "--window", "9", "--stride", "4")
+    assert "3 videos, 2 already extracted, 1 to do" in stdout
     assert not list(out.rglob(".*partial*"))
 
-    # In this process, one window per network call (above: both videos' windows in one call), in
-    # IEEE fp32 whatever the process had set: the same features.
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    # One window per network call (above: both videos' windows in one call), in IEEE fp32 whatever the
+    # process had set: the same features.
     with float32_settings_at_each_convolution() as seen:
-        status = extract_features.main([str(videos), str(tmp_path / "one_by_one"), "--weights-rgb", "rgb_scratch",
-                                        "--mirror", str(checkpoints_dir), "--short-side", "193", "--crop", "193",
-                                        "--workers", "0", "--window", "9", "--stride", "4", "--batch-size", "1"])
+        status, _, _ = _extract(videos, tmp_path / "one_by_one", checkpoints_dir, capsys, "--window", "9",
+                                "--stride", "4", "--batch-size", "1")
     assert status == 3 and seen and all(settings == IEEE for settings in seen)
     for record in records:
         np.testing.assert_allclose(np.load(tmp_path / "one_by_one" / "rgb" / f"{record.video_id}.npy"),
                                    np.load(out / "rgb" / f"{record.video_id}.npy"), atol=1e-5)
 
 
-def test_per_video_features(tmp_path, weights_home, checkpoints_dir, rgb_scratch_state):
+def test_per_video_features(tmp_path, weights_cache, checkpoints_dir, rgb_scratch_state, capsys):
     _video(tmp_path / "videos" / "a.mp4", 7)
     out = tmp_path / "features"
-    result = _extract(tmp_path / "videos", out, weights_home, checkpoints_dir, "--per-video", "--no-fast")
-    assert result.returncode == 0, result.stderr[-3000:]
+    status, _, stderr = _extract(tmp_path / "videos", out, checkpoints_dir, capsys, "--per-video", "--no-fast")
+    assert status == 0, stderr[-3000:]
     saved = np.load(out / "rgb" / "a.npy")
     assert saved.shape == (1024,)
     model = InceptionI3d().eval()
@@ -95,7 +100,7 @@ def test_per_video_features(tmp_path, weights_home, checkpoints_dir, rgb_scratch
     np.testing.assert_allclose(saved, direct, atol=1e-5)
 
 
-def test_flow_features_from_videos_alone(tmp_path, weights_home, checkpoints_dir):
+def test_flow_features_from_videos_alone(tmp_path, weights_cache, checkpoints_dir, capsys):
     # No flow folders: the flow is computed from the video (TV-L1), as data.flow_source=online does.
     # 4 frames of a panning texture: 3 flow frames, looped to I3D's 9 (TV-L1 runs on the 3 pairs once).
     texture = np.random.default_rng(8).integers(0, 256, (25, 25, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
@@ -104,9 +109,9 @@ def test_flow_features_from_videos_alone(tmp_path, weights_home, checkpoints_dir
     model = InceptionI3d(400, 2).eval()
     weights = save_state_dict(model.state_dict(), tmp_path / "flow.safetensors", {"stream": "flow"})
     out = tmp_path / "features"
-    result = _extract(tmp_path / "videos", out, weights_home, checkpoints_dir, "--stream", "flow", "--weights-flow",
-                      str(weights), "--per-video", "--no-fast")
-    assert result.returncode == 0, result.stderr[-3000:]
+    status, _, stderr = _extract(tmp_path / "videos", out, checkpoints_dir, capsys, "--stream", "flow",
+                                 "--weights-flow", str(weights), "--per-video", "--no-fast")
+    assert status == 0, stderr[-3000:]
     saved = np.load(out / "flow" / "a.npy")
     dataset = VideoClipDataset(video_files(tmp_path / "videos").records,
                                ClipSampling(train=False, whole_video=True, short_side=193, crop_size=193),

@@ -23,7 +23,7 @@ from i3d_lightning.fvd.run import compute
 from i3d_lightning.fvd.statistics_file import save_statistics
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
-from tests.conftest import IEEE, float32_settings_at_each_convolution, run_script
+from tests.conftest import IEEE, float32_settings_at_each_convolution, run_command, run_script
 from tests.tf_reference import TFReferenceI3D
 from tests.videos import write_frames
 
@@ -263,7 +263,7 @@ def _run_fvd(tmp_path, *args, env=None):
                       env={"I3D_HOME": str(env), "I3D_WEIGHTS_MIRROR": str(tmp_path / "no-mirror")}, timeout=900)
 
 
-def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home):
+def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home, monkeypatch, capsys):
     rng = np.random.default_rng(6)
     real = rng.integers(0, 256, (3, 10, 24, 32, 3), dtype=np.uint8)
     np.save(tmp_path / "real.npy", real)
@@ -288,16 +288,22 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home):
                                  "real_skipped": 0, "fake_skipped": 1, "real_discarded": 0, "fake_discarded": 0}
     assert results["fvd"] == pytest.approx(float(last.removeprefix("FVD: ")), abs=1e-6) and results["kvd"] is not None
     # The saved statistics stand in for the real videos: the same value, without KVD (it needs embeddings).
-    again = _run_fvd(tmp_path, str(stats), str(videos), "--frames", "9", "--json", str(tmp_path / "again.json"),
-                     env=weights_home)
-    assert again.returncode == 3, again.stderr[-3000:]
+    # The command's main() in this process from here on.
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
+    capsys.readouterr()
+    status = fvd_tool.main([str(stats), str(videos), "--frames", "9", "--json", str(tmp_path / "again.json"),
+                            "--devices", "1"])
+    stdout, stderr = capsys.readouterr()
+    assert status == 3, stderr[-3000:]
     second = json.loads((tmp_path / "again.json").read_text())
     assert second["fvd"] == results["fvd"] and second["kvd"] is None
-    assert "KVD: not computed (a statistics file holds no embeddings" in again.stdout
+    assert "KVD: not computed (a statistics file holds no embeddings" in stdout
     # Statistics of another protocol are refused in one line.
-    other = _run_fvd(tmp_path, str(stats), str(videos), "--frames", "10", env=weights_home)
-    assert other.returncode == 2 and other.stderr.strip().startswith("error: ") and "protocol" in other.stderr
-    assert len(other.stderr.strip().splitlines()) == 1
+    status = fvd_tool.main([str(stats), str(videos), "--frames", "10", "--devices", "1"])
+    stderr = capsys.readouterr().err
+    assert status == 2 and stderr.strip().startswith("error: ") and "protocol" in stderr
+    assert len(stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(("make", "json_in", "expected"), [
@@ -309,7 +315,7 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home):
      "shorter than a clip"),
 ])
 def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, json_in, expected, monkeypatch, capsys):
-    # The command's main() in this process (the subprocess runs above show the same lines from a process).
+    # The command's main() in this process: the refusal is its one line and exit status.
     target = tmp_path / "fake"
     make(target)
     path = target if target.exists() else target.with_suffix(".npy")
@@ -404,17 +410,17 @@ def test_two_processes_give_the_value_of_one(fvd_metric):
     assert results[0][1] == pytest.approx(one.compute_kvd(), rel=1e-12)
 
 
-def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_home):
+def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_home, monkeypatch):
     # torchrun starts 2 processes; each embeds its share of the videos (5 real, 4 fake: unequal shares),
-    # two videos per network call, against one process embedding one video per call.
+    # two videos per network call, against this process embedding one video per call.
     rng = np.random.default_rng(8)
     np.save(tmp_path / "real.npy", rng.integers(0, 256, (5, 9, 16, 20, 3), dtype=np.uint8))
     np.save(tmp_path / "fake.npy", rng.integers(0, 128, (4, 9, 16, 20, 3), dtype=np.uint8))
     env = {"I3D_HOME": str(weights_home), "I3D_WEIGHTS_MIRROR": str(tmp_path / "no-mirror"), "OMP_NUM_THREADS": "1"}
     inputs = [str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--frames", "9"]
-    one = run_script("-m", "i3d_lightning.commands.fvd", *inputs, "--devices", "1", "--batch-size", "1", "--json",
-                     str(tmp_path / "one.json"), env=env, timeout=900)
-    assert one.returncode == 0, one.stderr[-3000:]
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
+    assert fvd_tool.main([*inputs, "--devices", "1", "--batch-size", "1", "--json", str(tmp_path / "one.json")]) == 0
     two = run_script("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                      "-m", "i3d_lightning.commands.fvd", *inputs, "--devices", "2", "--accelerator", "cpu",
                      "--batch-size", "2", "--json", str(tmp_path / "two.json"), env=env, timeout=900)
@@ -428,12 +434,13 @@ def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_hom
     assert results["two"]["kvd"] == pytest.approx(results["one"]["kvd"], rel=1e-6)
 
 
-def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_home):
-    result = run_script("benchmarks/fvd_choices.py", "--videos", "3", "--frames", "9", "--size", "16",
-                        env={"I3D_HOME": str(weights_home)}, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_home, capsys, monkeypatch):
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    status, stdout, stderr = run_command("benchmarks/fvd_choices.py", ["--videos", "3", "--frames", "9",
+                                                                       "--size", "16"], capsys, monkeypatch)
+    assert status == 0, stderr[-3000:]
     rows = {line[:52].strip(): (float(line.split()[-2]), float(line.split()[-1]))
-            for line in result.stdout.splitlines()[1:]}
+            for line in stdout.splitlines()[1:]}
     reference = rows["reference (TF1 resize, float, unbiased, SVD roots)"]
     assert reference[1] == 0 and reference[0] > 0
     assert rows["biased covariance (divided by n)"][0] < reference[0]  # the traces shrink by (n-1)/n

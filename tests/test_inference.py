@@ -19,7 +19,7 @@ from i3d_lightning.models.inference import (
     fold_batch_norm,
     optimize_for_inference,
 )
-from tests.conftest import run_script
+from tests.conftest import run_command
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +63,18 @@ def test_fast_path_keeps_fp32_logits_and_the_bf16_top1(rgb_scratch_model, inputs
     assert 0 < max(bf16_errors) < 1.0, checks
 
 
-def test_measure_fast_path_tool_reports_both_precisions(weights_home, release_dir):
+def test_measure_fast_path_tool_reports_both_precisions(weights_home, release_dir, capsys, monkeypatch):
     # Without bf16 instructions (emulated, ~100x slower) the tool is asked for fp32 only.
     emulated = cpu_info().matrix_isa == "none"
     precisions = ["--precisions", "32"] if emulated else []
-    result = run_script("benchmarks/measure_fast_path.py", "--mirror", str(release_dir), "--random", "1",
-                        "--frames", "9", *precisions, env={"I3D_HOME": str(weights_home)})
-    assert result.returncode == 0, result.stderr
-    assert "release sample (rgb)" in result.stdout and "random 0 (9x224x224)" in result.stdout
-    fp32 = re.search(r"^32: largest logit difference (\S+); top-1 changed on 0 of 2 inputs$", result.stdout, re.M)
-    bf16 = re.search(r"^bf16: largest logit difference (\S+);", result.stdout, re.M)
-    assert fp32 and (bf16 or emulated), result.stdout
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    status, stdout, stderr = run_command("benchmarks/measure_fast_path.py", [
+        "--mirror", str(release_dir), "--random", "1", "--frames", "9", *precisions], capsys, monkeypatch)
+    assert status == 0, stderr
+    assert "release sample (rgb)" in stdout and "random 0 (9x224x224)" in stdout
+    fp32 = re.search(r"^32: largest logit difference (\S+); top-1 changed on 0 of 2 inputs$", stdout, re.M)
+    bf16 = re.search(r"^bf16: largest logit difference (\S+);", stdout, re.M)
+    assert fp32 and (bf16 or emulated), stdout
     assert float(fp32.group(1)) <= 1e-4
     if not emulated:
         assert 1e-4 < float(bf16.group(1)) < 1.0

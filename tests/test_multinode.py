@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT, run_script
+from i3d_lightning.evaluation.run import evaluate
+from i3d_lightning.training.run import train
+from tests.conftest import REPO_ROOT, compose_config
 from tests.tiny_datasets import FAST, _video
 
 TWO_NODES = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=2",
@@ -62,9 +64,8 @@ def test_training_on_two_nodes_equals_one_process(tmp_path, two_class_videos):
               "trainer.max_epochs=2", "model.trainable_blocks=1", "model.freeze_bn_stats=true", "model.dropout=0",
               "logger=[csv]", "test_after_fit=false"]
     _torchrun_two_nodes("train.py", [*common, *TWO_NODES, "data.batch_size=3", f"run_dir={tmp_path / 'nodes'}"])
-    result = run_script("train.py", *common, "trainer.precision=32", "data.batch_size=6",
-                        f"run_dir={tmp_path / 'single'}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    train(compose_config("train", [*common, "trainer.precision=32", "data.batch_size=6",
+                                   f"run_dir={tmp_path / 'single'}"]))  # one process: this one
     runs = {name: torch.load(tmp_path / name / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
             for name in ("nodes", "single")}
     assert runs["nodes"]["global_step"] == runs["single"]["global_step"] == 2
@@ -93,8 +94,7 @@ def test_evaluation_on_two_nodes_equals_one_process(tmp_path, two_class_videos):
     common = [*FAST, "dataset=custom", f"dataset.val={two_class_videos}", "stream=rgb", f"weights.rgb={weights}",
               "data.eval_sampling.num_clips=2", "data.eval_batch_size=2", "precision=32"]
     _torchrun_two_nodes("eval.py", [*common, *TWO_NODES, f"run_dir={tmp_path / 'nodes'}"])
-    result = run_script("eval.py", *common, f"run_dir={tmp_path / 'single'}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    evaluate(compose_config("eval", [*common, f"run_dir={tmp_path / 'single'}"]))  # one process: this one
     for report in ("metrics.json", "predictions.csv"):
         assert (tmp_path / "nodes" / report).read_text() == (tmp_path / "single" / report).read_text()
     assert json.loads((tmp_path / "single" / "metrics.json").read_text())["videos_evaluated"] == 6

@@ -123,8 +123,11 @@ def test_the_quick_start_learns_the_synthetic_motion_classes(tmp_path, checkpoin
     # backward took about 3x as long on 2 cores; that every block trains by default is checked in
     # test_freezing_and_learning_rate_groups). Measured on the AMD EPYC (AVX2, fp32): 0.96 validation
     # and test top-1 after 4 epochs, 0.81 after 3, too close to the bar; the 4th epoch gives the margin.
+    # Validation after epochs 2 and 4 only, and no sanity check before training: the network's passes are
+    # this test's time, and the others would not change what it asserts (the same 0.96).
     cfg = _learning_config(tmp_path, checkpoints_dir, ["data.batch_size=4", "trainer.max_epochs=4",
-                                                       "model.trainable_blocks=2"])
+                                                       "model.trainable_blocks=2", "+trainer.check_val_every_n_epoch=2",
+                                                       "+trainer.num_sanity_val_steps=0"])
     results = train(cfg)
     assert results["best_val_top1"] >= 0.75  # chance is 0.25
     assert results["test"]["test/rgb/top1"] >= 0.75
@@ -166,9 +169,10 @@ class CtrlC(pl.Callback):
 
 
 @pytest.mark.long
-def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path):
+def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path, capsys, monkeypatch):
     # train.py itself: the resumed command names only the checkpoint (and a change it may make), and
-    # the run goes on in its own folder with its own config, best score and log.
+    # the run goes on in its own folder with its own config, best score and log. The runs Ctrl-C stops
+    # are processes of their own (Lightning ignores SIGINT from then on); the others run in this one.
     from tests.tiny_datasets import _video
 
     for name in ("walk", "run"):
@@ -176,8 +180,9 @@ def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path):
             _video(tmp_path / "videos" / name / f"{name}{index}.mp4", index + 10 * len(name))
     common = [override for override in _resume_overrides(tmp_path, "x", 2) if not override.startswith("run_dir=")]
     common += ["+callbacks.ctrl_c._target_=tests.test_training.CtrlC", "data.check_videos=0"]
-    straight = run_script("train.py", *common, f"run_dir={tmp_path / 'straight'}")
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    status, _, stderr = run_command("train.py", [*common, f"run_dir={tmp_path / 'straight'}"], capsys, monkeypatch)
+    assert status == 0, stderr[-3000:]
     early = run_script("train.py", *common, f"run_dir={tmp_path / 'early'}", env={"I3D_TEST_CTRL_C_EPOCH": "0"})
     assert early.returncode == 130 and early.stderr.strip().splitlines()[-1] == (
         "interrupted: no checkpoint was written yet (one is saved at the end of each epoch); the run folder is "
@@ -189,12 +194,13 @@ def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path):
         f"interrupted: the last checkpoint is {last}; resume with: python train.py ckpt_path={last}")
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3
     # Refused: a change that contradicts the checkpoint (one line, no folder left).
-    contradiction = run_script("train.py", f"ckpt_path={last}", "stream=flow", cwd=tmp_path)
-    assert contradiction.returncode == 2 and contradiction.stderr.strip().splitlines() == [
-        contradiction.stderr.strip()] and "made with stream=rgb; stream=flow contradicts it" in contradiction.stderr
+    status, _, stderr = run_command("train.py", [f"ckpt_path={last}", "stream=flow"], capsys, monkeypatch)
+    assert status == 2 and stderr.strip().splitlines() == [stderr.strip()]
+    assert "made with stream=rgb; stream=flow contradicts it" in stderr
     assert not (tmp_path / "outputs").exists()
-    resumed = run_script("train.py", f"ckpt_path={last}", "trainer.log_every_n_steps=5", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    status, _, stderr = run_command("train.py", [f"ckpt_path={last}", "trainer.log_every_n_steps=5"], capsys,
+                                    monkeypatch)
+    assert status == 0, stderr[-3000:]
     assert not (tmp_path / "outputs").exists()  # no new run folder: the run went on in its own
     log = (tmp_path / "first" / "train.log").read_text()
     assert "resuming the run in" in log and "trainer.log_every_n_steps=5" in log
@@ -287,20 +293,16 @@ def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user
 
 @pytest.mark.long(minutes=2)
 def test_evaluation_over_two_processes_equals_one(tmp_path, eval_dataset):
+    # One process: evaluate() here. Two: eval.py, whose DDP launcher starts the second process.
     weights = _random_weights(tmp_path / "w.safetensors", 2, seed=1)
-    outputs = {}
-    for devices in (1, 2):
-        run_dir = tmp_path / f"devices{devices}"
-        overrides = _eval_overrides(eval_dataset, run_dir, weights)
-        if devices == 2:
-            overrides += ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32",
-                          "trainer.benchmark=false"]
-        result = run_script("eval.py", *overrides, env={"MASTER_PORT": str(29500 + os.getpid() % 1000)})
-        assert result.returncode == 0, result.stderr[-3000:]
-        if devices == 2:  # really two processes, each evaluating its share of the videos
-            assert "MEMBER: 2/2" in result.stderr + result.stdout
-        outputs[devices] = (json.loads((run_dir / "metrics.json").read_text()),
-                            (run_dir / "predictions.csv").read_text())
+    evaluate(compose_config("eval", _eval_overrides(eval_dataset, tmp_path / "devices1", weights)))
+    overrides = [*_eval_overrides(eval_dataset, tmp_path / "devices2", weights), "trainer=ddp",
+                 "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32", "trainer.benchmark=false"]
+    result = run_script("eval.py", *overrides, env={"MASTER_PORT": str(29500 + os.getpid() % 1000)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MEMBER: 2/2" in result.stderr + result.stdout  # really two processes, each evaluating its share
+    outputs = {devices: (json.loads((tmp_path / f"devices{devices}" / "metrics.json").read_text()),
+                         (tmp_path / f"devices{devices}" / "predictions.csv").read_text()) for devices in (1, 2)}
     assert outputs[1][0]["videos_evaluated"] == 5
     assert outputs[1][0] == outputs[2][0]
     assert outputs[1][1] == outputs[2][1]
@@ -318,7 +320,7 @@ SMALL_SYNTHETIC = ["dataset=synthetic", "dataset.train_per_class=1", "dataset.va
 def test_train_cli_config_mistakes_are_one_line(tmp_path, overrides, expected, capsys, monkeypatch):
     if "dataset.train_per_class=1" in overrides:
         overrides = [*overrides, f"dataset.root={tmp_path / 'synthetic'}"]
-    status, stderr = run_command("train.py", [*overrides, f"run_dir={tmp_path / 'run'}"], capsys, monkeypatch)
+    status, _, stderr = run_command("train.py", [*overrides, f"run_dir={tmp_path / 'run'}"], capsys, monkeypatch)
     assert status == 2, stderr[-2000:]
     assert stderr.strip().splitlines()[-1].startswith(expected)
     assert "Traceback" not in stderr
@@ -326,7 +328,7 @@ def test_train_cli_config_mistakes_are_one_line(tmp_path, overrides, expected, c
 
 
 def test_train_cli_wrong_group_option_lists_choices(tmp_path, capsys, monkeypatch):
-    status, stderr = run_command("train.py", ["schedule=adam", f"hydra.run.dir={tmp_path}"], capsys, monkeypatch)
+    status, _, stderr = run_command("train.py", ["schedule=adam", f"hydra.run.dir={tmp_path}"], capsys, monkeypatch)
     assert status == 1
     assert "Could not find 'schedule/adam'" in stderr
     for choice in ("adamw", "cosine", "finetune", "release_sgd"):
@@ -457,9 +459,9 @@ def test_data_workers_default_to_the_cpus_available(tmp_path):
     assert compose_config("train", [f"run_dir={tmp_path}"]).data.num_workers is None
 
 
-def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, eval_dataset):
-    # eval.py itself: the checkpoint says 10-frame clips; a clip length given on the command line wins,
-    # with a warning naming both.
+def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, eval_dataset, capsys, monkeypatch):
+    # eval.py itself (in this process): the checkpoint says 10-frame clips; a clip length given on the
+    # command line wins, with a warning naming both.
     model = I3DClassifier(num_classes=2, class_names=["a", "b"])
     checkpoint = tmp_path / "trained.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
@@ -468,10 +470,11 @@ def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, 
                                              "crop_size": 193}}}, checkpoint)
     common = ["dataset=custom", f"dataset.val={eval_dataset}", f"ckpt_path={checkpoint}", "data.num_workers=0",
               "trainer.enable_progress_bar=false", "data.eval_batch_size=2"]
-    taken = run_script("eval.py", *common, f"run_dir={tmp_path / 'taken'}")
-    assert taken.returncode == 0, taken.stderr[-3000:]
+    status, _, stderr = run_command("eval.py", [*common, f"run_dir={tmp_path / 'taken'}"], capsys, monkeypatch)
+    assert status == 0, stderr[-3000:]
     protocol = json.loads((tmp_path / "taken" / "metrics.json").read_text())["protocol"]
     assert (protocol["clip_len"], protocol["short_side"], protocol["crop_size"]) == (10, 193, 193)
-    told = run_script("eval.py", *common, "data.clip.clip_len=12", f"run_dir={tmp_path / 'told'}")
-    assert told.returncode == 0 and "data.clip.clip_len=12 (trained with 10)" in told.stderr
+    status, _, stderr = run_command("eval.py", [*common, "data.clip.clip_len=12", f"run_dir={tmp_path / 'told'}"],
+                                 capsys, monkeypatch)
+    assert status == 0 and "data.clip.clip_len=12 (trained with 10)" in stderr
     assert json.loads((tmp_path / "told" / "metrics.json").read_text())["protocol"]["clip_len"] == 12
