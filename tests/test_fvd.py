@@ -336,7 +336,8 @@ def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, js
 @pytest.mark.long
 def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypatch, user_float32_flags, capsys):
     # Two clips per video, 5 real videos from an array and 4 fake mp4s (and one broken file): batch 1
-    # embeds one clip per network call; batch 4 two videos' clips at once.
+    # embeds one clip per network call; batch 4 two videos' clips at once, and --bootstrap resamples the
+    # embeddings it has (written to --json and printed).
     monkeypatch.setenv("I3D_HOME", str(weights_home))
     monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
     rng = np.random.default_rng(9)
@@ -344,17 +345,18 @@ def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypat
     for index in range(4):
         write_frames(tmp_path / "fake" / f"v{index}.mp4", rng.integers(0, 200, (12, 24, 32, 3), dtype=np.uint8))
     (tmp_path / "fake" / "broken.mp4").write_bytes(b"\x00" * 100)
-    results = {}
-    for batch in (1, 4):
+    results, printed = {}, {}
+    for batch, extra in ((1, []), (4, ["--bootstrap", "30", "--seed", "4"])):
         with float32_settings_at_each_convolution() as seen:
             status = fvd_tool.main([str(tmp_path / "real.npy"), str(tmp_path / "fake"), "--frames", "9",
                                     "--clips-per-video", "2", "--start", "uniform", "--devices", "1",
-                                    "--accelerator", "cpu", "--batch-size", str(batch),
+                                    "--accelerator", "cpu", "--batch-size", str(batch), *extra,
                                     "--json", str(tmp_path / f"{batch}.json")])
         assert status == 3  # done, but broken.mp4 was skipped
         assert seen and all(settings == IEEE for settings in seen)  # and the user's settings are back:
         assert torch.get_float32_matmul_precision() == "medium"
         results[batch] = json.loads((tmp_path / f"{batch}.json").read_text())
+        printed[batch] = capsys.readouterr().out.strip().splitlines()
     assert results[1]["counts"] == results[4]["counts"] == {
         "real_clips": 10, "fake_clips": 8, "real_videos": 5, "fake_videos": 4, "real_skipped": 0, "fake_skipped": 1,
         "real_discarded": 0, "fake_discarded": 0}
@@ -366,20 +368,14 @@ def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypat
     assert comparison.report["counts"] == results[1]["counts"]
     assert comparison.report["fvd"] == pytest.approx(results[1]["fvd"], rel=1e-6)
     assert [video for video, _ in comparison.fake.skipped] == ["broken.mp4"]
-    # --bootstrap: resamples of the embeddings the command already has, written to --json and printed.
-    status = fvd_tool.main([str(tmp_path / "real.npy"), str(tmp_path / "fake"), "--frames", "9", "--clips-per-video",
-                            "2", "--start", "uniform", "--devices", "1", "--accelerator", "cpu", "--bootstrap", "30",
-                            "--seed", "4", "--json", str(tmp_path / "bootstrap.json")])
-    assert status == 3
-    reported = json.loads((tmp_path / "bootstrap.json").read_text())
+    # --bootstrap: the resamples' spread, as bootstrap_fvd gives it on the same embeddings.
+    assert "bootstrap" not in results[1]
     expected = bootstrap_fvd(comparison.real.embeddings, comparison.fake.embeddings, resamples=30, seed=4)
-    assert reported["fvd"] == pytest.approx(results[1]["fvd"], rel=1e-6)
-    assert reported["bootstrap"].pop("resampled") == ["real", "fake"]
-    assert reported["bootstrap"] == pytest.approx({key: value for key, value in expected.as_dict().items()
-                                                   if key != "resampled"}, rel=1e-5)
-    printed = capsys.readouterr().out.strip().splitlines()
-    assert printed[-2].startswith("FVD over 30 bootstrap resamples of real and fake: mean ")
-    assert printed[-1].startswith("FVD: ")  # still the last line
+    assert results[4]["bootstrap"].pop("resampled") == ["real", "fake"]
+    assert results[4]["bootstrap"] == pytest.approx({key: value for key, value in expected.as_dict().items()
+                                                     if key != "resampled"}, rel=1e-5)
+    assert printed[4][-2].startswith("FVD over 30 bootstrap resamples of real and fake: mean ")
+    assert printed[4][-1].startswith("FVD: ")  # still the last line
     save_statistics(tmp_path / "stats.npz", comparison.real.statistics, comparison.description)
     with pytest.raises(UserInputError, match="both sides are statistics files"):
         compute(tmp_path / "stats.npz", tmp_path / "stats.npz", protocol, bootstrap=10)
