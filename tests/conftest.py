@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import runpy
+import signal
 import subprocess
 import sys
 import threading
@@ -43,12 +44,14 @@ def run_command(script: str, args: list[str], capsys: pytest.CaptureFixture,
     monkeypatch.setattr(logging, "_handlerList", [])
     capsys.readouterr()
     handlers = list(logging.root.handlers)
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after it handled a Ctrl-C
     try:
         runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
         status = 0
     except SystemExit as stop:
         status = stop.code if isinstance(stop.code, int) else 1
     finally:
+        signal.signal(signal.SIGINT, sigint)
         # Hydra pointed the root logger at this test's captured stderr: put back what was there.
         for handler in list(logging.root.handlers):
             if handler not in handlers:
