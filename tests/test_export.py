@@ -76,7 +76,7 @@ def _train_checkpoint(path, modalities=("rgb",)) -> I3DClassifier:
     return model.eval()
 
 
-@pytest.mark.long(minutes=3)
+@pytest.mark.long
 def test_tool_exports_a_training_checkpoint_with_its_classes(tmp_path, weights_home, monkeypatch):
     model = _train_checkpoint(tmp_path / "best.ckpt")
     out = tmp_path / "export"

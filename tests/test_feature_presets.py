@@ -73,7 +73,7 @@ def test_windows_follow_the_formula():
     assert thumos.fps is None and activitynet.fps == 25
 
 
-@pytest.mark.long
+@pytest.mark.long(minutes=2)
 def test_presets_write_one_rgb_first_file_per_video(tmp_path, towers, weights_home, checkpoints_dir, monkeypatch):
     monkeypatch.setenv("I3D_HOME", str(weights_home))
     videos = tmp_path / "videos"
@@ -110,6 +110,7 @@ def test_presets_write_one_rgb_first_file_per_video(tmp_path, towers, weights_ho
                                atol=1e-4)
 
 
+@pytest.mark.long
 def test_ten_crops_average_the_single_crops(tmp_path, towers, weights_home, checkpoints_dir, monkeypatch):
     monkeypatch.setenv("I3D_HOME", str(weights_home))
     videos = tmp_path / "videos"

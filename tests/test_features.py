@@ -40,7 +40,6 @@ def test_window_starts():
     assert window_starts(5, 16, 16) == [0]
 
 
-@pytest.mark.long
 def test_window_features_equal_the_model_endpoint(tmp_path, weights_cache, checkpoints_dir, rgb_scratch_state,
                                                   capsys, user_float32_flags):
     videos = tmp_path / "videos"

@@ -406,6 +406,7 @@ def test_two_processes_give_the_value_of_one(fvd_metric):
     assert results[0][1] == pytest.approx(one.compute_kvd(), rel=1e-12)
 
 
+@pytest.mark.long
 def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_home, monkeypatch):
     # torchrun starts 2 processes; each embeds its share of the videos (5 real, 4 fake: unequal shares),
     # two videos per network call, against this process embedding one video per call.

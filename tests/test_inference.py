@@ -38,7 +38,7 @@ def inputs(release_dir) -> dict[str, torch.Tensor]:
     return clips
 
 
-@pytest.mark.long
+@pytest.mark.long(minutes=2)
 def test_fast_path_keeps_fp32_logits_and_the_bf16_top1(rgb_scratch_model, inputs):
     fast = optimize_for_inference(rgb_scratch_model, fast=True)
     assert isinstance(fast.blocks.Conv3d_1a_7x7, SpaceToDepthStem)

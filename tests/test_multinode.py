@@ -83,6 +83,7 @@ def test_training_on_two_nodes_equals_one_process(tmp_path, two_class_videos):
     assert len(values["single"]) == 2 and values["nodes"] == values["single"]
 
 
+@pytest.mark.long
 def test_evaluation_on_two_nodes_equals_one_process(tmp_path, two_class_videos):
     from safetensors.torch import save_file
 

@@ -116,7 +116,7 @@ def _learning_config(tmp_path: Path, checkpoints_dir: Path, extra: list[str]):
         "trainer.enable_progress_bar=false", "logger=[]", *extra])
 
 
-@pytest.mark.long(minutes=4)
+@pytest.mark.long(minutes=6)
 def test_the_quick_start_learns_the_synthetic_motion_classes(tmp_path, checkpoints_dir):
     # experiment=quickstart (precision auto: fp32 without AMX) on a smaller synthetic set: 48 training
     # videos, 4 epochs of 12 steps, the last two blocks and the logits trained (the whole network's
@@ -294,7 +294,7 @@ def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user
         assert [row["video_id"] for row in csv.DictReader(stream)] == ["b/broken"]
 
 
-@pytest.mark.long(minutes=2)
+@pytest.mark.long
 def test_evaluation_over_two_processes_equals_one(tmp_path, eval_dataset):
     # One process: evaluate() here. Two: eval.py, whose DDP launcher starts the second process.
     weights = _random_weights(tmp_path / "w.safetensors", 2, seed=1)
@@ -421,7 +421,6 @@ def test_predictions_and_confusion_matrix_agree_on_ties_and_nan():
     assert predicted_by_rows == predicted_by_confusion == [0, 0, 1]
 
 
-@pytest.mark.long
 def test_a_run_folder_holds_everything_the_run_wrote(tmp_path):
     # run_dir=... moves Hydra's .hydra/ and train.log too; skipped_videos.csv exists, with its header,
     # when nothing was skipped.
