@@ -126,10 +126,10 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
     todo = pending(videos.records, out, outputs)
     if verbose:
         print(f"{len(videos.records)} videos, {len(videos.records) - len(todo)} already extracted, {len(todo)} to do")
-    towers = stream_towers(modalities, {modality: settings.weights_of(modality) for modality in modalities},
-                           source=WeightsSource(mirror=mirror))
     skipped = SkipReport(announce=False)
-    if todo:
+    if todo:  # the weights are loaded (converted, downloaded) only when there is something to extract
+        towers = stream_towers(modalities, {modality: settings.weights_of(modality) for modality in modalities},
+                               source=WeightsSource(mirror=mirror))
         trainer = pl.Trainer(accelerator="auto", devices=devices, logger=False, enable_checkpointing=False,
                              enable_model_summary=False)
         on_gpu = uses_cuda(trainer)
