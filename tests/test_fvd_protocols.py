@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +13,10 @@ from PIL import Image
 
 from i3d_lightning.commands import fvd as fvd_tool
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.fvd import inputs
 from i3d_lightning.fvd.inputs import ClipSource
 from i3d_lightning.fvd.protocols import PAPER_CLIPS, paper_protocol
+from tests.videos import write_frames
 
 #: Frame folders of these lengths; frame i of every video is filled with the value i.
 LENGTHS = {"a": 20, "b": 15, "c": 16, "d": 40, "e": 10, "f": 130}
@@ -54,6 +57,18 @@ def test_fvd2048_16f_discards_short_videos_and_starts_real_clips_at_random(frame
     # The first N videos are counted after the short ones are discarded.
     two = ClipSource(frame_folders, dataclasses.replace(protocol, max_videos=2), side="real")
     assert two.ids == ["a", "c"] and two.discarded == ["b", "e"]
+
+
+def test_each_video_is_probed_once(tmp_path, monkeypatch):
+    # min_frames needs every video's length before any clip is read; the clips do not probe again.
+    for name, length in (("long", 17), ("short", 12)):
+        write_frames(tmp_path / f"{name}.mp4", np.full((length, 24, 32, 3), 100, np.uint8))
+    probed = []
+    real_probe = inputs.decoding.probe
+    monkeypatch.setattr(inputs.decoding, "probe", lambda path: probed.append(Path(path).name) or real_probe(path))
+    source = ClipSource(tmp_path, paper_protocol("fvd2048_16f"), side="real")
+    assert source.discarded == ["short.mp4"] and source[0]["clips"].shape == (1, 16, 24, 32, 3)
+    assert sorted(probed) == ["long.mp4", "short.mp4"]
 
 
 def test_the_128_frame_protocols_take_128_frames_of_time(frame_folders):

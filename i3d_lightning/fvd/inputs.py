@@ -92,6 +92,7 @@ class ClipSource(Dataset):
         self.path, self.protocol, self.preprocessed, self.side = Path(path), protocol, preprocessed, side
         self.discarded: list[str] = []
         self.array: np.ndarray | None = None
+        self._frame_counts: dict[Path, int] = {}  # taken once: min_frames needs them before the clips do
         if self.path.is_file() and self.path.suffix in (".npy", ".npz"):
             self.array = _load_array(self.path)
             self.ids = [f"{self.path.name}[{i}]" for i in range(len(self.array))]
@@ -166,7 +167,9 @@ class ClipSource(Dataset):
         if self.array is not None:
             return self.array.shape[1]
         entry = self.entries[index]
-        return len(_frame_files(entry)) if entry.is_dir() else decoding.probe(entry).num_frames
+        if entry not in self._frame_counts:
+            self._frame_counts[entry] = len(_frame_files(entry)) if entry.is_dir() else decoding.probe(entry).num_frames
+        return self._frame_counts[entry]
 
     def _frames(self, index: int, indices: np.ndarray) -> np.ndarray:
         if self.array is not None:
