@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -31,6 +31,14 @@ def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 6
     args = (str(first), *args[1:]) if first is not None and first.is_file() else args
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, check=False, env={**os.environ, **(env or {})})
+
+
+def run_main(main: Callable[[list[str]], int], args: list[str],
+             capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """A console command's ``main(args)`` in this process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    status = main(args)
+    return status, *capsys.readouterr()
 
 
 def run_command(script: str, args: list[str], capsys: pytest.CaptureFixture,
@@ -125,6 +133,13 @@ def weights_home(tmp_path_factory: pytest.TempPathFactory, rgb_scratch_state) ->
     cached = converted_path(I3DWeights.rgb_scratch, WeightsSource(cache=home))
     save_state_dict(rgb_scratch_state, cached, {"name": "rgb_scratch"})
     return home
+
+
+@pytest.fixture
+def weights_cache(weights_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's ``I3D_HOME`` is :func:`weights_home`, whose cache holds the converted rgb_scratch weights."""
+    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    return weights_home
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from i3d_lightning.commands import convert as convert_command
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.weights import i3d
 from i3d_lightning.weights.conversion import (
@@ -18,6 +18,7 @@ from i3d_lightning.weights.conversion import (
     read_tf_checkpoint,
     variable_map,
 )
+from tests.conftest import run_main
 from tests.tf_checkpoints import release_like_variables, write_tf_checkpoint
 
 RELEASE_LAYOUTS = {
@@ -120,17 +121,9 @@ def test_missing_checkpoint_is_refused(tmp_path):
         read_tf_checkpoint(tmp_path / "nothing" / "model.ckpt")
 
 
-def _convert_command(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``i3d-convert *argv`` in this process (its main()): (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    status = importlib.import_module("i3d_lightning.commands.convert").main(argv)
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def test_converter_cli_writes_loadable_weights(tmp_path, checkpoints_dir, rgb_scratch_state, capsys):
     output = tmp_path / "rgb_scratch.safetensors"
-    status, out, err = _convert_command([str(checkpoints_dir / "rgb_scratch"), str(output)], capsys)
+    status, out, err = run_main(convert_command.main, [str(checkpoints_dir / "rgb_scratch"), str(output)], capsys)
     assert status == 0, err
     assert "(rgb, 400 classes, 344 tensors)" in out  # 230 converted + 57 gammas + 57 counters
     model = i3d(weights=output)
@@ -142,14 +135,14 @@ def test_converter_cli_reports_a_misfit_in_one_message(tmp_path, capsys):
     variables = release_like_variables("RGB/inception_i3d/", 3, 400)
     del variables["RGB/inception_i3d/Logits/Conv3d_0c_1x1/conv_3d/w"]
     prefix = write_tf_checkpoint(tmp_path / "model.ckpt", variables)
-    status, _, err = _convert_command([str(prefix), str(tmp_path / "out.safetensors")], capsys)
+    status, _, err = run_main(convert_command.main, [str(prefix), str(tmp_path / "out.safetensors")], capsys)
     assert status == 2
     assert "error: the checkpoint does not fit I3D" in err and "Traceback" not in err
     assert not (tmp_path / "out.safetensors").exists()
 
 
 def test_converter_cli_checks_its_output_before_converting(tmp_path, checkpoints_dir, capsys):
-    convert = importlib.import_module("i3d_lightning.commands.convert").main
+    convert = convert_command.main
     (tmp_path / "a_file").write_text("")
     checkpoint = str(checkpoints_dir / "rgb_scratch")
     assert convert([checkpoint, str(tmp_path / "a_file" / "w.pt")]) == 2

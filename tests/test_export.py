@@ -24,9 +24,8 @@ def _export_tool():
     return importlib.import_module("i3d_lightning.commands.export")
 
 
-def _run_tool(out, weights_home, monkeypatch, *extra: str) -> int:
+def _run_tool(out, *extra: str) -> int:
     """``i3d-export OUT *extra`` in this process (its main(): argument parsing, checks, exit status)."""
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
     return _export_tool().main([str(out), *extra])
 
 
@@ -54,9 +53,9 @@ def test_joint_export_matches_pytorch_for_other_batches_and_lengths(tmp_path, fm
 
 
 @pytest.mark.long
-def test_tool_exports_rgb_scratch_to_onnx_within_tolerance(tmp_path, weights_home, release_dir, monkeypatch):
+def test_tool_exports_rgb_scratch_to_onnx_within_tolerance(tmp_path, weights_cache, release_dir):
     out = tmp_path / "export"
-    assert _run_tool(out, weights_home, monkeypatch, "--weights-rgb", "rgb_scratch", "--mirror", str(release_dir),
+    assert _run_tool(out, "--weights-rgb", "rgb_scratch", "--mirror", str(release_dir),
                      "--formats", "onnx") == 0
     description = json.loads((out / "i3d_rgb.json").read_text())
     differences = description["checks"]["max_abs_logit_difference"]["onnx"]
@@ -77,13 +76,13 @@ def _train_checkpoint(path, modalities=("rgb",)) -> I3DClassifier:
 
 
 @pytest.mark.long
-def test_tool_exports_a_training_checkpoint_with_its_classes(tmp_path, weights_home, monkeypatch):
+def test_tool_exports_a_training_checkpoint_with_its_classes(tmp_path, weights_cache):
     model = _train_checkpoint(tmp_path / "best.ckpt")
     out = tmp_path / "export"
     # A check clip of one's own (--sample-rgb): an array as the release's sample is, [1, T, 224, 224, 3] in [-1, 1].
     sample = np.random.default_rng(2).uniform(-1, 1, (1, MIN_EXPORT_FRAMES, 224, 224, 3)).astype(np.float32)
     np.save(tmp_path / "sample.npy", sample)
-    assert _run_tool(out, weights_home, monkeypatch, "--checkpoint", str(tmp_path / "best.ckpt"),
+    assert _run_tool(out, "--checkpoint", str(tmp_path / "best.ckpt"),
                      "--formats", "torchscript", "--sample-rgb", str(tmp_path / "sample.npy")) == 0
     description = json.loads((out / "i3d_rgb.json").read_text())
     assert description["classes"] == ["left", "right", "still"]
@@ -95,10 +94,9 @@ def test_tool_exports_a_training_checkpoint_with_its_classes(tmp_path, weights_h
     assert max_abs_difference(out / "i3d_rgb.torchscript.pt", "torchscript", exported, (clip,)) <= 1e-4
 
 
-def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_home, monkeypatch, capsys):
+def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_cache, capsys):
     # In this process: the refusals are the command's main() (its one line, its exit status), nothing that
     # needs a process of its own.
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
     tool = _export_tool()
     _train_checkpoint(tmp_path / "best.ckpt")
     capsys.readouterr()

@@ -75,8 +75,7 @@ def test_windows_follow_the_formula():
 
 
 @pytest.mark.long(minutes=2)
-def test_presets_write_one_rgb_first_file_per_video(tmp_path, towers, weights_home, checkpoints_dir, monkeypatch):
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
+def test_presets_write_one_rgb_first_file_per_video(tmp_path, towers, weights_cache, checkpoints_dir):
     videos = tmp_path / "videos"
     # Native rates of 30 and 24 fps: thumos14 keeps every frame (N - 1 flow frames: T = (N - 1 - 16) // 4 + 1).
     _panning_video(videos / "a.mp4", 25, fps=30, seed=1)
@@ -112,8 +111,7 @@ def test_presets_write_one_rgb_first_file_per_video(tmp_path, towers, weights_ho
 
 
 @pytest.mark.long
-def test_ten_crops_average_the_single_crops(tmp_path, towers, weights_home, checkpoints_dir, monkeypatch):
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
+def test_ten_crops_average_the_single_crops(tmp_path, towers, weights_cache, checkpoints_dir):
     videos = tmp_path / "videos"
     _panning_video(videos / "a.mp4", 17, fps=30, seed=4)  # 16 flow frames: one window
     assert _extract(videos, tmp_path / "out", towers, checkpoints_dir, "--preset", "thumos14", "--crops", "10") == 0
@@ -146,9 +144,8 @@ def test_ten_crops_are_the_corners_the_centre_and_their_mirror_images():
     torch.testing.assert_close(ten_crops(clips, 3, flow=False)[5], crops[0].flip(-1))
 
 
-def test_preset_options_are_refused_when_they_contradict_it(tmp_path, towers, weights_home, checkpoints_dir,
+def test_preset_options_are_refused_when_they_contradict_it(tmp_path, towers, weights_cache, checkpoints_dir,
                                                             monkeypatch, capsys):
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
     _panning_video(tmp_path / "videos" / "a.mp4", 17, fps=30, seed=5)
     assert _extract(tmp_path / "videos", tmp_path / "out", towers, checkpoints_dir, "--preset", "thumos14",
                     "--window", "32", "--fps", "25") == 2

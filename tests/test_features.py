@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 
 import numpy as np
-import pytest
 import torch
 
 from i3d_lightning.commands import extract_features
@@ -14,24 +13,16 @@ from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.features.extraction import window_starts
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import IEEE, float32_settings_at_each_convolution
+from tests.conftest import IEEE, float32_settings_at_each_convolution, run_main
 from tests.tiny_datasets import _video
 from tests.videos import write_frames
 
 
 def _extract(videos, out, checkpoints_dir, capsys, *extra: str) -> tuple[int, str, str]:
     """``i3d-extract-features VIDEOS OUT ...`` in this process (its main()): (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    status = extract_features.main([str(videos), str(out), "--weights-rgb", "rgb_scratch", "--mirror",
-                                    str(checkpoints_dir), "--short-side", "193", "--crop", "193", "--workers", "0",
-                                    *extra])
-    return status, *capsys.readouterr()
-
-
-@pytest.fixture
-def weights_cache(weights_home, monkeypatch) -> None:
-    """I3D_HOME is the cache that holds the converted rgb_scratch weights."""
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
+    return run_main(extract_features.main, [str(videos), str(out), "--weights-rgb", "rgb_scratch", "--mirror",
+                                            str(checkpoints_dir), "--short-side", "193", "--crop", "193",
+                                            "--workers", "0", *extra], capsys)
 
 
 def test_window_starts():

@@ -23,7 +23,7 @@ from i3d_lightning.fvd.run import compute
 from i3d_lightning.fvd.statistics_file import save_statistics
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
-from tests.conftest import IEEE, float32_settings_at_each_convolution, run_command, run_script
+from tests.conftest import IEEE, float32_settings_at_each_convolution, run_command, run_main, run_script
 from tests.tf_reference import TFReferenceI3D
 from tests.videos import write_frames
 
@@ -155,8 +155,7 @@ def test_the_bootstrap_spread_matches_the_spread_over_new_samples():
 
 
 @pytest.fixture
-def fvd_metric(weights_home, monkeypatch):
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
+def fvd_metric(weights_cache):
 
     def make(**options) -> FrechetVideoDistance:
         return FrechetVideoDistance(source=WeightsSource(progress=False), **options)
@@ -258,12 +257,7 @@ def test_arrays_in_the_other_value_convention_are_refused_when_opened(tmp_path, 
             open_source()
 
 
-def _run_fvd(tmp_path, *args, env=None):
-    return run_script("-m", "i3d_lightning.commands.fvd", *args, "--devices", "1",
-                      env={"I3D_HOME": str(env), "I3D_WEIGHTS_MIRROR": str(tmp_path / "no-mirror")}, timeout=900)
-
-
-def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home, monkeypatch, capsys):
+def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_cache, monkeypatch, capsys):
     rng = np.random.default_rng(6)
     real = rng.integers(0, 256, (3, 10, 24, 32, 3), dtype=np.uint8)
     np.save(tmp_path / "real.npy", real)
@@ -272,10 +266,12 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home, 
         write_frames(videos / f"clip{index}.mp4", np.ascontiguousarray(np.roll(real[index], index + 1, axis=2)))
     write_frames(videos / "short.mp4", real[0, :5])  # shorter than a clip: skipped and listed
     stats = tmp_path / "real_stats.npz"
-    # --save-stats without .npz gets it (said once); --json into a folder that does not exist yet.
-    first = _run_fvd(tmp_path, str(tmp_path / "real.npy"), str(videos), "--frames", "9",
-                     "--save-stats", str(tmp_path / "real_stats"), "--json", str(tmp_path / "new" / "first.json"),
-                     env=weights_home)
+    monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
+    # --save-stats without .npz gets it (said once); --json into a folder that does not exist yet. A process
+    # of its own: what it prints and logs, and where, is the point.
+    first = run_script("-m", "i3d_lightning.commands.fvd", str(tmp_path / "real.npy"), str(videos), "--frames", "9",
+                       "--save-stats", str(tmp_path / "real_stats"), "--json", str(tmp_path / "new" / "first.json"),
+                       "--devices", "1", timeout=900)
     assert first.returncode == 3, first.stderr[-3000:]  # done, but a video was skipped
     assert f"will be written to {stats}" in first.stderr and "1 input was skipped" in first.stderr
     last = first.stdout.strip().splitlines()[-1]
@@ -289,19 +285,14 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home, 
     assert results["fvd"] == pytest.approx(float(last.removeprefix("FVD: ")), abs=1e-6) and results["kvd"] is not None
     # The saved statistics stand in for the real videos: the same value, without KVD (it needs embeddings).
     # The command's main() in this process from here on.
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
-    monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
-    capsys.readouterr()
-    status = fvd_tool.main([str(stats), str(videos), "--frames", "9", "--json", str(tmp_path / "again.json"),
-                            "--devices", "1"])
-    stdout, stderr = capsys.readouterr()
+    status, stdout, stderr = run_main(fvd_tool.main, [str(stats), str(videos), "--frames", "9", "--json",
+                                                      str(tmp_path / "again.json"), "--devices", "1"], capsys)
     assert status == 3, stderr[-3000:]
     second = json.loads((tmp_path / "again.json").read_text())
     assert second["fvd"] == results["fvd"] and second["kvd"] is None
     assert "KVD: not computed (a statistics file holds no embeddings" in stdout
     # Statistics of another protocol are refused in one line.
-    status = fvd_tool.main([str(stats), str(videos), "--frames", "10", "--devices", "1"])
-    stderr = capsys.readouterr().err
+    status, _, stderr = run_main(fvd_tool.main, [str(stats), str(videos), "--frames", "10", "--devices", "1"], capsys)
     assert status == 2 and stderr.strip().startswith("error: ") and "protocol" in stderr
     assert len(stderr.strip().splitlines()) == 1
 
@@ -314,7 +305,7 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_home, 
     (lambda root: np.save(root.with_suffix(".npy"), np.zeros((2, 5, 8, 8, 3), np.uint8)), "new",
      "shorter than a clip"),
 ])
-def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, json_in, expected, monkeypatch, capsys):
+def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_cache, make, json_in, expected, monkeypatch, capsys):
     # The command's main() in this process: the refusal is its one line and exit status.
     target = tmp_path / "fake"
     make(target)
@@ -322,23 +313,19 @@ def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_home, make, js
     good = tmp_path / "real.npy"
     np.save(good, np.zeros((2, 9, 8, 8, 3), np.uint8))
     (tmp_path / "a_file").write_text("")  # --json a_file/x.json: its folder is a file, refused before embedding
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
     monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
-    capsys.readouterr()
-    status = fvd_tool.main([str(good), str(path), "--frames", "9", "--json", str(tmp_path / json_in / "x.json"),
-                            "--devices", "1"])
-    stderr = capsys.readouterr().err
+    status, _, stderr = run_main(fvd_tool.main, [str(good), str(path), "--frames", "9", "--json",
+                                                 str(tmp_path / json_in / "x.json"), "--devices", "1"], capsys)
     assert status == 2, stderr[-2000:]
     assert stderr.strip().startswith("error: ") and expected in stderr
     assert len(stderr.strip().splitlines()) == 1  # and nothing was embedded before the refusal
 
 
 @pytest.mark.long
-def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_home, monkeypatch, user_float32_flags, capsys):
+def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_cache, monkeypatch, user_float32_flags, capsys):
     # Two clips per video, 5 real videos from an array and 4 fake mp4s (and one broken file): batch 1
     # embeds one clip per network call; batch 4 two videos' clips at once, and --bootstrap resamples the
     # embeddings it has (written to --json and printed).
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
     monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
     rng = np.random.default_rng(9)
     np.save(tmp_path / "real.npy", rng.integers(0, 256, (5, 12, 24, 32, 3), dtype=np.uint8))
@@ -407,20 +394,19 @@ def test_two_processes_give_the_value_of_one(fvd_metric):
 
 
 @pytest.mark.long
-def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_home, monkeypatch):
+def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_cache, monkeypatch):
     # torchrun starts 2 processes; each embeds its share of the videos (5 real, 4 fake: unequal shares),
     # two videos per network call, against this process embedding one video per call.
     rng = np.random.default_rng(8)
     np.save(tmp_path / "real.npy", rng.integers(0, 256, (5, 9, 16, 20, 3), dtype=np.uint8))
     np.save(tmp_path / "fake.npy", rng.integers(0, 128, (4, 9, 16, 20, 3), dtype=np.uint8))
-    env = {"I3D_HOME": str(weights_home), "I3D_WEIGHTS_MIRROR": str(tmp_path / "no-mirror"), "OMP_NUM_THREADS": "1"}
     inputs = [str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--frames", "9"]
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
-    monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
+    monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))  # this process's and torchrun's
     assert fvd_tool.main([*inputs, "--devices", "1", "--batch-size", "1", "--json", str(tmp_path / "one.json")]) == 0
     two = run_script("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                      "-m", "i3d_lightning.commands.fvd", *inputs, "--devices", "2", "--accelerator", "cpu",
-                     "--batch-size", "2", "--json", str(tmp_path / "two.json"), env=env, timeout=900)
+                     "--batch-size", "2", "--json", str(tmp_path / "two.json"), env={"OMP_NUM_THREADS": "1"},
+                     timeout=900)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     assert two.stdout.count("FVD: ") == 1  # printed by rank 0 only
     results = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("one", "two")}
@@ -431,8 +417,7 @@ def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_hom
     assert results["two"]["kvd"] == pytest.approx(results["one"]["kvd"], rel=1e-6)
 
 
-def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_home, capsys, monkeypatch):
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
+def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_cache, capsys, monkeypatch):
     status, stdout, stderr = run_command("benchmarks/fvd_choices.py", ["--videos", "3", "--frames", "9",
                                                                        "--size", "16"], capsys, monkeypatch)
     assert status == 0, stderr[-3000:]

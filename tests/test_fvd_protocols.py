@@ -88,8 +88,7 @@ def test_an_unknown_protocol_and_too_short_sets_are_refused(frame_folders, tmp_p
         ClipSource(tmp_path / "short.npy", paper_protocol("fvd2048_16f"))
 
 
-def test_fvd_tool_protocol_option(tmp_path, frame_folders, weights_home, monkeypatch, capsys):
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
+def test_fvd_tool_protocol_option(tmp_path, frame_folders, weights_cache, monkeypatch, capsys):
     monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(tmp_path / "no-mirror"))
     rng = np.random.default_rng(1)
     np.save(tmp_path / "real.npy", rng.integers(0, 256, (3, 18, 8, 8, 3), dtype=np.uint8))

@@ -63,11 +63,10 @@ def test_fast_path_keeps_fp32_logits_and_the_bf16_top1(rgb_scratch_model, inputs
     assert 0 < max(bf16_errors) < 1.0, checks
 
 
-def test_measure_fast_path_tool_reports_both_precisions(weights_home, release_dir, capsys, monkeypatch):
+def test_measure_fast_path_tool_reports_both_precisions(weights_cache, release_dir, capsys, monkeypatch):
     # Without bf16 instructions (emulated, ~100x slower) the tool is asked for fp32 only.
     emulated = cpu_info().matrix_isa == "none"
     precisions = ["--precisions", "32"] if emulated else []
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
     status, stdout, stderr = run_command("benchmarks/measure_fast_path.py", [
         "--mirror", str(release_dir), "--random", "1", "--frames", "9", *precisions], capsys, monkeypatch)
     assert status == 0, stderr

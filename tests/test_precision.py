@@ -43,9 +43,8 @@ def test_inference_precision_bf16_autocasts_and_keeps_the_rest_ieee(user_float32
         check_inference_precision("16", torch.device("cpu"))
 
 
-def test_sample_evaluation_runs_the_network_in_the_precision_asked(tmp_path, weights_home, monkeypatch,
+def test_sample_evaluation_runs_the_network_in_the_precision_asked(tmp_path, weights_cache,
                                                                      user_float32_flags):
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
     clip = np.random.default_rng(0).uniform(-1, 1, (1, 9, 193, 193, 3)).astype(np.float32)
     np.save(tmp_path / "clip.npy", clip)
     results = {}

@@ -71,8 +71,7 @@ def test_default_sample_comes_from_the_mirror(checkpoints_dir, release_dir, tmp_
         release_sample("rgb", WeightsSource(cache=tmp_path / "cache", progress=False))
 
 
-def test_joint_sums_rgb_and_flow_logits(tmp_path, weights_home, monkeypatch, capsys):
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
+def test_joint_sums_rgb_and_flow_logits(tmp_path, weights_cache, capsys):
     flow_weights = save_state_dict(InceptionI3d(400, 2).state_dict(), tmp_path / "flow_random.safetensors", {})
     generator = np.random.default_rng(0)
     inputs = {}
@@ -151,8 +150,7 @@ def test_flow_input_from_a_video_is_tvl1_of_its_frames_the_release_way(tmp_path)
     assert float(clip[0, 1].median()) == pytest.approx(0.0, abs=0.02)
 
 
-def test_too_short_input_is_explained(tmp_path, weights_home, monkeypatch):
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
+def test_too_short_input_is_explained(tmp_path, weights_cache):
     np.save(tmp_path / "short.npy", np.zeros((1, 4, 224, 224, 3), np.float32))
     with pytest.raises(UserInputError, match=r"short.npy: input of 4 frames .* at least 9 frames"):
         evaluate_sample(["rgb"], {"rgb": "rgb_scratch"}, {"rgb": tmp_path / "short.npy"})
@@ -167,10 +165,9 @@ def test_too_short_input_is_explained(tmp_path, weights_home, monkeypatch):
     (["device=cuda:7"], "error: device=cuda:7: this machine has"),
     (["stream=rgb", "weights.rgb=README.md"], "error: the weights file README.md is not a PyTorch file"),
 ])
-def test_cli_user_errors_are_one_line(overrides, expected, weights_home, checkpoints_dir, tmp_path, monkeypatch,
+def test_cli_user_errors_are_one_line(overrides, expected, weights_cache, checkpoints_dir, tmp_path, monkeypatch,
                                       capsys):
     # eval.py run as __main__ in this process (run_command), Hydra and all.
-    monkeypatch.setenv("I3D_HOME", str(weights_home))
     monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(checkpoints_dir))
     status, _, stderr = run_command("eval.py", [*overrides, f"run_dir={tmp_path / 'run'}"], capsys, monkeypatch)
     assert status == 2
