@@ -4,19 +4,29 @@ and no library chatter in the output."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
-from i3d_lightning.errors import EXIT_INTERRUPTED, InterruptedByUserError, TrainingDivergedError, UserInputError
+from i3d_lightning.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    InterruptedByUserError,
+    Terminated,
+    TrainingDivergedError,
+    UserInputError,
+)
 from i3d_lightning.run_folder import remove_if_only_hydra_files
 
 #: Exit status of a tool that finished but skipped some of its inputs (each listed, with the reason):
@@ -87,31 +97,82 @@ def quiet_library_chatter() -> None:
     """Silence what libraries print that is neither progress nor a problem of the user's run:
     Lightning's advertisement for its cloud logger, its advice to set TF32 (the precision is chosen
     and logged by :func:`~i3d_lightning.hardware.float32_mode`), and the pytree deprecation that
-    Lightning itself triggers (torch 2.14 deprecated ``LeafSpec``, which Lightning 2.6 still uses)."""
+    Lightning itself triggers (torch 2.14 deprecated ``LeafSpec``, which Lightning 2.6 still uses), and
+    its note that it adds no model summary of its own (ours, :mod:`~i3d_lightning.training.summary`, is there),
+    and its lines on a Ctrl-C or SIGTERM (:func:`run_reporting_errors` says what happened, once)."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning)
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+                 "pytorch_lightning.trainer.connectors.signal_connector"):
         logging.getLogger(name).addFilter(_not_chatter)
 
 
 def _not_chatter(record: logging.LogRecord) -> bool:
     message = record.getMessage()
-    return "litlogger" not in message and "set_float32_matmul_precision" not in message
+    # Lightning's note that it adds no model summary (ours is there), and its lines about a Ctrl-C or a
+    # SIGTERM, which run_reporting_errors reports in one line of its own.
+    return not any(text in message for text in ("litlogger", "set_float32_matmul_precision",
+                                                 "already configured with model summary callbacks",
+                                                 "Detected KeyboardInterrupt", "Received SIGTERM"))
+
+
+class _SigtermAsInterrupt:
+    """The SIGTERM handler of :func:`sigterm_as_interrupt`."""
+
+    def __init__(self) -> None:
+        self.sigchld: object = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        # DataLoader workers sent SIGTERM by anyone but their parent die of it (torch's own handler),
+        # and torch's SIGCHLD handler would then raise "worker killed" in the middle of the graceful
+        # shutdown. Python runs pending handlers in signal-number order, SIGTERM (15) before SIGCHLD (17),
+        # so replacing SIGCHLD's here (by a Python no-op: SIG_DFL would make Python report the pending
+        # signal as "ignored due to race condition") keeps the stop to one line.
+        self.sigchld = signal.signal(signal.SIGCHLD, _ignore_signal)
+        raise Terminated
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside: SIGTERM raises :class:`~i3d_lightning.errors.Terminated` (a KeyboardInterrupt), so it
+    stops the command as Ctrl-C does: Lightning shuts down gracefully (keeping the last checkpoint), and
+    workers that die of the signal are not reported as failures. Python lets only the main thread set
+    handlers; elsewhere nothing changes. On exit the handlers are back as they were."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = _SigtermAsInterrupt()
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if handler.sigchld is not None:
+            signal.signal(signal.SIGCHLD, handler.sigchld)
 
 
 def run_reporting_errors(task: Callable[..., object], *args: object) -> int:
     """Run ``task(*args)`` for a command (``train.py``, ``eval.py``, the tools) and return its exit
     status: the int ``task`` returns, else 0. A mistake in the user's input or config prints one line
     ``error: <message>`` (no traceback) and gives 2; a training run that diverged prints what happened
-    and gives 1; Ctrl-C gives 130, after saying what was kept. Library chatter is quieted first."""
+    and gives 1; Ctrl-C gives 130 and SIGTERM 143, after one line saying what was kept. Library
+    chatter is quieted first."""
     quiet_library_chatter()
     try:
-        result = task(*args)
+        with sigterm_as_interrupt():
+            result = task(*args)
     except (UserInputError, OmegaConfBaseException) as error:
         return _refuse(error)
     except InterruptedByUserError as error:
-        print(f"interrupted: {error}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print(f"{'terminated (SIGTERM)' if error.terminated else 'interrupted'}: {error}", file=sys.stderr)
+        return EXIT_TERMINATED if error.terminated else EXIT_INTERRUPTED
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,13 +1,26 @@
 """The errors the command-line entry points report as one line instead of a traceback: mistakes in
-what the user supplied, Ctrl-C, and a training run that diverged."""
+what the user supplied, Ctrl-C or SIGTERM, and a training run that diverged."""
+
+import signal
 
 
 class UserInputError(Exception):
     """Something the user supplied is missing, malformed or does not fit; the message says what."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler's stop, ``kill``, ``docker stop``), raised where the process is, as
+    Ctrl-C raises KeyboardInterrupt: whatever handles Ctrl-C (Lightning's graceful shutdown, a
+    DataLoader worker's quiet exit) handles it alike."""
+
+
 class InterruptedByUserError(Exception):
-    """The user stopped the command (Ctrl-C); the message says what was kept and how to go on."""
+    """The user stopped the command (Ctrl-C, or SIGTERM: ``terminated``); the message says what was
+    kept and how to go on."""
+
+    def __init__(self, message: str, *, terminated: bool = False) -> None:
+        super().__init__(message)
+        self.terminated = terminated
 
 
 class TrainingDivergedError(RuntimeError):
@@ -15,7 +28,9 @@ class TrainingDivergedError(RuntimeError):
 
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+#: Exit status of a command stopped by SIGTERM (128 + SIGTERM, as a shell reports it).
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 def first_line(error: Exception) -> str:

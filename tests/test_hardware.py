@@ -14,16 +14,8 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.inference import check_inference_precision
 from i3d_lightning.training.run import build_trainer
 from tests.conftest import compose_config
+from tests.simulated_cpus import CPUINFO
 
-CPUINFO = {
-    "amx": "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
-           "model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile "
-           "amx_int8\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n",
-    "avx512_bf16": "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
-                   "model name\t: AMD EPYC 9B14\nflags\t\t: fpu avx2 avx512f avx512_bf16\n",
-    "none": "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n"
-            "flags\t\t: fpu sse avx avx2 fma\n",
-}
 
 
 @pytest.fixture

@@ -6,6 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +25,11 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluation.run import evaluate
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.training.lightning_module import I3DClassifier
+from i3d_lightning.training.resume import saved_resumes
 from i3d_lightning.training.run import train
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import IEEE, compose_config, float32_settings_at_each_convolution, run_command, run_script
+from tests.conftest import REPO_ROOT, IEEE, compose_config, float32_settings_at_each_convolution, run_command, run_script
+from tests.simulated_cpus import python_seeing
 from tests.tiny_datasets import FAST, make_tiny_datasets
 
 
@@ -220,6 +227,21 @@ def test_resume_continues_the_run_and_ends_as_the_uninterrupted_run(tmp_path, ca
     assert best["straight"] == best["first"] and len(best["first"]) == 1  # the same best epoch ...
     scores = [_best_score(tmp_path / run / "checkpoints" / "last.ckpt") for run in ("straight", "first")]
     assert scores[0] == scores[1]  # ... and its score, remembered across the interruption
+    # Train on to 4 epochs, Ctrl-C in the third: the printed command, run as it is, ends at epoch 4.
+    monkeypatch.setenv("I3D_TEST_CTRL_C_EPOCH", "2")
+    status, _, stderr = run_command("train.py", [f"ckpt_path={last}", "trainer.max_epochs=4"], capsys, monkeypatch)
+    printed = stderr.strip().splitlines()[-1]
+    assert status == 130 and printed == (
+        f"interrupted: the last checkpoint is {last}; resume with: python train.py ckpt_path={last}")
+    monkeypatch.delenv("I3D_TEST_CTRL_C_EPOCH")
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 6
+    status, _, stderr = run_command("train.py", printed.split("python train.py ")[1].split(), capsys, monkeypatch)
+    assert status == 0, stderr[-3000:]
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 12  # 4 epochs of 3 steps
+    resumes = [entry["overrides"] for entry in saved_resumes(tmp_path / "first")]
+    assert resumes == [["trainer.log_every_n_steps=5"], ["trainer.max_epochs=4"], []]
+    assert "kept from earlier resumes: trainer.log_every_n_steps=5 trainer.max_epochs=4" in (
+        tmp_path / "first" / "train.log").read_text()
 
 
 def _best_score(checkpoint: Path) -> float:
@@ -423,19 +445,62 @@ def test_predictions_and_confusion_matrix_agree_on_ties_and_nan():
 
 def test_a_run_folder_holds_everything_the_run_wrote(tmp_path):
     # run_dir=... moves Hydra's .hydra/ and train.log too; skipped_videos.csv exists, with its header,
-    # when nothing was skipped.
+    # when nothing was skipped. The process sees an AMD EPYC with avx512_bf16, whichever CPU runs the
+    # suite: there the project's own precision line names oneDNN, and only native libraries' lines
+    # (not the project's loggers') count as chatter.
     run_dir = tmp_path / "my_run"
-    result = run_script("train.py", *FAST, f"run_dir={run_dir}", "debug=fast", f"dataset.root={tmp_path / 'synth'}",
-                        *SMALL_SYNTHETIC, "logger=[tensorboard]", cwd=tmp_path)
+    args = [*FAST, f"run_dir={run_dir}", "debug=fast", f"dataset.root={tmp_path / 'synth'}", *SMALL_SYNTHETIC,
+            "logger=[tensorboard]"]
+    result = run_script(*python_seeing("avx512_bf16", str(REPO_ROOT / "train.py"), args), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
     assert (run_dir / "skipped_videos.csv").read_text().strip() == "video_id,path,reason"
     assert not (tmp_path / "outputs").exists()
-    output = result.stdout + result.stderr
-    for chatter in ("LeafSpec", "litlogger", "oneDNN", "absl", "tensorflow", "worker processes", "FLOPs"):
-        assert chatter not in output, chatter
-    assert "parameters: 12.3 M (12.3 M trainable" in output  # the model summary, without a FLOPs count of 0
-    assert "precision 32-true" in output or "precision bf16-mixed" in output  # the choice is logged
+    lines = (result.stdout + result.stderr).splitlines()
+    own = [line for line in lines if re.match(r"\[[^]]*\]\[i3d_lightning[.\]]", line)]
+    assert any("precision 32-true: CPU AMD EPYC 9B14 (family 25, model 17) has AVX-512 bf16 but no AMX" in line
+               and "oneDNN" in line for line in own)
+    others = "\n".join(line for line in lines if line not in own)
+    for chatter in ("LeafSpec", "litlogger", "oneDNN", "absl", "tensorflow", "worker processes", "FLOPs",
+                    "already configured with model summary"):
+        assert chatter not in others, chatter
+    assert "parameters: 12.3 M (12.3 M trainable" in "\n".join(lines)  # the summary, without a FLOPs count of 0
+
+
+@pytest.mark.long
+def test_sigterm_stops_training_as_ctrl_c_does(tmp_path):
+    # SIGTERM to the whole process group (as a scheduler, `timeout` or `docker stop` send it), DataLoader
+    # workers included, once the first epoch's checkpoint is written: one line naming the checkpoint and
+    # the command to resume, exit status 143, no traceback from the workers. With its output going to a
+    # file, the run prints (and train.log keeps) one line per finished epoch.
+    run_dir = tmp_path / "run"
+    args = [*FAST, f"run_dir={run_dir}", f"dataset.root={tmp_path / 'synth'}", *SMALL_SYNTHETIC,
+            "data.num_workers=2", "trainer.max_epochs=1000", "logger=[]", "test_after_fit=false"]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err:
+        process = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *args], cwd=tmp_path, stdout=out,
+                                   stderr=err, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert last.is_file(), (tmp_path / "err.txt").read_text()[-3000:]
+            time.sleep(1)  # into the next epoch, workers running
+            os.killpg(process.pid, signal.SIGTERM)
+            status = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    stderr, stdout = (tmp_path / "err.txt").read_text(), (tmp_path / "out.txt").read_text()
+    assert status == 143, stderr[-3000:]
+    for noise in ("Traceback", "Error", "race condition", "Received SIGTERM", "Detected KeyboardInterrupt"):
+        assert noise not in stderr + stdout, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        f"terminated (SIGTERM): the last checkpoint is {last}; resume with: python train.py ckpt_path={last}")
+    epoch_line = r"epoch 1/1000: train loss \d+\.\d{4}, val top-1 [01]\.\d{4}, \d+\.\d s"
+    assert re.search(epoch_line, stdout), stdout[-3000:]
+    assert re.search(epoch_line, (run_dir / "train.log").read_text())
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] >= 0
 
 
 def test_tensorboard_logging_does_not_import_tensorflow(tmp_path):

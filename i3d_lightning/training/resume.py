@@ -5,20 +5,27 @@ The run's own config is restored (composed again from the overrides Hydra saved 
 score that ``ModelCheckpoint`` keeps, and its log carry on. What a user may change when resuming
 (:data:`MAY_CHANGE`: how long to train, the hardware, the loaders' processes, logging) is applied on
 top; any other override that differs from the run's own value (the stream, the dataset, the model, the
-clips) contradicts the checkpoint and is refused in one line. A checkpoint without its run folder
-(copied elsewhere) resumes in the new run folder, checked against the checkpoint's own
+clips) contradicts the checkpoint and is refused in one line. The changes are kept with the run
+(``<run>/.hydra/resumes.yaml``, one entry per resume), so a later resume continues what was running:
+after ``trainer.max_epochs=4``, a plain ``python train.py ckpt_path=<run>/checkpoints/last.ckpt`` still
+trains to epoch 4, and changes a later resume gives again replace the earlier ones. A checkpoint without
+its run folder (copied elsewhere) resumes in the new run folder, checked against the checkpoint's own
 hyper-parameters.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.config_checks import override_key
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.run_folder import remove_if_only_hydra_files
@@ -44,18 +51,54 @@ def run_folder(checkpoint: Path) -> Path | None:
         else None
 
 
-def resumed_config(cfg: DictConfig) -> DictConfig:
-    """``cfg`` for a run that resumes from ``cfg.ckpt_path`` (see the module); ``cfg`` itself otherwise."""
+@dataclass(frozen=True)
+class Resumption:
+    """A resume of the run in ``run`` from ``checkpoint``, with this command's allowed ``changes``."""
+
+    run: Path
+    checkpoint: Path
+    changes: tuple[str, ...]
+
+    def record(self) -> None:
+        """Add this resume's changes to ``<run>/.hydra/resumes.yaml``: once the run is about to go on
+        (a resume refused before that leaves the file as it was)."""
+        entries = saved_resumes(self.run)
+        entries.append({"at": datetime.now().isoformat(timespec="seconds"), "checkpoint": str(self.checkpoint),
+                        "overrides": list(self.changes)})
+        with atomic_output(self.run / RESUMES_FILE) as partial:
+            partial.write_text(OmegaConf.to_yaml(OmegaConf.create(entries)))
+
+
+#: Where a run folder keeps the allowed changes of each resume, oldest first.
+RESUMES_FILE = Path(".hydra") / "resumes.yaml"
+
+
+def saved_resumes(run: Path) -> list[dict]:
+    """The resumes recorded in ``run`` (see :class:`Resumption`), oldest first."""
+    path = run / RESUMES_FILE
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else []
+
+
+def _latest_by_key(overrides: list[str]) -> list[str]:
+    """``overrides`` with only the last of those that set the same key (Hydra refuses a key set twice)."""
+    latest = {override_key(override): override for override in overrides}
+    return list(latest.values())
+
+
+def resumed_config(cfg: DictConfig) -> tuple[DictConfig, Resumption | None]:
+    """``cfg`` for a run that resumes from ``cfg.ckpt_path`` (see the module) and the resume to record
+    once the run goes on; ``(cfg, None)`` otherwise."""
     if not cfg.ckpt_path or not HydraConfig.initialized():
-        return cfg
+        return cfg, None
     checkpoint = Path(cfg.ckpt_path).expanduser().resolve()
     run = run_folder(checkpoint)
     if run is None:
         log.warning("%s is not in a train.py run folder: resuming in %s with this command's config", checkpoint,
                     cfg.run_dir)
-        return cfg
+        return cfg, None
     original = [str(override) for override in OmegaConf.load(run / ".hydra" / "overrides.yaml")
                 if override_key(str(override)) not in ("ckpt_path", "run_dir")]
+    earlier = [override for entry in saved_resumes(run) for override in entry["overrides"]]
     current = [str(override) for override in HydraConfig.get().overrides.task]
     restored = compose(config_name=HydraConfig.get().job.config_name, overrides=original)
     changes = []
@@ -71,13 +114,19 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
                 f"ckpt_path resumes the run in {run}, which was made with "
                 f"{key}={_value(restored, key)}; {override} contradicts it: leave it out to resume, or "
                 f"start a new run without ckpt_path")
+    in_force = _latest_by_key([*earlier, *changes])
     resumed = compose(config_name=HydraConfig.get().job.config_name,
-                      overrides=[*original, *changes, f"ckpt_path={checkpoint}", f"run_dir={run}"])
+                      overrides=[*original, *in_force, f"ckpt_path={checkpoint}", f"run_dir={run}"])
     _log_into(run / "train.log")
     remove_if_only_hydra_files(Path(HydraConfig.get().runtime.output_dir))  # this command's own, now unused
-    log.info("resuming the run in %s from %s%s", run, checkpoint.name,
-             f" with {' '.join(changes)}" if changes else "")
-    return resumed
+    # The run's folder holds its checkpoints: Lightning's warning that it "exists and is not empty" is
+    # what resuming means, not news.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    kept = [override for override in in_force if override not in changes]
+    log.info("resuming the run in %s from %s%s%s", run, checkpoint.name,
+             f" with {' '.join(changes)}" if changes else "",
+             f" (kept from earlier resumes: {' '.join(kept)})" if kept else "")
+    return resumed, Resumption(run, checkpoint, tuple(changes))
 
 
 def _text(cfg: DictConfig, key: str) -> str:

@@ -18,12 +18,12 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelSummary
 
 from i3d_lightning.config_checks import check_config
 from i3d_lightning.data.datamodule import VideoDataModule
-from i3d_lightning.errors import InterruptedByUserError, UserInputError, first_line
+from i3d_lightning.errors import InterruptedByUserError, Terminated, UserInputError, first_line
 from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_trainer_precision
 from i3d_lightning.training.divergence import NonFiniteGuard
 from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.training.resume import check_checkpoint_fits, resumed_config
-from i3d_lightning.training.summary import ParameterSummary
+from i3d_lightning.training.summary import EpochLine, ParameterSummary
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
         callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
     if for_training and not any(isinstance(callback, NonFiniteGuard) for callback in callbacks):
         callbacks.append(NonFiniteGuard())  # never train unguarded, even with callbacks=null
+    if for_training:
+        callbacks.append(EpochLine())  # one line per epoch in train.log (and on the console without a bar)
     summary_wanted = for_training and cfg.trainer.get("enable_model_summary", True)
     if summary_wanted and not any(isinstance(callback, ModelSummary) for callback in callbacks):
         callbacks.append(ParameterSummary())  # in place of Lightning's, which would print "Total FLOPs: 0"
@@ -78,7 +80,7 @@ def _where_to_resume(run_dir: Path) -> str:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write the list of unreadable videos; returns the key results."""
     check_config(cfg)
-    cfg = resumed_config(cfg)
+    cfg, resumption = resumed_config(cfg)
     if cfg.get("dataset") is None:
         raise UserInputError("no dataset chosen: add dataset=ucf101|hmdb51|kinetics400|kinetics600|custom|synthetic "
                              "(with dataset.root=... where it has one), or experiment=quickstart for the synthetic "
@@ -90,6 +92,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("fit")
     if cfg.ckpt_path:
         check_checkpoint_fits(cfg.ckpt_path, list(cfg.stream.modalities), datamodule.num_classes)
+    if resumption is not None:  # accepted: from now on, a later resume of the run continues with its changes
+        resumption.record()
     model: I3DClassifier = instantiate(cfg.model, num_classes=datamodule.num_classes,
                                        class_names=datamodule.classes, _convert_="object")
     # TF32 is the usual speed choice for training in fp32 on a GPU; bf16-mixed leaves little in fp32.
@@ -102,9 +106,10 @@ def _fit_and_test(cfg: DictConfig, trainer: pl.Trainer, model: I3DClassifier, da
                   run_dir: Path, float32: str) -> dict[str, Any]:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    except SystemExit:
-        if trainer.interrupted:  # Lightning's answer to Ctrl-C: a graceful shutdown, then sys.exit(1)
-            raise InterruptedByUserError(_where_to_resume(run_dir)) from None
+    except SystemExit as stop:
+        if trainer.interrupted:  # Lightning's answer to Ctrl-C (and SIGTERM, cli.py): a graceful shutdown, then exit
+            raise InterruptedByUserError(_where_to_resume(run_dir),
+                                         terminated=isinstance(stop.__context__, Terminated)) from None
         raise
     guard = next(callback for callback in trainer.callbacks if isinstance(callback, NonFiniteGuard))
     results: dict[str, Any] = {"run_dir": str(run_dir), "global_step": trainer.global_step,
