@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.hardware import TRAINER_PRECISIONS
-from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
+from i3d_lightning.models.i3d import LEARNED_BLOCKS, MIN_FRAMES, MIN_SIZE
 from i3d_lightning.weights.loading import load_state_dict, read_checkpoint
 from i3d_lightning.weights.registry import I3DWeights
 
@@ -27,8 +27,8 @@ from i3d_lightning.weights.registry import I3DWeights
 @dataclass(frozen=True)
 class Rule:
     """What ``key`` may hold: a value of ``kind`` (``int``, ``number``, ``bool``, ``str``, ``checkpoint``:
-    a readable ``train.py`` checkpoint) at least ``minimum`` (numbers), or one of ``choices``; ``None``
-    too where ``optional``."""
+    a readable ``train.py`` checkpoint) at least ``minimum`` and at most ``maximum`` (numbers), or one of
+    ``choices``; ``None`` too where ``optional``."""
 
     key: str
     kind: str
@@ -36,6 +36,7 @@ class Rule:
     choices: Sequence[object] = ()
     optional: bool = False
     greater: bool = False  # the minimum itself is not allowed
+    maximum: float | None = None
 
     def problem(self, value: object) -> str | None:
         """What is wrong with ``value``, or ``None``."""
@@ -56,14 +57,15 @@ class Rule:
             return f"must be a whole number{self._range()}"
         if not numeric:
             return f"must be a number{self._range()}"
-        if self.minimum is not None and (value < self.minimum or (self.greater and value == self.minimum)):
-            return f"must be {'above' if self.greater else 'at least'} {self.minimum:g}"
+        too_low = self.minimum is not None and (value < self.minimum or (self.greater and value == self.minimum))
+        if too_low or (self.maximum is not None and value > self.maximum):
+            return f"must be{self._range()}"
         return None
 
     def _range(self) -> str:
-        if self.minimum is None:
-            return ""
-        return f" {'above' if self.greater else 'at least'} {self.minimum:g}"
+        bounds = [f"{'above' if self.greater else 'at least'} {self.minimum:g}"] if self.minimum is not None else []
+        bounds += [f"at most {self.maximum:g}"] if self.maximum is not None else []
+        return f" {' and '.join(bounds)}" if bounds else ""
 
 
 def _numbers(prefix: str, keys: Sequence[str], **rule: object) -> list[Rule]:
@@ -107,7 +109,7 @@ RULES: list[Rule] = [
     Rule("data.online_flow.tvl1.scale_step", "number", minimum=0, greater=True),
     Rule("data.online_flow.tvl1.median_filtering", "int", choices=(0, 1, 3, 5)),
     Rule("model.dropout", "number", minimum=0),
-    Rule("model.trainable_blocks", "int", minimum=0, optional=True),
+    Rule("model.trainable_blocks", "int", minimum=0, maximum=LEARNED_BLOCKS, optional=True),  # null: all
     Rule("model.freeze_bn_stats", "bool"),
     Rule("model.bn_momentum", "number", minimum=0, greater=True, optional=True),
     Rule("model.aggregate", "str", choices=("mean_logits", "mean_softmax")),

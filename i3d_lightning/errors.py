@@ -2,6 +2,7 @@
 what the user supplied, Ctrl-C or SIGTERM, and a training run that diverged."""
 
 import signal
+from pathlib import Path
 
 
 class UserInputError(Exception):
@@ -37,3 +38,11 @@ def first_line(error: Exception) -> str:
     """The first line of an exception's message (at most 300 characters), or its type's name."""
     text = str(getattr(error, "message", None) or error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def not_a_file(path: str | Path, what: str) -> UserInputError:
+    """The refusal of ``path``, given as ``what`` and expected to be a file, that is not one: a folder,
+    or nothing at all."""
+    if Path(path).is_dir():
+        return UserInputError(f"{what} {path} is a folder: give a file")
+    return UserInputError(f"{what} {path}: no such file")

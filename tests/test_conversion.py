@@ -116,9 +116,13 @@ def test_damaged_checkpoint_data_is_refused(tmp_path, checkpoints_dir, damage):
         read_tf_checkpoint(copy / "model.ckpt")
 
 
-def test_missing_checkpoint_is_refused(tmp_path):
+def test_missing_checkpoint_is_refused(tmp_path, checkpoints_dir):
     with pytest.raises(CheckpointMismatchError, match="could not open"):
         read_tf_checkpoint(tmp_path / "nothing" / "model.ckpt")
+    (tmp_path / "index_only").mkdir()  # the .index copied, its data file forgotten
+    shutil.copy(checkpoints_dir / "rgb_scratch" / "model.ckpt.index", tmp_path / "index_only")
+    with pytest.raises(CheckpointMismatchError, match=r"has its .index but no data file \(model.ckpt.data-00000-of"):
+        read_tf_checkpoint(tmp_path / "index_only" / "model.ckpt")
 
 
 def test_converter_cli_writes_loadable_weights(tmp_path, checkpoints_dir, rgb_scratch_state, capsys):
@@ -146,6 +150,11 @@ def test_converter_cli_checks_its_output_before_converting(tmp_path, checkpoints
     (tmp_path / "a_file").write_text("")
     checkpoint = str(checkpoints_dir / "rgb_scratch")
     assert convert([checkpoint, str(tmp_path / "a_file" / "w.pt")]) == 2
-    assert capsys.readouterr().err.startswith(f"error: OUTPUT {tmp_path / 'a_file'}: cannot write there")
+    in_the_way = f"error: OUTPUT {tmp_path / 'a_file'}: a file is in the way of that folder"
+    assert capsys.readouterr().err.strip() == in_the_way
+    # A folder that exists but takes no new files (/proc here) is not "No such file or directory".
+    assert convert([checkpoint, "/proc/w.pt"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: OUTPUT /proc: cannot write there (the folder exists, but its "
+                                               "file system takes no new files)")
     assert convert([checkpoint, str(tmp_path / "w.npz")]) == 2
     assert capsys.readouterr().err.strip() == f"error: OUTPUT {tmp_path / 'w.npz'}: name a .safetensors or .pt file"

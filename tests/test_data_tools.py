@@ -58,6 +58,15 @@ def test_check_videos_lists_every_failure(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{good},0\n")
     assert _run("check_videos", str(listing), "--out", str(out)).returncode == 0
+    one = _run("check_videos", str(good), "--out", str(out))  # one video is that video, not a list file
+    assert one.returncode == 0 and "1 videos checked, 0 failed" in one.stdout, one.stderr
+    noise = _run("check_videos", str(tmp_path / "data" / "b" / "noise.avi"), "--out", str(out))
+    assert noise.returncode == 3 and "1 videos checked, 1 failed" in noise.stdout
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(1).bytes(3000))
+    binary = _run("check_videos", str(tmp_path / "random.bin"), "--out", str(out))
+    assert binary.returncode == 2 and binary.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'random.bin'} is neither a folder, a video (.mp4, .avi, .mkv, .webm, .mov, .m4v, "
+        ".mpg, .mpeg) nor a text list of videos (one path[,label] per line)"]
     (tmp_path / "empty").mkdir()  # nothing to check is a mistake, not a success
     empty = _run("check_videos", str(tmp_path / "empty"), "--out", str(out))
     assert empty.returncode == 2 and empty.stderr.startswith(f"error: {tmp_path / 'empty'}: no videos found")

@@ -15,7 +15,7 @@ from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.export.formats import FORMATS, MIN_EXPORT_FRAMES, StreamSum, export, max_abs_difference, run_exported
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.training.lightning_module import I3DClassifier
-from tests.conftest import IEEE, float32_settings_at_each_convolution
+from tests.conftest import IEEE, REPO_ROOT, float32_settings_at_each_convolution
 
 SIZE = 193  # the smallest input I3D takes: keeps the test fast
 
@@ -119,7 +119,8 @@ def test_export_without_the_onnx_extra_is_refused_before_anything_is_written(tmp
     monkeypatch.setattr(tool.importlib.util, "find_spec",
                         lambda name, *args: None if name == "onnxscript" else real_find_spec(name, *args))
     assert tool.main([str(tmp_path / "out")]) == 2
-    assert "error: exporting torchscript and onnx needs onnxscript: pip install 'i3d-lightning[export]'" \
+    # The command for this installation: an editable one, from this checkout.
+    assert f"error: exporting torchscript and onnx needs onnxscript: pip install -e '{REPO_ROOT}[export]'" \
         in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -134,3 +135,12 @@ def test_export_without_a_sample_clip_points_to_the_sample_option(tmp_path, caps
     assert "could not get the release file v_CricketShot_g04_c01_rgb.npy" in err
     assert "--sample-rgb PATH" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_install_hint_fits_the_installation(tmp_path, monkeypatch):
+    from i3d_lightning import extras
+
+    assert extras.install_command("export") == f"pip install -e '{REPO_ROOT}[export]'"  # this checkout
+    installed = tmp_path / "site-packages" / "i3d_lightning" / "extras.py"  # a wheel's: no pyproject.toml above
+    monkeypatch.setattr(extras, "__file__", str(installed))
+    assert extras.install_command("tf") == "pip install 'i3d-lightning[tf]'"

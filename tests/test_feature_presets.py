@@ -18,6 +18,7 @@ from i3d_lightning.features.presets import FEATURE_PRESETS
 from i3d_lightning.features.run import ExtractionSettings, extract
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.preprocessing import ten_crops
+from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.loading import save_state_dict
 from tests.videos import write_frames
 
@@ -154,7 +155,8 @@ def test_preset_options_are_refused_when_they_contradict_it(tmp_path, towers, we
     # The same extraction in Python; the command then finds it done (the same conventions).
     settings = ExtractionSettings.from_preset("thumos14", short_side=SHORT_SIDE, crop_size=CROP,
                                               weights={"rgb": "rgb_scratch", "flow": towers["flow_file"]})
-    report = extract(video_files(tmp_path / "videos"), tmp_path / "out", settings, mirror=str(checkpoints_dir))
+    report = extract(video_files(tmp_path / "videos"), tmp_path / "out", settings,
+                     source=WeightsSource(mirror=checkpoints_dir))
     assert (report.videos, report.already_extracted, len(report.skipped)) == (1, 0, 0)
     made = (tmp_path / "out" / "a.npy").read_bytes()
     assert np.load(tmp_path / "out" / "a.npy").shape == (1, 2048)

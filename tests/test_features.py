@@ -112,3 +112,32 @@ def test_flow_features_from_videos_alone(tmp_path, weights_cache, checkpoints_di
     with torch.no_grad():
         direct = model.features(clip)[0].numpy()
     np.testing.assert_allclose(saved, direct, atol=1e-5)
+
+
+def test_a_refused_extraction_leaves_the_folder_as_it_was(tmp_path, weights_cache, checkpoints_dir, capsys):
+    # Refused for its weights: exit 2, one line, and no folder (nor conventions.json) that would make the
+    # corrected command refuse to "mix" features with a folder that holds none.
+    _video(tmp_path / "videos" / "a.mp4", 7)
+    (tmp_path / "notes.txt").write_text("not weights\n")
+    out = tmp_path / "features"
+    status, _, stderr = _extract(tmp_path / "videos", out, checkpoints_dir, capsys, "--weights-rgb",
+                                 str(tmp_path / "notes.txt"), "--per-video")
+    assert status == 2 and stderr.startswith("error: ") and len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists()
+    # A folder left by an older version (conventions.json of other weights, no feature) is new.
+    out.mkdir()
+    (out / "conventions.json").write_text('{"weights": {"rgb": "elsewhere"}}\n')
+    # One video given as SOURCE is that video, not a list file.
+    status, _, stderr = _extract(tmp_path / "videos" / "a.mp4", out, checkpoints_dir, capsys, "--per-video")
+    assert status == 0, stderr[-3000:]
+    assert np.load(out / "rgb" / "a.npy").shape == (1024,)
+    assert '"rgb": "rgb_scratch"' in (out / "conventions.json").read_text()
+    # Nothing to extract is a mistake, not a success with an empty index; a file that is neither a video
+    # nor a text list is one line too.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).bytes(3000))
+    for source, message in ((tmp_path / "empty", "no videos found"),
+                            (tmp_path / "random.bin", "is neither a folder, a video")):
+        status, _, stderr = _extract(source, tmp_path / "new", checkpoints_dir, capsys)
+        assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+        assert not (tmp_path / "new").exists()

@@ -18,6 +18,7 @@ from i3d_lightning.fvd.bootstrap import bootstrap_fvd
 from i3d_lightning.fvd.distance import GaussianStatistics, frechet_distance, kernel_distance, trace_sqrt_product
 from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.metric import FrechetVideoDistance
+from i3d_lightning.fvd.protocols import sample_size_warning, unequal_sides_warning
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.fvd.run import compute
 from i3d_lightning.fvd.statistics_file import save_statistics
@@ -283,6 +284,14 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_cache,
     assert results["counts"] == {"real_clips": 3, "fake_clips": 3, "real_videos": 3, "fake_videos": 3,
                                  "real_skipped": 0, "fake_skipped": 1, "real_discarded": 0, "fake_discarded": 0}
     assert results["fvd"] == pytest.approx(float(last.removeprefix("FVD: ")), abs=1e-6) and results["kvd"] is not None
+    # What was compared, with what, and what was left out, by name and reason; and that 3 clips are too few.
+    assert results["inputs"] == {"real": str(tmp_path / "real.npy"), "fake": str(videos)}
+    assert results["weights"]["name"] == "rgb_scratch" and len(results["weights"]["sha256"]) == 64
+    assert results["skipped"]["real"] == [] and [entry["video"] for entry in results["skipped"]["fake"]] == [
+        "short.mp4"] and "shorter than a clip" in results["skipped"]["fake"][0]["reason"]
+    assert [w[:60] for w in results["warnings"]] == [
+        "warning: real has 3 clips, fewer than the embedding's 400 di",
+        "warning: fake has 3 clips, fewer than the embedding's 400 di"]
     # The saved statistics stand in for the real videos: the same value, without KVD (it needs embeddings).
     # The command's main() in this process from here on.
     status, stdout, stderr = run_main(fvd_tool.main, [str(stats), str(videos), "--frames", "9", "--json",
@@ -319,6 +328,23 @@ def test_fvd_tool_refuses_bad_input_in_one_line(tmp_path, weights_cache, make, j
     assert status == 2, stderr[-2000:]
     assert stderr.strip().startswith("error: ") and expected in stderr
     assert len(stderr.strip().splitlines()) == 1  # and nothing was embedded before the refusal
+
+
+def test_fvd_tool_names_what_a_misnamed_file_should_have_been(tmp_path, weights_cache, capsys):
+    (tmp_path / "notes.npz").write_text("real videos are in /data\n")
+    np.save(tmp_path / "fake.npy", np.zeros((2, 9, 8, 8, 3), np.uint8))
+    status, _, stderr = run_main(fvd_tool.main, [str(tmp_path / "notes.npz"), str(tmp_path / "fake.npy")], capsys)
+    assert status == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith(f"error: {tmp_path / 'notes.npz'}: not a NumPy .npz file of videos [N, T, H, W, 3] nor "
+                             "statistics of --save-stats")
+
+
+def test_unequal_or_small_sides_are_warned_about():
+    protocol = ClipProtocol()
+    assert unequal_sides_warning(2, 8).startswith("warning: the sides have 2 real and 8 fake clips")
+    assert unequal_sides_warning(2048, 1900) is None
+    assert sample_size_warning(protocol, "real", 2, 400).startswith("warning: real has 2 clips, fewer than")
+    assert sample_size_warning(protocol, "real", 400, 400) is None
 
 
 @pytest.mark.long

@@ -108,4 +108,6 @@ def test_fvd_tool_protocol_option(tmp_path, frame_folders, weights_cache, monkey
     assert "discarded 2 fake videos shorter than 16 frames (kvd2048_16f's rule)" in out
     assert f"kvd2048_16f: {report['kvd']:.6f}" in out.splitlines() and out.splitlines()[-1].startswith("FVD: ")
     warnings = [line for line in err.splitlines() if line.startswith("warning: kvd2048_16f calls for 2048 clips")]
-    assert len(warnings) == 2 and report["warnings"] == warnings  # both sides, each said once
+    unequal = [line for line in err.splitlines() if line.startswith("warning: the sides have 3 real and 4 fake")]
+    assert len(warnings) == 2 and len(unequal) == 1  # both sides, each said once; and 3 against 4 clips
+    assert report["warnings"] == warnings + unequal

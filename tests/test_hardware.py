@@ -17,7 +17,6 @@ from tests.conftest import compose_config
 from tests.simulated_cpus import CPUINFO
 
 
-
 @pytest.fixture
 def cpu(monkeypatch):
     """``cpu(kind)`` makes this process see the CPU of ``CPUINFO[kind]``."""

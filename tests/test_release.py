@@ -69,6 +69,11 @@ def test_offline_error_says_what_failed_and_how_to_supply_files(tmp_path):
     message = str(caught.value)
     assert "mirror" in message and "download http://127.0.0.1:9/label_map_600.txt" in message
     assert "I3D_WEIGHTS_MIRROR" in message and str(tmp_path / "release" / "label_map_600.txt") in message
+    assert "\n" not in message and "with weights.source.mirror=DIR" in message  # one line, in the config's words
+    with pytest.raises(release.ReleaseFileError) as caught:  # a command names its own option
+        release.fetch_release_file("label_map_600.txt", WeightsSource(
+            cache=tmp_path, base_url="http://127.0.0.1:9", progress=False, mirror_option="--mirror DIR"))
+    assert "with --mirror DIR (or I3D_WEIGHTS_MIRROR)" in str(caught.value)
 
 
 def test_missing_file_on_server_is_an_error(served_release, tmp_path):
@@ -239,7 +244,7 @@ def test_every_route_is_listed_when_rgb_scratch_cannot_be_had(tmp_path, monkeypa
 
 def test_other_weights_without_tensorflow_say_how_to_install_it(monkeypatch):
     monkeypatch.setattr("i3d_lightning.weights.loading._tensorflow_installed", lambda: False)
-    with pytest.raises(UserInputError, match=r"needs TensorFlow once: pip install 'i3d-lightning\[tf\]'"):
+    with pytest.raises(UserInputError, match=r"needs TensorFlow once: pip install -e '.*\[tf\]'"):
         load_state_dict("flow_imagenet", WeightsSource(progress=False))
 
 

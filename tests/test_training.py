@@ -28,7 +28,14 @@ from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.training.resume import saved_resumes
 from i3d_lightning.training.run import train
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import REPO_ROOT, IEEE, compose_config, float32_settings_at_each_convolution, run_command, run_script
+from tests.conftest import (
+    IEEE,
+    REPO_ROOT,
+    compose_config,
+    float32_settings_at_each_convolution,
+    run_command,
+    run_script,
+)
 from tests.simulated_cpus import python_seeing
 from tests.tiny_datasets import FAST, make_tiny_datasets
 

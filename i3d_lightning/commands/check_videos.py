@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from i3d_lightning.cli import finished, number, run_reporting_errors, whole_number, writable_file
-from i3d_lightning.data.annotations import VIDEO_EXTENSIONS, video_files
+from i3d_lightning.data.annotations import video_files
 from i3d_lightning.errors import UserInputError
 
 
@@ -49,7 +49,7 @@ def check_in_subprocess(path: Path, timeout: float) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="i3d-check-videos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", type=Path, help="folder of videos (searched recursively) or list file")
+    parser.add_argument("source", type=Path, help="folder of videos (searched recursively), one video, or a list file")
     parser.add_argument("--out", type=Path, default=Path("failed_videos.csv"))
     parser.add_argument("--workers", type=whole_number(1), default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=number(0, above=True), default=60.0, help="seconds per video")
@@ -68,11 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 def check_all(args: argparse.Namespace) -> int:
     """Check every video of ``args.source`` (``--workers`` at a time); list the failures in ``--out``."""
     if not args.source.exists():
-        raise UserInputError(f"{args.source}: no such folder or list file")
+        raise UserInputError(f"{args.source}: no such folder, video or list file")
     writable_file(args.out, "--out")
-    videos = [record.path for record in video_files(args.source).records]
-    if not videos:
-        raise UserInputError(f"{args.source}: no videos found (extensions: {', '.join(VIDEO_EXTENSIONS)})")
+    videos = [record.path for record in video_files(args.source).require_videos(str(args.source)).records]
     failed: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         results = pool.map(lambda path: (path, check_in_subprocess(path, args.timeout)), videos)

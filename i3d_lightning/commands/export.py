@@ -27,11 +27,12 @@ from i3d_lightning.cli import number, run_reporting_errors, writable_folder
 from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.export.formats import FORMATS, MIN_EXPORT_FRAMES, SUFFIXES, export, load_model, max_abs_difference
+from i3d_lightning.extras import install_command
 from i3d_lightning.models.streams import STREAMS
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE
 from i3d_lightning.weights.release import ReleaseFileError, WeightsSource
 
-#: What each format needs beyond the base install (``pip install 'i3d-lightning[export]'``).
+#: What each format needs beyond the base install (the ``export`` extra).
 FORMAT_MODULES = {"torchscript": (), "onnx": ("onnx", "onnxscript", "onnxruntime")}
 
 
@@ -41,7 +42,7 @@ def check_format_modules(formats: list[str]) -> None:
                       if importlib.util.find_spec(module) is None})
     if missing:
         raise UserInputError(f"exporting {' and '.join(formats)} needs {', '.join(missing)}: "
-                             "pip install 'i3d-lightning[export]' (or pass --formats torchscript)")
+                             f"{install_command('export')} (or pass --formats torchscript)")
 
 
 def sample_clip(modality: str, path: str | None, source: WeightsSource) -> torch.Tensor:
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def export_and_check(args: argparse.Namespace) -> int:
-    source = WeightsSource(mirror=args.mirror)
+    source = WeightsSource(mirror=args.mirror, mirror_option="--mirror DIR")
     check_format_modules(args.formats)
     stream = args.stream or (None if args.checkpoint else "rgb")
     print("loading the model ...", flush=True)

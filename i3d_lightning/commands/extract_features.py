@@ -22,6 +22,7 @@ online``, the default without flow folders).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
 from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.models.streams import STREAMS
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE
+from i3d_lightning.weights import WeightsSource
 
 
 def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | None]:
@@ -60,7 +62,7 @@ def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="i3d-extract-features", description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", nargs="?", type=Path, help="folder of videos or a path[,label] list")
+    parser.add_argument("source", nargs="?", type=Path, help="folder of videos, one video, or a path[,label] list")
     parser.add_argument("out", type=Path)
     parser.add_argument("--dataset", help="a dataset config instead of SOURCE (e.g. ucf101)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -137,13 +139,21 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset:
         videos, flow_root = dataset_videos(args.dataset, args.set)
     elif args.source is not None and args.source.exists():
-        videos, flow_root = video_files(args.source), None
+        videos, flow_root = video_files(args.source).require_videos(str(args.source)), None
     else:
-        raise UserInputError(f"{args.source}: no such folder or list (or give --dataset NAME)")
-    report = extract(videos, writable_folder(args.out, "OUT"), settings, mirror=args.mirror,
-                     flow_root=args.flow_root or flow_root, flow_source=args.flow_source, precision=args.precision,
-                     batch_size=args.batch_size, fast=not args.no_fast, devices=args.devices, workers=args.workers,
-                     verbose=True)
+        raise UserInputError(f"{args.source}: no such folder, video or list (or give --dataset NAME)")
+    created = not args.out.exists()
+    try:
+        report = extract(videos, writable_folder(args.out, "OUT"), settings,
+                         source=WeightsSource(mirror=args.mirror, mirror_option="--mirror DIR"),
+                         flow_root=args.flow_root or flow_root, flow_source=args.flow_source,
+                         precision=args.precision, batch_size=args.batch_size, fast=not args.no_fast,
+                         devices=args.devices, workers=args.workers, verbose=True)
+    except UserInputError:
+        # Refused: a folder this command made goes too, unless features were written into it already.
+        if created and not any(args.out.rglob("*.npy")):
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     if report.index is None:  # not the first process of a multi-GPU run: that one reports
         return 0
     print(f"index written to {report.index}")

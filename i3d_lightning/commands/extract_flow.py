@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="torch backend: cpu, cuda, cuda:N or auto")
     parser.add_argument("--workers", type=whole_number(1),
                         help="processes (default: 1 for torch, one per core for opencv)")
-    parser.add_argument("--layout", choices=("relative", "stem"), default="relative")
+    parser.add_argument("--layout", choices=("relative", "stem"), default="relative",
+                        help="the flow folder of each video: relative = its path below VIDEOS_DIR without extension "
+                             "(UCF101, HMDB51, custom datasets); stem = its file name without extension (Kinetics)")
     args = parser.parse_args(argv)
     return run_reporting_errors(extract, args)
 
@@ -95,10 +97,14 @@ def extract(args: argparse.Namespace) -> int:
     args.device = str(resolve_device(args.device))
     if args.workers is None:
         args.workers = 1 if args.backend == "torch" else os.cpu_count() or 1
+    if args.videos.is_file():
+        raise UserInputError(f"{args.videos} is a file: VIDEOS_DIR is a folder of videos (searched recursively)")
     if not args.videos.is_dir():
         raise UserInputError(f"{args.videos}: no such folder")
-    writable_folder(args.out, "OUT_DIR")
     videos = sorted(p for p in args.videos.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not videos:
+        raise UserInputError(f"{args.videos}: no videos found (extensions: {', '.join(VIDEO_EXTENSIONS)})")
+    writable_folder(args.out, "OUT_DIR")
     tasks, done = [], 0
     for path in videos:
         target = args.out / video_id(path, args.videos, args.layout)

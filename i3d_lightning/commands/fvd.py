@@ -108,7 +108,8 @@ def measure(args: argparse.Namespace) -> int:
     if args.json:
         writable_file(args.json, "--json")
     comparison = compute(args.real, args.fake, protocol, weights=args.weights,
-                         source=WeightsSource(mirror=args.mirror), preprocessed=args.preprocessed,
+                         source=WeightsSource(mirror=args.mirror, mirror_option="--mirror DIR"),
+                         preprocessed=args.preprocessed,
                          precision=args.precision, batch_size=args.batch_size,
                          fast=not args.no_fast, accelerator=args.accelerator, devices=args.devices,
                          workers=args.workers, bootstrap=args.bootstrap or 0, covariance=args.covariance,

@@ -36,8 +36,9 @@ class VideoList:
     missing: list[tuple[str, str]] = field(default_factory=list)
 
     def require_videos(self, description: str) -> VideoList:
+        """This list, or a one-line refusal naming ``description`` when it holds no video."""
         if not self.records:
-            raise UserInputError(f"{description}: no videos found"
+            raise UserInputError(f"{description}: no videos found (extensions: {', '.join(VIDEO_EXTENSIONS)})"
                                  + (f" ({len(self.missing)} annotated videos are missing)" if self.missing else ""))
         return self
 
@@ -226,14 +227,22 @@ def _check_split(split: int) -> None:
 
 
 def video_files(source: str | os.PathLike) -> VideoList:
-    """Unlabelled videos: every video below a folder (id = path below it without extension), or the
-    paths of a ``path[,label]`` list (relative to the list's folder). Labels are all 0."""
+    """Unlabelled videos: every video below a folder (id = path below it without extension), one video
+    file (id = its name without extension), or the paths of a ``path[,label]`` text list (relative to
+    the list's folder). Labels are all 0."""
     source = Path(source)
     if source.is_dir():
         paths = sorted(path for path in source.rglob("*") if path.suffix.lower() in VIDEO_EXTENSIONS)
         return VideoList([VideoRecord(path, 0, str(path.relative_to(source).with_suffix(""))) for path in paths], [])
+    if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
+        return VideoList([VideoRecord(source, 0, source.stem)], [])
+    try:
+        lines = _read_lines(source, "video list")
+    except UnicodeDecodeError:
+        raise UserInputError(f"{source} is neither a folder, a video ({', '.join(VIDEO_EXTENSIONS)}) nor a text "
+                             f"list of videos (one path[,label] per line)") from None
     records = []
-    for line in _read_lines(source, "video list"):
+    for line in lines:
         entry = line.split(",")[0].strip()
         if entry.startswith("#") or entry == "path":
             continue

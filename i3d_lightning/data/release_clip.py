@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i3d_lightning.errors import UserInputError
+from i3d_lightning.errors import UserInputError, not_a_file
 from i3d_lightning.flow.tvl1 import grey_from_rgb, tvl1_flow_in_batches
 from i3d_lightning.models.streams import CHANNELS
 from i3d_lightning.preprocessing import RELEASE_PREPROCESSING, check_model_range, to_model_range_
@@ -53,7 +53,7 @@ def load_input(path: str | os.PathLike, modality: str) -> torch.Tensor:
         raise ValueError(f"modality must be one of {sorted(CHANNELS)}, got {modality!r}")
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserInputError(f"{modality} input {path}: no such file")
+        raise not_a_file(path, f"{modality} input")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         clip = _load_npy(path, modality)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, open_dict
 
 from i3d_lightning.config_checks import check_config, command_line_keys
 from i3d_lightning.data.datamodule import VideoDataModule
-from i3d_lightning.errors import TrainingDivergedError, UserInputError
+from i3d_lightning.errors import TrainingDivergedError, UserInputError, not_a_file
 from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
 from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_device
@@ -70,7 +70,7 @@ def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DCla
                 f"(ckpt_path=<run>/checkpoints/best-....ckpt from train.py)")
         return model
     if not Path(cfg.ckpt_path).is_file():
-        raise UserInputError(f"ckpt_path={cfg.ckpt_path}: no such file")
+        raise not_a_file(cfg.ckpt_path, "ckpt_path")
     model = I3DClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", aggregate=cfg.model.aggregate,
                                                eval_chunk=cfg.model.eval_chunk)
     try:

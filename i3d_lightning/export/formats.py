@@ -30,6 +30,7 @@ from torch import nn
 
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.extras import install_command
 from i3d_lightning.models.i3d import MIN_SIZE, InceptionI3d
 from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.models.streams import modalities_of
@@ -146,7 +147,7 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[torch.Tenso
         try:
             import onnxruntime
         except ImportError:
-            raise UserInputError("checking an ONNX export needs onnxruntime: pip install -e '.[export]'") from None
+            raise UserInputError(f"checking an ONNX export needs onnxruntime: {install_command('export')}") from None
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feeds = {arg.name: clip.numpy() for arg, clip in zip(session.get_inputs(), inputs, strict=True)}
         return session.run(None, feeds)[0]

@@ -57,20 +57,23 @@ def pending(records: list[VideoRecord], out_dir: Path, outputs: Sequence[str]) -
 
 
 def check_conventions(out_dir: Path, conventions: dict[str, Any]) -> None:
-    """Record how the features under ``out_dir`` are made (``conventions.json``), or, when the folder
-    already holds features, refuse to add features made another way (a folder of mixed features would
-    be read as one set)."""
+    """Refuse to add features made another way than ``conventions.json`` says to a folder that holds
+    features (a folder of mixed features would be read as one set). A folder without features is new,
+    whatever its ``conventions.json`` says (a start that was refused or stopped before any feature)."""
     path = out_dir / "conventions.json"
-    if path.is_file():
-        recorded = json.loads(path.read_text())
-        if recorded != conventions:
-            differ = ", ".join(f"{key}: {recorded.get(key)!r} there, {value!r} now"
-                               for key, value in conventions.items() if recorded.get(key) != value)
-            raise UserInputError(f"{out_dir} holds features made another way ({differ}); extract into a new "
-                                 f"folder, or give the same options to resume")
+    if not path.is_file() or not any(not p.name.startswith(".") for p in out_dir.rglob("*.npy")):
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as partial:
+    recorded = json.loads(path.read_text())
+    if recorded != conventions:
+        differ = ", ".join(f"{key}: {recorded.get(key)!r} there, {value!r} now"
+                           for key, value in conventions.items() if recorded.get(key) != value)
+        raise UserInputError(f"{out_dir} holds features made another way ({differ}); extract into a new "
+                             f"folder, or give the same options to resume")
+
+
+def record_conventions(out_dir: Path, conventions: dict[str, Any]) -> None:
+    """Write ``conventions.json``: once the inputs and weights are accepted, before the first feature."""
+    with atomic_output(out_dir / "conventions.json") as partial:
         partial.write_text(json.dumps(conventions, indent=2) + "\n")
 
 

@@ -28,6 +28,7 @@ from i3d_lightning.features.extraction import (
     check_conventions,
     output_names,
     pending,
+    record_conventions,
     write_index,
 )
 from i3d_lightning.features.presets import feature_preset
@@ -111,15 +112,18 @@ class ExtractionReport:
 
 
 def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSettings | None = None, *,
-            mirror: str | None = None, flow_root: str | os.PathLike | None = None, flow_source: str | None = None,
-            precision: str = "32", batch_size: int | None = None, fast: bool = True, devices: int | str = "auto",
-            workers: int = 0, verbose: bool = False) -> ExtractionReport:
+            source: WeightsSource = WeightsSource(), flow_root: str | os.PathLike | None = None,
+            flow_source: str | None = None, precision: str = "32", batch_size: int | None = None, fast: bool = True,
+            devices: int | str = "auto", workers: int = 0, verbose: bool = False) -> ExtractionReport:
     """Write the features of ``videos`` under ``out`` (see :mod:`i3d_lightning.features.extraction` for
-    the files). Flow comes from ``flow_root`` (``flow_source="stored"``) or is computed from the videos
+    the files). The weights come from ``source`` (a mirror folder, the cache). Flow comes from
+    ``flow_root`` (``flow_source="stored"``) or is computed from the videos
     (``"online"``, the default without ``flow_root``): on the GPU when the Trainer runs on one.
     ``verbose``: print how many videos are left to do."""
     settings = settings or ExtractionSettings()
     out = Path(out)
+    if not videos.records:
+        raise UserInputError("no videos to extract features of")
     modalities = settings.modalities
     outputs = output_names(modalities, settings.concatenate)
     check_conventions(out, settings.conventions())
@@ -129,7 +133,8 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
     skipped = SkipReport(announce=False)
     if todo:  # the weights are loaded (converted, downloaded) only when there is something to extract
         towers = stream_towers(modalities, {modality: settings.weights_of(modality) for modality in modalities},
-                               source=WeightsSource(mirror=mirror))
+                               source=source)
+        record_conventions(out, settings.conventions())  # inputs and weights accepted: features follow
         trainer = pl.Trainer(accelerator="auto", devices=devices, logger=False, enable_checkpointing=False,
                              enable_model_summary=False)
         on_gpu = uses_cuda(trainer)

@@ -7,6 +7,7 @@ distance). Resizing (the protocol's resolution, then 224x224) is the embedder's,
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from i3d_lightning.data.annotations import video_files
-from i3d_lightning.errors import UserInputError
+from i3d_lightning.errors import UserInputError, first_line
 from i3d_lightning.preprocessing import MODEL_RANGE_TOLERANCE
 from i3d_lightning.video import decoding
 from i3d_lightning.video.sampling import clip_span
@@ -191,8 +192,10 @@ class ClipSource(Dataset):
 def _load_array(path: Path) -> np.ndarray:
     try:
         loaded = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix == ".npy" else None)
-    except (OSError, ValueError) as error:
-        raise UserInputError(f"{path}: not a readable array ({error})") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        # A text file loads as "pickled data" to NumPy; say what the file should have been instead.
+        raise UserInputError(f"{path}: not a NumPy {path.suffix} file of videos [N, T, H, W, 3] nor statistics of "
+                             f"--save-stats ({first_line(error)})") from None
     if path.suffix == ".npz":
         if len(loaded.files) != 1:
             raise UserInputError(f"{path}: expected one array in the .npz, found {loaded.files}")

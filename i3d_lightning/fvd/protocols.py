@@ -51,11 +51,25 @@ def reported_metric(protocol: ClipProtocol) -> str:
     return PAPER_PROTOCOLS[protocol.name][2] if protocol.name in PAPER_PROTOCOLS else "fvd"
 
 
-def sample_size_warning(protocol: ClipProtocol, side: str, clips: int) -> str | None:
-    """A warning when ``side`` has fewer clips than the named ``protocol`` calls for, else ``None``."""
+def sample_size_warning(protocol: ClipProtocol, side: str, clips: int, dimensions: int) -> str | None:
+    """A warning when ``side`` has fewer clips than the named ``protocol`` calls for, or, without a named
+    protocol, fewer than the embedding's ``dimensions`` (its covariance is then singular); else ``None``."""
     wanted = protocol.max_videos * protocol.clips_per_video if protocol.name and protocol.max_videos else None
-    if wanted is None or clips >= wanted:
+    if wanted is not None and clips < wanted:
+        return (f"warning: {protocol.name} calls for {wanted} clips per side and {side} has {clips}: the distance of "
+                f"fewer clips is biased upward (the covariances' estimation noise adds to it, roughly as 1 / clips), "
+                f"so this value is not comparable with values of {wanted} clips")
+    if wanted is None and clips < dimensions:
+        return (f"warning: {side} has {clips} clips, fewer than the embedding's {dimensions} dimensions: its "
+                f"covariance is singular and the distance is mostly estimation noise, biased upward (roughly as "
+                f"1 / clips); papers use {PAPER_CLIPS} clips per side")
+    return None
+
+
+def unequal_sides_warning(real_clips: int, fake_clips: int) -> str | None:
+    """A warning when the sides' clip counts differ by more than 10%: each side's estimation bias
+    depends on its count, so the value mixes two biases and compares with neither side's usual value."""
+    if min(real_clips, fake_clips) >= 0.9 * max(real_clips, fake_clips):
         return None
-    return (f"warning: {protocol.name} calls for {wanted} clips per side and {side} has {clips}: the distance of "
-            f"fewer clips is biased upward (the covariances' estimation noise adds to it, roughly as 1 / clips), "
-            f"so this value is not comparable with values of {wanted} clips")
+    return (f"warning: the sides have {real_clips} real and {fake_clips} fake clips: FVD's bias depends on each "
+            f"side's count, so compare values computed with the same counts (--max-videos N sets both)")

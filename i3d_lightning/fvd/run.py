@@ -30,7 +30,7 @@ from i3d_lightning.fvd.distance import (
 )
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
-from i3d_lightning.fvd.protocols import sample_size_warning
+from i3d_lightning.fvd.protocols import sample_size_warning, unequal_sides_warning
 from i3d_lightning.fvd.statistics_file import is_statistics_file, load_statistics, weights_fingerprint
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.video_inference import VideoInferenceLoop, default_batch_size, uses_cuda, video_loader
@@ -165,7 +165,9 @@ def open_side(path: Path, protocol: ClipProtocol, preprocessed: bool, side: str)
 @dataclass
 class Comparison:
     """What :func:`compute` measured: ``report`` (``fvd``, ``kvd`` or ``None``, clip and video counts,
-    the protocol, the distance's choices, the precision, ``warnings``, and ``bootstrap`` when asked), each
+    the protocol, the distance's choices, the precision, ``warnings``, the inputs, the weights (name and
+    SHA-256 of the loaded state), the ``skipped`` videos with their reasons and the ``discarded`` ones, and
+    ``bootstrap`` when asked), each
     side, and the ``description`` a statistics file of it carries."""
 
     report: dict[str, Any]
@@ -215,8 +217,15 @@ def compute(real: str | os.PathLike, fake: str | os.PathLike, protocol: ClipProt
     if not trainer.is_global_zero:
         return None
     report = compare(results["real"], results["fake"], covariance=covariance, square_root=square_root)
-    warnings = [sample_size_warning(protocol, name, side.statistics.count) for name, side in results.items()]
-    report |= {"protocol": protocol.describe(), "precision": precision, "warnings": [w for w in warnings if w]}
+    warnings = [sample_size_warning(protocol, name, side.statistics.count, side.statistics.mean.numel())
+                for name, side in results.items()]
+    warnings.append(unequal_sides_warning(results["real"].statistics.count, results["fake"].statistics.count))
+    report |= {"protocol": protocol.describe(), "precision": precision, "warnings": [w for w in warnings if w],
+               "inputs": {"real": str(real), "fake": str(fake)},
+               "weights": {"name": str(weights), "sha256": description["weights"]},
+               "skipped": {name: [{"video": video, "reason": reason} for video, reason in side.skipped]
+                           for name, side in results.items()},
+               "discarded": {name: list(side.discarded) for name, side in results.items()}}
     if bootstrap:
         resampled = [side.statistics if side.embeddings is None else side.embeddings for side in results.values()]
         report["bootstrap"] = bootstrap_fvd(*resampled, resamples=bootstrap, seed=protocol.seed,

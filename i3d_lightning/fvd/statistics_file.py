@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,8 @@ def statistics_path(path: str | os.PathLike) -> Path:
 
 def is_statistics_file(path: str | os.PathLike) -> bool:
     path = Path(path)
-    if not (path.is_file() and path.suffix == ".npz"):
-        return False
+    if not (path.is_file() and path.suffix == ".npz") or not zipfile.is_zipfile(path):
+        return False  # not an archive at all: the caller says what it is not
     with np.load(path, allow_pickle=False) as loaded:
         return "format" in loaded.files and str(loaded["format"]) == FORMAT
 

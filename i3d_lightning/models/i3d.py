@@ -79,6 +79,9 @@ LAYERS: tuple[Conv | Pool | Mixed, ...] = (
 ENDPOINTS: tuple[str, ...] = (*(layer.name for layer in LAYERS), "Features", "Logits", "Predictions")
 
 FEATURE_DIM = 1024
+#: Layers with weights (convolutions and mixed blocks; the logits layer is apart): the most blocks
+#: ``trainable_blocks`` can name.
+LEARNED_BLOCKS = sum(not isinstance(layer, Pool) for layer in LAYERS)
 #: The network divides time by 8 and space by 32 before the 2x7x7 average pool, so these are the
 #: smallest inputs it can take.
 MIN_FRAMES = 9

