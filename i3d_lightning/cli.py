@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from i3d_lightning.errors import (
     Terminated,
     TrainingDivergedError,
     UserInputError,
+    cannot_write_reason,
 )
 from i3d_lightning.run_folder import remove_if_only_hydra_files
 
@@ -83,20 +83,6 @@ def writable_folder(folder: str | os.PathLike, what: str) -> Path:
     except OSError as error:
         raise UserInputError(f"{what} {folder}: {cannot_write_reason(folder, error)}") from None
     return folder
-
-
-def cannot_write_reason(folder: Path, error: OSError) -> str:
-    """Why files cannot be made in ``folder``, in words (an existing folder that refuses new files, as
-    /proc or /sys do, answers "No such file or directory", which would send the user looking for it)."""
-    if error.errno == errno.EACCES:
-        return "cannot write there (permission denied)"
-    if error.errno == errno.EROFS:
-        return "cannot write there (a read-only file system)"
-    if error.errno == errno.ENOTDIR or (folder.exists() and not folder.is_dir()):
-        return "a file is in the way of that folder"
-    if folder.is_dir():
-        return "cannot write there (the folder exists, but its file system takes no new files)"
-    return f"cannot create that folder ({error.strerror or error})"
 
 
 def writable_file(path: str | os.PathLike, what: str) -> Path:

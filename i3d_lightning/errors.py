@@ -1,6 +1,7 @@
 """The errors the command-line entry points report as one line instead of a traceback: mistakes in
 what the user supplied, Ctrl-C or SIGTERM, and a training run that diverged."""
 
+import errno
 import signal
 from pathlib import Path
 
@@ -46,3 +47,21 @@ def not_a_file(path: str | Path, what: str) -> UserInputError:
     if Path(path).is_dir():
         return UserInputError(f"{what} {path} is a folder: give a file")
     return UserInputError(f"{what} {path}: no such file")
+
+
+def cannot_write_reason(folder: Path, error: OSError) -> str:
+    """Why files cannot be made in ``folder`` (``error`` came of trying), in words: an existing folder that
+    refuses new files, as /proc and /sys do, answers "No such file or directory", which would send the
+    user looking for it."""
+    if error.errno == errno.EACCES:
+        return "cannot write there (permission denied)"
+    if error.errno == errno.EROFS:
+        return "cannot write there (a read-only file system)"
+    if error.errno == errno.ENOTDIR or (folder.exists() and not folder.is_dir()):
+        return "a file is in the way of that folder"
+    if folder.is_dir():
+        return "cannot write there (the folder exists, but its file system takes no new files)"
+    existing = next((parent for parent in folder.parents if parent.exists()), None)
+    if error.errno == errno.ENOENT and existing is not None and existing.is_dir():
+        return f"cannot create that folder ({existing} takes no new files or folders)"
+    return f"cannot create that folder ({error.strerror or error})"

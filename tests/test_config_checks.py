@@ -215,3 +215,11 @@ def test_the_data_config_shows_the_librarys_defaults():
     assert set(shown) == {field.name for field in fields(ClipSampling)} - {"train"}
     assert OnlineFlow.from_config(data["online_flow"]) == OnlineFlow()
     assert set(data["online_flow"]["tvl1"]) == {field.name for field in fields(OnlineFlow().tvl1)}
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_a_run_folder_that_cannot_be_made_is_one_line(script, capsys, monkeypatch):
+    # Hydra makes the folder before the command runs: without the check, a FileNotFoundError traceback.
+    status, _, stderr = run_command(script, ["run_dir=/proc/i3d-run"], capsys, monkeypatch)
+    assert status == 2 and stderr.strip().splitlines() == [
+        "error: run_dir=/proc/i3d-run: cannot create that folder (/proc takes no new files or folders)"]

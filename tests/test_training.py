@@ -552,3 +552,25 @@ def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, 
                                  capsys, monkeypatch)
     assert status == 0 and "data.clip.clip_len=12 (trained with 10)" in stderr
     assert json.loads((tmp_path / "told" / "metrics.json").read_text())["protocol"]["clip_len"] == 12
+
+
+def test_eval_names_its_run_after_the_checkpoints_stream(tmp_path, eval_dataset, capsys, monkeypatch):
+    # eval.yaml's stream is joint; an rgb checkpoint is evaluated as rgb, and the run folder, the log
+    # and the report say so: the folder is <dataset>-rgb, the log gives the precision's real source, and
+    # the report (Lightning's own table left out) opens with what was taken from the checkpoint.
+    model = I3DClassifier(num_classes=2, class_names=["a", "b"])
+    checkpoint = tmp_path / "trained.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, checkpoint)
+    monkeypatch.chdir(tmp_path)
+    status, stdout, stderr = run_command("eval.py", [
+        "dataset=custom", f"dataset.val={eval_dataset}", f"ckpt_path={checkpoint}", "data.num_workers=0",
+        "trainer.enable_progress_bar=false", "data.eval_batch_size=2", "data.eval_sampling.num_clips=1",
+        "data.clip.clip_len=9", "data.clip.short_side=193", "data.clip.crop_size=193"], capsys, monkeypatch)
+    assert status == 0, stderr[-3000:]
+    assert [path.name for path in (tmp_path / "outputs" / "eval").iterdir()] == ["custom-rgb"]
+    (run,) = (tmp_path / "outputs" / "eval" / "custom-rgb").iterdir()
+    assert (run / "metrics.json").is_file() and json.loads((run / "metrics.json").read_text())["stream"] == "rgb"
+    log = (run / "eval.log").read_text()
+    assert "precision 32-true: from precision=32" in log and "set explicitly" not in log
+    assert stdout.startswith("from the checkpoint's training: stream=rgb"), stdout[:500]

@@ -14,8 +14,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 
 from i3d_lightning.config_checks import check_config, command_line_keys
 from i3d_lightning.data.datamodule import VideoDataModule
@@ -24,6 +25,7 @@ from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
 from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_device
 from i3d_lightning.models.inference import check_inference_precision
+from i3d_lightning.run_folder import remove_if_only_hydra_files
 from i3d_lightning.training.divergence import check_finite_state_dict
 from i3d_lightning.training.lightning_module import I3DClassifier, metric_names
 from i3d_lightning.training.run import build_datamodule, build_trainer
@@ -110,11 +112,13 @@ def _trained_settings(cfg: DictConfig) -> str:
     taken, kept = [], []
     modalities = checkpoint.get("hyper_parameters", {}).get("modalities")
     with open_dict(cfg):
-        cfg.run_dir = str(cfg.run_dir)  # the folder this run already has, whatever the stream becomes
         if modalities and "stream" not in given and list(modalities) != list(cfg.stream.modalities):
+            before = str(cfg.run_dir)
             cfg.stream.name = "joint" if len(modalities) > 1 else modalities[0]
             cfg.stream.modalities = list(modalities)
             taken.append(f"stream={cfg.stream.name}")
+            _rename_run_folder(cfg, before, given)
+        cfg.run_dir = str(cfg.run_dir)  # fixed from here on
         trained = checkpoint.get(VideoDataModule.__qualname__, {}).get("clip", {})
         for key, value in trained.items():
             if f"data.clip.{key}" in given:
@@ -128,21 +132,38 @@ def _trained_settings(cfg: DictConfig) -> str:
     return f"from the checkpoint's training: {', '.join(taken)}" if taken else ""
 
 
+def _rename_run_folder(cfg: DictConfig, before: str, given: set[str]) -> None:
+    """Move the run folder Hydra made (named after the configured stream) to the name of the stream taken
+    from the checkpoint, unless the user named the folder. Hydra's ``${now:...}`` is resolved once per
+    process, so the new name keeps the same time."""
+    after = str(cfg.run_dir)
+    if after == before or given & {"run_dir", "hydra.run.dir"}:
+        cfg.run_dir = before
+        return
+    if Path(before).is_dir() and not Path(after).exists():
+        Path(after).parent.mkdir(parents=True, exist_ok=True)
+        Path(before).rename(after)  # open log files move with it (same file system)
+        remove_if_only_hydra_files(Path(before).parent)  # the stream's folder, now empty
+        if HydraConfig.initialized():  # where a refusal later looks for the folder to remove
+            with read_write(HydraConfig.get().runtime):
+                HydraConfig.get().runtime.output_dir = str(Path(after).resolve())
+
+
 def evaluate_dataset(cfg: DictConfig) -> str:
     """Test a model on ``cfg.dataset``'s test split; write the reports; return the summary table."""
     trained = _trained_settings(cfg)
     precision = str(cfg.precision)
-    with open_dict(cfg):
-        # Lightning knows fp32 and bf16 autocast; whether fp32 means IEEE or TF32 is set around the test loop.
-        cfg.trainer.precision = "bf16-mixed" if precision == "bf16" else "32-true"
-    trainer = build_trainer(cfg, for_training=False)  # first: a setting Lightning refuses costs no data preparation
+    # Lightning knows fp32 and bf16 autocast; whether fp32 means IEEE or TF32 is set around the test loop.
+    trainer_precision = ("bf16-mixed" if precision == "bf16" else "32-true", f"from precision={precision}")
+    # First: a setting Lightning refuses costs no data preparation.
+    trainer = build_trainer(cfg, for_training=False, precision=trainer_precision)
     datamodule = build_datamodule(cfg)
     datamodule.setup("test")
     model = _load_model(cfg, datamodule.num_classes, datamodule.classes)
     if cfg.fast:
         model.use_fast_inference_path()
     with float32_mode(float32_mode_on(trainer.strategy.root_device, precision == "tf32")):
-        logged = trainer.test(model, datamodule=datamodule)[0]
+        logged = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # the report below says it all
     if not trainer.is_global_zero:
         return ""
     results = model.test_results

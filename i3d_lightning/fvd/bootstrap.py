@@ -40,7 +40,9 @@ class BootstrapSummary:
     def describe(self) -> str:
         sides = " and ".join(self.resampled)
         return (f"FVD over {self.resamples} bootstrap resamples of {sides}: mean {self.mean:.6f}, "
-                f"std {self.std:.6f}, 95% interval [{self.low:.6f}, {self.high:.6f}]")
+                f"std {self.std:.6f}, 95% interval [{self.low:.6f}, {self.high:.6f}] (the spread is the sampling "
+                f"noise; a resample repeats clips, which biases its FVD upward, so report the FVD line's value "
+                f"with this spread, not this mean)")
 
 
 def bootstrap_fvd(real: torch.Tensor | GaussianStatistics, fake: torch.Tensor | GaussianStatistics, *,

@@ -42,9 +42,10 @@ def _tensorboard_without_tensorflow() -> None:
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
-def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, *, for_training: bool, precision: tuple[str, str] | None = None) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` with the configured loggers and callbacks (training only), its
-    precision resolved (``auto``: :func:`~i3d_lightning.hardware.auto_precision`)."""
+    precision resolved (``auto``: :func:`~i3d_lightning.hardware.auto_precision`), or ``precision``
+    (Lightning's value and the reason to log) where the caller chose it."""
     _tensorboard_without_tensorflow()
     loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values()] if for_training else []
     callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()] if for_training else []
@@ -57,12 +58,12 @@ def build_trainer(cfg: DictConfig, *, for_training: bool) -> pl.Trainer:
     summary_wanted = for_training and cfg.trainer.get("enable_model_summary", True)
     if summary_wanted and not any(isinstance(callback, ModelSummary) for callback in callbacks):
         callbacks.append(ParameterSummary())  # in place of Lightning's, which would print "Total FLOPs: 0"
-    precision, reason = resolve_trainer_precision(cfg.trainer.get("precision", "auto"),
-                                                  str(cfg.trainer.get("accelerator", "auto")))
-    log.info("precision %s: %s", precision, reason)
+    chosen, reason = precision or resolve_trainer_precision(cfg.trainer.get("precision", "auto"),
+                                                            str(cfg.trainer.get("accelerator", "auto")))
+    log.info("precision %s: %s", chosen, reason)
     extra = {} if for_training else {"enable_checkpointing": False}
     try:
-        return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, precision=precision, **extra)
+        return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, precision=chosen, **extra)
     except InstantiationException as error:
         # Lightning refusing a setting (a strategy or device count it cannot honour) is the user's to fix.
         if isinstance(error.__cause__, MisconfigurationException | ValueError | TypeError):
