@@ -132,7 +132,8 @@ def _learning_config(tmp_path: Path, checkpoints_dir: Path, extra: list[str]):
 
 @pytest.mark.long(minutes=6)
 def test_the_quick_start_learns_the_synthetic_motion_classes(tmp_path, checkpoints_dir):
-    # experiment=quickstart (precision auto: fp32 without AMX) on a smaller synthetic set: 48 training
+    # experiment=quickstart (in fp32, as precision auto gives it without AMX, on every CPU) on a smaller
+    # synthetic set: 48 training
     # videos, 4 epochs of 12 steps, the last two blocks and the logits trained (the whole network's
     # backward took about 3x as long on 2 cores; that every block trains by default is checked in
     # test_freezing_and_learning_rate_groups). Measured on the AMD EPYC (AVX2, fp32): 0.96 validation
@@ -140,7 +141,8 @@ def test_the_quick_start_learns_the_synthetic_motion_classes(tmp_path, checkpoin
     # Validation after epochs 2 and 4 only, and no sanity check before training: the network's passes are
     # this test's time, and the others would not change what it asserts (the same 0.96).
     cfg = _learning_config(tmp_path, checkpoints_dir, ["data.batch_size=4", "trainer.max_epochs=4",
-                                                       "model.trainable_blocks=2", "+trainer.check_val_every_n_epoch=2",
+                                                       "trainer.precision=32", "model.trainable_blocks=2",
+                                                       "+trainer.check_val_every_n_epoch=2",
                                                        "+trainer.num_sanity_val_steps=0"])
     results = train(cfg)
     assert results["best_val_top1"] >= 0.75  # chance is 0.25
@@ -457,7 +459,7 @@ def test_a_run_folder_holds_everything_the_run_wrote(tmp_path):
     # (not the project's loggers') count as chatter.
     run_dir = tmp_path / "my_run"
     args = [*FAST, f"run_dir={run_dir}", "debug=fast", f"dataset.root={tmp_path / 'synth'}", *SMALL_SYNTHETIC,
-            "logger=[tensorboard]"]
+            "logger=[tensorboard]", "trainer.precision=auto"]
     result = run_script(*python_seeing("avx512_bf16", str(REPO_ROOT / "train.py"), args), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
@@ -507,7 +509,14 @@ def test_sigterm_stops_training_as_ctrl_c_does(tmp_path):
     epoch_line = r"epoch 1/1000: train loss \d+\.\d{4}, val top-1 [01]\.\d{4}, \d+\.\d s"
     assert re.search(epoch_line, stdout), stdout[-3000:]
     assert re.search(epoch_line, (run_dir / "train.log").read_text())
-    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] >= 0
+    # The printed command resumes it (for one more epoch here) without Lightning's notes on the folder it
+    # goes on in.
+    epochs = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 2
+    resumed = run_script("train.py", f"ckpt_path={last}", f"trainer.max_epochs={epochs}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for noise in ("exists and is not empty", "already configured with model summary", "Traceback"):
+        assert noise not in resumed.stdout + resumed.stderr, noise
+    assert f"epoch {epochs}/{epochs}: train loss" in resumed.stdout
 
 
 def test_tensorboard_logging_does_not_import_tensorflow(tmp_path):

@@ -19,6 +19,7 @@ FAST = [
     "data.num_workers=0", "data.batch_size=2", "data.check_videos=2",
     "data.clip.clip_len=9", "data.clip.short_side=193", "data.clip.crop_size=193",
     "weights.rgb=null", "weights.flow=null", "model.eval_chunk=2", "trainer.enable_progress_bar=false",
+    "trainer.precision=32",  # not auto: the same numerics on every CPU (auto takes bf16 where there is AMX)
 ]
 
 
