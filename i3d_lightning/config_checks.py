@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.hardware import TRAINER_PRECISIONS
 from i3d_lightning.models.i3d import LEARNED_BLOCKS, MIN_FRAMES, MIN_SIZE
+from i3d_lightning.video.decoding import DECODERS
 from i3d_lightning.weights.loading import load_state_dict, read_checkpoint
 from i3d_lightning.weights.registry import I3DWeights
 
@@ -89,6 +90,7 @@ RULES: list[Rule] = [
     Rule("data.on_error", "str", choices=("skip", "raise")),
     Rule("data.check_videos", "int", minimum=0),
     Rule("data.flow_source", "str", choices=("stored", "online")),
+    Rule("data.decoder", "str", choices=DECODERS),
     Rule("data.clip.clip_len", "int", minimum=MIN_FRAMES),
     Rule("data.clip.stride", "int", minimum=1),
     Rule("data.clip.fps", "number", minimum=0, greater=True, optional=True),

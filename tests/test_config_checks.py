@@ -39,6 +39,7 @@ BAD_TRAIN = [
     ("model.aggregate=max", "model.aggregate=max: choose one of mean_logits, mean_softmax"),
     ("model.trainable_blocks=-1", "model.trainable_blocks=-1: must be at least 0 and at most 12"),
     ("model.trainable_blocks=100", "model.trainable_blocks=100: must be at least 0 and at most 12"),
+    ("data.decoder=pyav", "data.decoder=pyav: choose one of exact, decord"),
     ("model.optimizer.lr=0", "model.optimizer.lr=0: must be above 0"),
     ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: must be at least 1"),
     ("trainer.precision=16-bits", "trainer.precision=16-bits: choose one of auto, 32, 32-true"),

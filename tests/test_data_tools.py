@@ -73,3 +73,19 @@ def test_check_videos_lists_every_failure(tmp_path):
     (tmp_path / "a_file").write_text("")  # an output that cannot be written is refused before any video is opened
     refused = _run("check_videos", str(listing), "--out", str(tmp_path / "a_file" / "failed.csv"))
     assert refused.returncode == 2 and refused.stderr.startswith("error: --out") and not refused.stdout
+
+
+def test_check_videos_says_which_videos_are_read_frame_accurately(tmp_path):
+    from tests.encodings import encode
+
+    encode(tmp_path / "data" / "ucf_like.avi", 30, "avi_mpeg4_bframes")
+    encode(tmp_path / "data" / "kinetics_like.mp4", 30, "mp4_h264_closed_gop")
+    encode(tmp_path / "data" / "open.mkv", 30, "mkv_h264_open_gop")
+    result = _run("check_videos", str(tmp_path / "data"), "--out", str(tmp_path / "failed.csv"), "--access",
+                  str(tmp_path / "access.csv"))
+    assert result.returncode == 0, result.stderr
+    assert ("frames read by decord's seek: 1; frame-accurately by timestamps (open GOPs, where decord's seek is "
+            "off): 1; frame-accurately from the start (AVI with B-frames") in result.stdout
+    with (tmp_path / "access.csv").open() as stream:
+        rows = {Path(row["path"]).name: row["access"] for row in csv.DictReader(stream)}
+    assert rows == {"ucf_like.avi": "sequential", "kinetics_like.mp4": "seek", "open.mkv": "timestamps"}

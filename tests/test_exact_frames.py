@@ -121,3 +121,16 @@ def test_dataset_clips_are_the_frames_they_name(name, videos):
     # The whole video (whole-video evaluation and features): every frame of the timeline, in order.
     whole = VideoClipDataset([record], _sampling(train=False, whole_video=True), rgb_as_uint8=True, on_error="raise")
     assert _frame_indices(whole[0]["rgb"]) == [timeline.tolist()]
+
+
+def test_decord_stays_selectable_and_is_what_exact_reading_fixes(videos):
+    # data.decoder=decord: decord's seek for every file, today's speed, and on an AVI with B-frames the
+    # frames of other parts of the video: the failure the default reading exists for.
+    path, _ = videos("avi_mpeg4_bframes")
+    record = VideoRecord(path, 0, "avi")
+    settings = dict(train=False, num_clips=3, fps=None, stride=1)
+    exact = VideoClipDataset([record], _sampling(**settings), rgb_as_uint8=True, on_error="raise")
+    plain = VideoClipDataset([record], _sampling(**settings), rgb_as_uint8=True, on_error="raise", decoder="decord")
+    expected = sampling.uniform_clips(FRAMES, 9, 1, 3).tolist()
+    assert _frame_indices(exact[0]["rgb"]) == expected
+    assert _frame_indices(plain[0]["rgb"]) != expected

@@ -1,12 +1,15 @@
 """Find the videos of a dataset that cannot be decoded, before they cost a training run.
 
-    i3d-check-videos VIDEOS_DIR_OR_LIST [--out failed_videos.csv] [--workers 8] [--timeout 60]
+    i3d-check-videos VIDEOS_DIR_OR_LIST [--out failed_videos.csv] [--access access.csv] [--workers 8]
+        [--timeout 60]
 
-Every video (found recursively below a folder, or listed one per line as ``path[,label]``) is opened
-and its first, middle and last frames decoded in a separate process with a timeout, so a file that
-crashes or hangs the decoder is reported instead of stopping the scan. Failures go to ``--out``
+Every video (found recursively below a folder, one video, or listed one per line as ``path[,label]``)
+is opened and its first, middle and last frames decoded in a separate process with a timeout, so a file
+that crashes or hangs the decoder is reported instead of stopping the scan. Failures go to ``--out``
 (``path,reason``); the exit status is 3 when any video failed (the tools' "done, but inputs were
-skipped" status).
+skipped" status). It also says how many videos are read frame-accurately rather than by decord's seek
+(``timestamps``: open GOPs; ``sequential``: AVI with B-frames, decoded from the start, which costs time
+on long videos), and ``--access`` lists each video's way (docs/data.md, "Exact frames").
 """
 
 from __future__ import annotations
@@ -21,43 +24,47 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.cli import finished, number, run_reporting_errors, whole_number, writable_file
 from i3d_lightning.data.annotations import video_files
 from i3d_lightning.errors import UserInputError
 
 
-def check_one(path: Path) -> None:
-    """Decode the first, middle and last frame of ``path``; raise on failure (run in a child process)."""
+def check_one(path: Path) -> str:
+    """Decode the first, middle and last frame of ``path``; raise on failure (run in a child process).
+    Returns how its frames are reached (:func:`i3d_lightning.video.decoding.access_mode`)."""
     from i3d_lightning.video import decoding
 
     info = decoding.probe(path)
     decoding.read_frames(path, [0, info.num_frames // 2, info.num_frames - 1])
+    return decoding.access_mode(path)
 
 
-def check_in_subprocess(path: Path, timeout: float) -> str | None:
-    """``None`` if ``path`` decodes, else the reason it does not."""
+def check_in_subprocess(path: Path, timeout: float) -> tuple[str | None, str | None]:
+    """(``None``, how its frames are reached) if ``path`` decodes, else (the reason it does not, ``None``)."""
     try:
         result = subprocess.run([sys.executable, __file__, "--single", str(path)], capture_output=True, text=True,
                                 timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return f"decoding did not finish within {timeout:g} s"
+        return f"decoding did not finish within {timeout:g} s", None
     if result.returncode == 0:
-        return None
+        return None, result.stdout.strip().splitlines()[-1]
     lines = result.stderr.strip().splitlines()
-    return lines[-1] if lines else f"decoder process died (exit status {result.returncode})"
+    return (lines[-1] if lines else f"decoder process died (exit status {result.returncode})"), None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="i3d-check-videos", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="folder of videos (searched recursively), one video, or a list file")
     parser.add_argument("--out", type=Path, default=Path("failed_videos.csv"))
+    parser.add_argument("--access", type=Path, help="also write path,access (seek, timestamps, sequential) per video")
     parser.add_argument("--workers", type=whole_number(1), default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=number(0, above=True), default=60.0, help="seconds per video")
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.single:
         try:
-            check_one(args.source)
+            print(check_one(args.source))
         except Exception as error:  # report any decoder failure as one line for the parent
             print(f"{type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
             return 1
@@ -70,19 +77,40 @@ def check_all(args: argparse.Namespace) -> int:
     if not args.source.exists():
         raise UserInputError(f"{args.source}: no such folder, video or list file")
     writable_file(args.out, "--out")
+    if args.access:
+        writable_file(args.access, "--access")
     videos = [record.path for record in video_files(args.source).require_videos(str(args.source)).records]
     failed: list[tuple[str, str]] = []
+    access: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        results = pool.map(lambda path: (path, check_in_subprocess(path, args.timeout)), videos)
-        for path, reason in tqdm(results, total=len(videos), unit="video", desc="checking"):
+        results = pool.map(lambda path: (path, *check_in_subprocess(path, args.timeout)), videos)
+        for path, reason, mode in tqdm(results, total=len(videos), unit="video", desc="checking"):
             if reason is not None:
                 failed.append((str(path), reason))
-    with args.out.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(("path", "reason"))
-        writer.writerows(sorted(failed))
+            else:
+                access.append((str(path), mode))
     print(f"{len(videos)} videos checked, {len(failed)} failed; list written to {args.out}")
+    print(_access_summary([mode for _, mode in access]))
+    for path, rows, header in ((args.out, failed, ("path", "reason")), (args.access, access, ("path", "access"))):
+        if path is not None:
+            with atomic_output(path) as partial, partial.open("w", newline="") as stream:
+                writer = csv.writer(stream)
+                writer.writerow(header)
+                writer.writerows(sorted(rows))
     return finished(len(failed), f"in {args.out}")
+
+
+ACCESS_WORDS = {"seek": "by decord's seek",
+                "timestamps": "frame-accurately by timestamps (open GOPs, where decord's seek is off)",
+                "sequential": "frame-accurately from the start (AVI with B-frames, where decord's seek takes other "
+                              "frames; the cost grows with the position in the video)"}
+
+
+def _access_summary(modes: list[str]) -> str:
+    """One line: how many readable videos are read each way."""
+    counts = [(modes.count(mode), words) for mode, words in ACCESS_WORDS.items() if modes.count(mode)]
+    return "frames read " + "; ".join(f"{words}: {count}" for count, words in counts) if counts else \
+        "no readable video"
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ class VideoClipDataset(Dataset):
     def __init__(self, records: list[VideoRecord], sampling: ClipSampling, *, modalities: tuple[str, ...] = ("rgb",),
                  flow_root: str | Path | None = None, flow_source: str = "stored",
                  online_flow: OnlineFlow | None = None, flow_on_device: bool = False, on_error: str = "skip",
-                 seed: int = 0, rgb_as_uint8: bool = False) -> None:
+                 seed: int = 0, rgb_as_uint8: bool = False, decoder: str = "exact") -> None:
         modalities = check_modalities(modalities)
         if flow_source not in FLOW_SOURCES:
             raise UserInputError(f"flow_source must be one of {', '.join(FLOW_SOURCES)}, got {flow_source!r}")
@@ -105,6 +105,7 @@ class VideoClipDataset(Dataset):
         self.on_error = on_error
         self.seed = seed
         self.rgb_as_uint8 = rgb_as_uint8
+        self.decoder = decoder  # i3d_lightning.video.decoding.DECODERS
         #: Set by :class:`~i3d_lightning.data.datamodule.EpochSampler` before each epoch's workers start.
         self.epoch = 0
 
@@ -134,7 +135,7 @@ class VideoClipDataset(Dataset):
         """The video's info and its frames resampled to the dataset's rate, if frames are decoded."""
         if "rgb" not in self.modalities and self.online_flow is None:
             return None
-        info = decoding.probe(record.path)
+        info = decoding.probe(record.path, decoder=self.decoder)
         return info, sampling.resample_indices(info.num_frames, info.fps, self.sampling.fps)
 
     def _num_frames(self, record: VideoRecord, timeline: tuple[decoding.VideoInfo, np.ndarray] | None) -> int:
@@ -161,7 +162,8 @@ class VideoClipDataset(Dataset):
             # once per distinct frame (clips may overlap, a short video loops) and then repeated.
             distinct, order = np.unique(frames, return_inverse=True)
             needed = np.union1d(distinct, distinct + 1) if self.online_flow is not None else distinct
-            decoded = torch.from_numpy(decoding.read_frames(record.path, source_frames[needed], size=size))
+            decoded = torch.from_numpy(decoding.read_frames(record.path, source_frames[needed], size=size,
+                                                            decoder=self.decoder))
             if "rgb" in self.modalities:
                 streams["rgb"] = decoded[np.searchsorted(needed, frames)]
             if self.online_flow is not None:

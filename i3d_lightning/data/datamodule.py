@@ -65,6 +65,8 @@ class VideoDataModule(pl.LightningDataModule):
         flow_source: ``stored`` (flow JPEGs under the source's ``flow_root``) or ``online`` (TV-L1
             computed from the videos, see :mod:`i3d_lightning.flow.online`, configured by
             ``online_flow``: an :class:`OnlineFlow` or a mapping of its fields).
+        decoder: ``exact`` (every clip is the frames it names; :mod:`i3d_lightning.video.decoding`) or
+            ``decord`` (decord's random access for every file).
     """
 
     def __init__(self, source: VideoSource, *, modalities: list[str] | tuple[str, ...] = ("rgb",),
@@ -73,7 +75,7 @@ class VideoDataModule(pl.LightningDataModule):
                  batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int | None = None,
                  worker_timeout: float = 600.0, on_error: str = "skip", report_dir: str | None = None,
                  check_videos: int = 16, seed: int = 0, flow_source: str = "stored",
-                 online_flow: OnlineFlow | Mapping[str, Any] | None = None) -> None:
+                 online_flow: OnlineFlow | Mapping[str, Any] | None = None, decoder: str = "exact") -> None:
         super().__init__()
         self.source = source
         self.modalities = tuple(modalities)
@@ -89,6 +91,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.seed = seed
         self.flow_source = flow_source
         self.online_flow = OnlineFlow.from_config(online_flow)
+        self.decoder = decoder
         self.lists: dict[str, VideoList] = {}
         self.datasets: dict[str, VideoClipDataset] = {}
         self.skipped = SkipReport()
@@ -129,7 +132,7 @@ class VideoDataModule(pl.LightningDataModule):
             self.datasets[split] = VideoClipDataset(
                 videos.records, sampling, modalities=self.modalities, flow_root=self.source.flow_root,
                 flow_source=self.flow_source, online_flow=self.online_flow,
-                on_error=self.on_error, seed=self.seed)
+                on_error=self.on_error, seed=self.seed, decoder=self.decoder)
             if split == "train":
                 self._check_clip_length(videos)
         class_lists = {len(videos.classes) for videos in self.lists.values()}

@@ -76,10 +76,10 @@ def _reason(error: Exception) -> str:
     return text[0][:200] if text else type(error).__name__
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Frame count (as a sequential decode counts them), average frame rate and size of the video at
-    ``path``."""
-    plan = _frame_plan(path)
+def probe(path: str | os.PathLike, *, decoder: str = "exact") -> VideoInfo:
+    """Frame count (as a sequential decode counts them; with ``decoder="decord"``, as decord does),
+    average frame rate and size of the video at ``path``."""
+    plan = _frame_plan(path, decoder)
     reader = _open(path)
     try:
         height, width = reader[0].shape[:2] if len(reader) else (0, 0)
@@ -95,14 +95,16 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def read_frames(path: str | os.PathLike, indices: np.ndarray | list[int], *,
-                size: tuple[int, int] | None = None) -> np.ndarray:
+                size: tuple[int, int] | None = None, decoder: str = "exact") -> np.ndarray:
     """Decode the frames ``indices`` (sorted or not, repeats allowed) of the video at ``path``: frame ``i``
-    as the ``i``-th frame of a sequential decode (see the module).
+    as the ``i``-th frame of a sequential decode (see the module). ``decoder="decord"``: decord's random
+    access for every file, as before this module chose per file (faster on AVI with B-frames, whose
+    frames it then takes from elsewhere in the video).
 
     ``size`` = (width, height) resizes at decode. Returns uint8 ``[len(indices), H, W, 3]`` RGB.
     """
     indices = np.asarray(indices, dtype=np.int64)
-    plan = _frame_plan(path)
+    plan = _frame_plan(path, decoder)
     if plan.access == "seek":
         return _read_seeking(path, indices, size)
     last = plan.num_frames - 1
@@ -141,6 +143,9 @@ def _read_seeking(path: str | os.PathLike, indices: np.ndarray, size: tuple[int,
     return frames[inverse]
 
 
+#: ``exact``: each file read the way that gives its sequential decode's frames (the module); ``decord``:
+#: decord's random access for every file.
+DECODERS = ("exact", "decord")
 #: Codecs whose AVI files decord seeks exactly when they have no B-frames (measured; see the module).
 SEEKABLE_AVI_CODECS = ("mpeg4", "msmpeg4v2", "msmpeg4v3", "mjpeg")
 
@@ -157,9 +162,13 @@ class _FramePlan:
     keyframes: np.ndarray | None = None
 
 
-def _frame_plan(path: str | os.PathLike) -> _FramePlan:
+def _frame_plan(path: str | os.PathLike, decoder: str = "exact") -> _FramePlan:
+    if decoder not in DECODERS:
+        raise UserInputError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
     if not os.path.isfile(path):
         raise VideoDecodeError(f"{path}: no such file")
+    if decoder == "decord":
+        return _FramePlan("seek", 0)
     stat = os.stat(path)
     return _cached_frame_plan(os.fspath(path), stat.st_size, stat.st_mtime_ns)
 
