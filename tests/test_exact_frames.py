@@ -134,3 +134,23 @@ def test_decord_stays_selectable_and_is_what_exact_reading_fixes(videos):
     expected = sampling.uniform_clips(FRAMES, 9, 1, 3).tolist()
     assert _frame_indices(exact[0]["rgb"]) == expected
     assert _frame_indices(plain[0]["rgb"]) != expected
+
+
+def test_the_datamodules_batches_hold_the_frames_they_name(tmp_path):
+    # Through VideoDataModule's own loaders (the config's path): UCF101-like AVIs with B-frames and
+    # open-GOP MP4s in class folders, validation clips of the multi-view protocol.
+    from i3d_lightning.data.datamodule import VideoDataModule
+    from i3d_lightning.data.dataset_configs import Custom
+
+    for folder, encoding in (("avi", "avi_mpeg4_bframes"), ("mp4", "mp4_h264_open_gop")):
+        encode(tmp_path / "videos" / folder / f"clip{ENCODINGS[encoding][0]}", FRAMES, encoding)
+    datamodule = VideoDataModule(Custom(train=str(tmp_path / "videos"), val=str(tmp_path / "videos")),
+                                 clip={"clip_len": 9, "stride": 2, "fps": 15, "short_side": HEIGHT,
+                                       "crop_size": HEIGHT},
+                                 eval_sampling={"num_clips": 3}, eval_batch_size=2, num_workers=0, check_videos=0)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.val_dataloader()))
+    timeline = sampling.resample_indices(FRAMES, 25, 15)
+    expected = timeline[sampling.uniform_clips(len(timeline), 9, 2, 3)].tolist()
+    for views in batch["rgb"]:  # [V, 3, T, S, S] in [-1, 1]
+        assert _frame_indices(((views + 1) * 127.5).round().to(torch.uint8)) == expected
