@@ -79,6 +79,19 @@ def test_read_frames_are_the_sequential_decodes_frames(name, videos):
         assert [index_of(frame) for frame in half] == indices.tolist(), request
 
 
+@pytest.mark.parametrize("name", sorted(VIDEOS))
+def test_frames_streamed_in_chunks_are_the_sequential_decodes_frames(name, videos):
+    # iter_frames (flow extraction's reader): one decoder through the file, 7 frames at a time, from
+    # the middle (a seek first) and from the start, with repeats (a short video's loop, fps upsampling).
+    path, decoded = videos(name)
+    for indices in (np.arange(FRAMES // 2, FRAMES), np.repeat(np.arange(0, FRAMES, 3), 2)):
+        chunks = list(decoding.iter_frames(path, indices, chunk=7))
+        assert [len(chunk) for chunk in chunks[:-1]] == [7] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 7
+        frames = np.concatenate(chunks)
+        assert [index_of(frame) for frame in frames] == indices.tolist()
+        assert np.abs(frames.astype(int) - decoded[indices].astype(int)).max() <= 2
+
+
 @pytest.mark.parametrize("name", ["avi_mpeg4_bframes", "avi_h264", "mp4_h264_open_gop", "mp4_h264_closed_gop",
                                   "webm_vp9"])
 def test_a_video_shorter_than_a_clip_is_read_whole_and_looped(name, videos):

@@ -104,3 +104,21 @@ def test_training_and_evaluation_from_videos_alone(videos_without_flow, tmp_path
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["videos_evaluated"] == 4 and metrics["videos_skipped"] == 0
     assert 0 <= metrics[stream]["top1"] <= 1
+
+
+def test_flow_of_a_video_reports_its_total_and_moves_every_few_pairs(tmp_path):
+    # What the progress line of i3d-extract-flow shows inside one video: its total first, then every
+    # `pairs_per_write` pairs written, not once per decoded chunk of 128 frames.
+    video = _panning_video(tmp_path / "pan.mp4", 48, 64, seed=1)  # 12 frames: 11 pairs
+    totals, moves, calls = [], [], []
+
+    def flow_of_pairs(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        calls.append(len(first))
+        return torch.zeros(len(first), *first.shape[1:], 2)
+
+    (tmp_path / "flow").mkdir()
+    written = compute_flow(video, tmp_path / "flow", None, 48, flow_of_pairs, moves.append, pairs_per_write=4,
+                           on_total=totals.append)
+    assert written == 11 and totals == [11]
+    assert calls == moves == [4, 4, 3]
+    assert len(list((tmp_path / "flow").glob("flow_x_*.jpg"))) == 11

@@ -1,7 +1,7 @@
 """Compute TV-L1 optical flow of videos the way the release did, stored as flow_x/flow_y JPEGs.
 
     i3d-extract-flow VIDEOS_DIR OUT_DIR [--fps 25] [--short-side 256] [--layout relative|stem]
-        [--backend torch|opencv] [--batch 16] [--device auto] [--workers N]
+        [--backend torch|opencv] [--batch 8] [--device auto] [--workers N]
 
 Per video: frames resampled to ``--fps`` and resized so the shorter side is ``--short-side``, turned
 to greyscale; TV-L1 between consecutive frames, by ``--backend torch`` (``i3d_lightning.flow.tvl1``:
@@ -38,19 +38,26 @@ from i3d_lightning.flow.writer import opencv_pairs, torch_pairs, video_id, write
 from i3d_lightning.hardware import resolve_device
 from i3d_lightning.preprocessing import RELEASE_FPS, RELEASE_SHORT_SIDE
 
-#: Flow frames written by all processes, a shared counter behind the progress line (set by _start_process).
+#: Flow frames written by all processes, and those the videos started so far will have: shared counters
+#: behind the progress line (set by _start_process).
 _frames_written = None
+_frames_total = None
 
 
-def _start_process(counter, threads: int) -> None:
-    global _frames_written
-    _frames_written = counter
+def _start_process(written, total, threads: int) -> None:
+    global _frames_written, _frames_total
+    _frames_written, _frames_total = written, total
     torch.set_num_threads(threads)
 
 
 def _count_frames(count: int) -> None:
     with _frames_written.get_lock():
         _frames_written.value += count
+
+
+def _count_total(count: int) -> None:
+    with _frames_total.get_lock():
+        _frames_total.value += count
 
 
 def _job(task: tuple[Path, Path, float | None, int, argparse.Namespace]) -> tuple[str, str | None]:
@@ -60,17 +67,25 @@ def _job(task: tuple[Path, Path, float | None, int, argparse.Namespace]) -> tupl
             flow_of_pairs = opencv_pairs()
         else:
             flow_of_pairs = torch_pairs(args.batch, torch.device(args.device))
-        write_flow_folder(path, target, fps, short_side, flow_of_pairs, _count_frames)
+        write_flow_folder(path, target, fps, short_side, flow_of_pairs, _count_frames, on_total=_count_total,
+                          pairs_per_write=args.batch if args.backend == "torch" else PAIRS_PER_WRITE)
         return str(path), None
     except Exception as error:  # one bad video must not stop the others; it is listed instead
         return str(path), f"{type(error).__name__}: {error}".splitlines()[0]
 
 
-def _follow(counter, bar: tqdm, stop: threading.Event, every: float = 0.5) -> None:
-    """Show the shared frame counter on ``bar`` every ``every`` seconds until ``stop`` (and once after)."""
+#: Flow frames written between two moves of the progress line (OpenCV's backend, one pair per call).
+PAIRS_PER_WRITE = 8
+
+
+def _follow(written, total, bar: tqdm, stop: threading.Event, every: float = 0.5) -> None:
+    """Show the shared counters on ``bar`` every ``every`` seconds until ``stop`` (and once after): frames
+    written out of those of the videos started, so one long video shows its progress and an ETA."""
     while True:
         stopping = stop.wait(every)
-        bar.update(counter.value - bar.n)
+        if total.value != bar.total:
+            bar.total = total.value
+        bar.update(written.value - bar.n)
         if stopping:
             return
 
@@ -82,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=number(0), default=RELEASE_FPS, help="0 keeps each video's rate")
     parser.add_argument("--short-side", type=whole_number(2), default=RELEASE_SHORT_SIDE)
     parser.add_argument("--backend", choices=("torch", "opencv"), default="torch")
-    parser.add_argument("--batch", type=whole_number(1), default=16, help="frame pairs per TV-L1 call (torch backend)")
+    parser.add_argument("--batch", type=whole_number(1), default=8,
+                        help="frame pairs per TV-L1 call (torch backend; beyond about 8 gains nothing on a 2-core CPU, "
+                             "a GPU wants more), also how often the progress line moves")
     parser.add_argument("--device", default="auto", help="torch backend: cpu, cuda, cuda:N or auto")
     parser.add_argument("--workers", type=whole_number(1),
                         help="processes (default: 1 for torch, one per core for opencv)")
@@ -116,20 +133,21 @@ def extract(args: argparse.Namespace) -> int:
     failed = []
     # spawn: each worker opens its own decoder and TV-L1 state; nothing is inherited from this process.
     context = get_context("spawn")
-    counter = context.Value("q", 0)
+    written, total = context.Value("q", 0), context.Value("q", 0)
     if args.workers == 1:
-        _start_process(counter, torch.get_num_threads())
+        _start_process(written, total, torch.get_num_threads())
         results = map(_job, tasks)
         pool = None
     else:
         pool = context.Pool(args.workers, initializer=_start_process,
-                            initargs=(counter, max(1, (os.cpu_count() or 1) // args.workers)))
+                            initargs=(written, total, max(1, (os.cpu_count() or 1) // args.workers)))
         results = pool.imap_unordered(_job, tasks)
     videos_bar = tqdm(total=len(tasks), unit="video", desc="flow", position=0)
-    # A long video takes minutes: a second line counts its flow frames as they are written.
-    frames_bar = tqdm(unit="frame", desc="flow frames", position=1)
+    # A long video takes minutes: a second line counts its flow frames as they are written, out of the
+    # frames of the videos started (so an ETA shows within a video).
+    frames_bar = tqdm(total=0, unit="frame", desc="flow frames", position=1)
     stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(counter, frames_bar, stop), daemon=True)
+    follower = threading.Thread(target=_follow, args=(written, total, frames_bar, stop), daemon=True)
     follower.start()
     try:
         for path, reason in results:

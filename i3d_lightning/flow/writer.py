@@ -30,26 +30,35 @@ def video_id(path: Path, root: Path, layout: str) -> str:
 
 
 def compute_flow(path: Path, out: Path, fps: float | None, short_side: int, flow_of_pairs,
-                 on_frames: Callable[[int], None] | None = None) -> int:
+                 on_frames: Callable[[int], None] | None = None, *, pairs_per_write: int = 8,
+                 on_total: Callable[[int], None] | None = None) -> int:
     """Write the flow JPEGs of ``path`` into the folder ``out``; returns the number of flow frames.
-    ``flow_of_pairs(first, second)``: uint8 greyscale ``[N, H, W]`` pairs -> ``[N, H, W, 2]`` pixels;
-    ``on_frames(n)`` is told each time ``n`` more flow frames are written."""
+    ``flow_of_pairs(first, second)``: uint8 greyscale ``[N, H, W]`` pairs -> ``[N, H, W, 2]`` pixels,
+    called on ``pairs_per_write`` pairs at a time, whose flow is written before the next call;
+    ``on_total(n)`` is told how many flow frames the video will have, and ``on_frames(n)`` each time ``n``
+    more are written (a long video's progress moves every few pairs, not once per decoded chunk)."""
     info = decoding.probe(path)
     frames = resample_indices(info.num_frames, info.fps, fps)
     size = short_side_size(info.width, info.height, short_side)
+    if on_total is not None:
+        on_total(max(0, len(frames) - 1))
     previous = None
     written = 0
-    for start in range(0, len(frames), CHUNK):
-        grey = grey_from_rgb(torch.from_numpy(decoding.read_frames(path, frames[start:start + CHUNK], size=size)))
+    # One decoder through the whole video, CHUNK frames at a time (a read per chunk would decode an AVI
+    # with B-frames from its start each time).
+    for rgb in decoding.iter_frames(path, frames, chunk=CHUNK, size=size):
+        grey = grey_from_rgb(torch.from_numpy(rgb))
         if previous is not None:
             grey = torch.cat([previous, grey])
-        for flow in flow_of_pairs(grey[:-1], grey[1:]):
-            quantized = flow_to_pixels(flow).numpy()
-            for axis, channel in (("x", 0), ("y", 1)):
-                Image.fromarray(quantized[..., channel]).save(flow_file(out, axis, written), quality=95)
-            written += 1
-        if on_frames is not None:
-            on_frames(len(grey) - 1)
+        for start in range(0, len(grey) - 1, pairs_per_write):
+            part = grey[start:start + pairs_per_write + 1]
+            for flow in flow_of_pairs(part[:-1], part[1:]):
+                quantized = flow_to_pixels(flow).numpy()
+                for axis, channel in (("x", 0), ("y", 1)):
+                    Image.fromarray(quantized[..., channel]).save(flow_file(out, axis, written), quality=95)
+                written += 1
+            if on_frames is not None:
+                on_frames(len(part) - 1)
         previous = grey[-1:]
     if written == 0:
         raise UserInputError(f"{path}: fewer than two frames, no flow")
@@ -76,14 +85,15 @@ def torch_pairs(batch: int, device: torch.device):
 
 
 def write_flow_folder(path: Path, target: Path, fps: float | None, short_side: int, flow_of_pairs,
-                      on_frames: Callable[[int], None] | None = None) -> None:
+                      on_frames: Callable[[int], None] | None = None, **progress: object) -> None:
     """:func:`compute_flow` into ``target``, written under a temporary name and renamed when complete, so
-    that an existing ``target`` is always a finished video (a later run skips it); nothing is left on failure."""
+    that an existing ``target`` is always a finished video (a later run skips it); nothing is left on failure.
+    ``progress``: :func:`compute_flow`'s ``pairs_per_write`` and ``on_total``."""
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        compute_flow(path, partial, fps, short_side, flow_of_pairs, on_frames)
+        compute_flow(path, partial, fps, short_side, flow_of_pairs, on_frames, **progress)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

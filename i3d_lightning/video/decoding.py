@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +117,65 @@ def read_frames(path: str | os.PathLike, indices: np.ndarray | list[int], *,
     except Exception as error:  # PyAV's errors (av.error.*) and anything else the decoder raised
         raise VideoDecodeError(f"{path}: cannot decode frames ({_reason(error)})") from error
     return frames[inverse]
+
+
+def iter_frames(path: str | os.PathLike, indices: np.ndarray | list[int], *, chunk: int,
+                size: tuple[int, int] | None = None, decoder: str = "exact") -> Iterator[np.ndarray]:
+    """The frames ``indices`` (non-decreasing; repeats allowed) of ``path`` as :func:`read_frames` returns
+    them, ``chunk`` at a time: uint8 ``[<= chunk, H, W, 3]`` arrays, from one decoder that goes through
+    the file once, so a long video costs the memory of a chunk and, read from the start, one decode."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    if len(indices) and np.any(np.diff(indices) < 0):
+        raise ValueError("iter_frames takes indices in order (non-decreasing)")
+    plan = _frame_plan(path, decoder)
+    if plan.access == "seek":  # random access is exact: a reader per chunk keeps decord's rules
+        for start in range(0, len(indices), chunk):
+            yield _read_seeking(path, indices[start:start + chunk], size)
+        return
+    clipped = np.clip(indices, 0, plan.num_frames - 1)
+    try:
+        yield from _iter_decoding_on(path, clipped, size, plan, chunk)
+    except VideoDecodeError:
+        raise
+    except Exception as error:  # PyAV's errors
+        raise VideoDecodeError(f"{path}: cannot decode frames ({_reason(error)})") from error
+
+
+def _iter_decoding_on(path: str | os.PathLike, indices: np.ndarray, size: tuple[int, int] | None,
+                      plan: _FramePlan, chunk: int) -> Iterator[np.ndarray]:
+    """:func:`iter_frames` through PyAV: the decode goes on from chunk to chunk (``timestamps`` files
+    seek once, to the keyframe before the first frame)."""
+    import av
+
+    if not len(indices):
+        return
+    with av.open(os.fspath(path)) as container:
+        stream = _video_stream(container)
+        first = int(indices[0])
+        if plan.access == "timestamps":
+            container.seek(_keyframe_at_or_before(plan, first), stream=stream, backward=True)
+            index_of = {int(pts): index for index, pts in enumerate(plan.timestamps)}
+            numbered = ((index_of.get(frame.pts, -1), frame) for frame in _decoded(container, stream))
+        else:
+            numbered = enumerate(_decoded(container, stream))
+        out: list[np.ndarray] = []
+        position = 0
+        for index, frame in numbered:
+            while position < len(indices) and indices[position] == index:
+                out.append(_to_rgb(frame, size) if not out or indices[position - 1] != index else out[-1])
+                position += 1
+                if len(out) == chunk:
+                    yield np.stack(out)
+                    out = []
+            if position == len(indices):
+                break
+        if position < len(indices):
+            raise VideoDecodeError(f"{path}: frame {int(indices[position])} could not be decoded (the file ends "
+                                   f"early or is damaged)")
+        if out:
+            yield np.stack(out)
 
 
 def access_mode(path: str | os.PathLike) -> str:
