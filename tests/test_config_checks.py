@@ -78,6 +78,7 @@ def _checkpoint_cases(tmp_path: Path) -> list[tuple[str, str, str]]:
         ("eval.py", f"ckpt_path={tmp_path / 'objects.ckpt'}", "objects.ckpt holds Python objects other than tensors"),
         ("train.py", f"ckpt_path={tmp_path / 'other.ckpt'}", "other.ckpt is not a checkpoint of train.py"),
         ("train.py", f"weights.rgb={text}", "notes.ckpt is not a PyTorch file"),
+        ("eval.py", f"ckpt_path={tmp_path}", f"ckpt_path {tmp_path} is a folder: give a file"),
         ("eval.py", f"weights.rgb={text}", "notes.ckpt is not a PyTorch file"),
     ]
 

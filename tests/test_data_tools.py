@@ -39,6 +39,10 @@ def test_extract_flow_measures_motion_and_resumes(tmp_path, backend):
     with (tmp_path / "flow" / "failed_flow.csv").open() as stream:
         rows = list(csv.reader(stream))
     assert rows[1][0].endswith("broken.avi") and len(rows) == 2
+    a_file = _run("extract_flow", str(tmp_path / "videos" / "moving" / "right.mp4"), str(tmp_path / "flow"))
+    assert a_file.returncode == 2 and a_file.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'videos' / 'moving' / 'right.mp4'} is a file: VIDEOS_DIR is a folder of videos "
+        "(searched recursively)"]
     again = _run("extract_flow", str(tmp_path / "videos"), str(tmp_path / "flow"), "--short-side", "96")
     assert "2 videos, 1 already done, 1 to compute" in again.stdout
     assert not list((tmp_path / "flow" / "moving").glob(".*partial"))

@@ -159,6 +159,7 @@ def test_too_short_input_is_explained(tmp_path, weights_cache):
 @pytest.mark.parametrize(("overrides", "expected"), [
     (["stream=rgb", "weights.rgb=rgb_scratch", "sample.rgb=/no/such/clip.gif"],
      "error: rgb input /no/such/clip.gif: no such file"),
+    (["stream=rgb", "weights.rgb=rgb_scratch", "sample.rgb=/tmp"], "error: rgb input /tmp is a folder: give a file"),
     (["stream=rgb", "weights.rgb=rgb_scrach"],
      "error: I3D weights 'rgb_scrach' are neither a registry name (rgb_imagenet,"),
     (["precision=16"], "error: precision=16: choose one of 32, tf32, bf16"),
