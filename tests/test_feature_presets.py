@@ -170,3 +170,32 @@ def test_preset_options_are_refused_when_they_contradict_it(tmp_path, towers, we
                     "--crops", "10") == 2
     assert "holds features made another way (crops: 1 there, 10 now)" in capsys.readouterr().err
     assert (tmp_path / "out" / "a.npy").read_bytes() == made
+
+
+@pytest.mark.long
+def test_long_videos_come_in_segments_with_the_features_of_the_whole(tmp_path, towers, weights_cache,
+                                                                      checkpoints_dir, monkeypatch):
+    # THUMOS14's convention (joint, TV-L1 flow computed from the videos, 16 frames every 4) with ten crops,
+    # once with each window a segment of its own (the way a long video is read, memory bounded by a
+    # segment) and once whole: the same windows, the same features.
+    from i3d_lightning.features import segments
+
+    _panning_video(tmp_path / "videos" / "a.mp4", 22, fps=30, seed=6)  # 21 flow frames: 2 windows
+    assert _extract(tmp_path / "videos", tmp_path / "whole", towers, checkpoints_dir, "--preset", "thumos14",
+                    "--crops", "10") == 0
+    sizes = []
+    original = segments.VideoSegments.__getitem__
+
+    def recorded(self, index):
+        item = original(self, index)
+        sizes.append((item["segment"], item["segments"], item["rgb"].shape[2]))
+        return item
+
+    monkeypatch.setattr(segments, "WINDOWS_PER_SEGMENT", 1)
+    monkeypatch.setattr(segments.VideoSegments, "__getitem__", recorded)
+    assert _extract(tmp_path / "videos", tmp_path / "segments", towers, checkpoints_dir, "--preset", "thumos14",
+                    "--crops", "10") == 0
+    assert sizes == [(0, 2, 16), (1, 2, 16)]  # a window's frames per item, not 21
+    whole, segmented = np.load(tmp_path / "whole" / "a.npy"), np.load(tmp_path / "segments" / "a.npy")
+    assert whole.shape == segmented.shape == (2, 2048)
+    np.testing.assert_allclose(segmented, whole, rtol=0, atol=1e-6)

@@ -141,3 +141,23 @@ def test_a_refused_extraction_leaves_the_folder_as_it_was(tmp_path, weights_cach
         status, _, stderr = _extract(source, tmp_path / "new", checkpoints_dir, capsys)
         assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
         assert not (tmp_path / "new").exists()
+
+
+def test_a_long_video_is_read_a_segment_at_a_time(tmp_path):
+    # 127 frames, windows of 16 every 16 (7 windows), 4 windows a segment: 2 items of at most 64 frames,
+    # whose frames are the whole video's windows', in order.
+    from i3d_lightning.features.segments import VideoSegments
+    from tests.encodings import encode, index_of
+
+    encode(tmp_path / "long.mp4", 127, "mp4_h264_open_gop")  # frame indices up to 127 are written in
+    sampling = ClipSampling(train=False, whole_video=True, fps=None, short_side=128, crop_size=None)
+    whole = VideoClipDataset(video_files(tmp_path / "long.mp4").records, sampling, rgb_as_uint8=True)
+    items = VideoSegments(whole, window=16, stride=16, windows_per_segment=4)
+    assert [(s.start, s.stop, s.number, s.count) for s in items.segments] == [
+        (0, 64, 0, 2), (64, 112, 1, 2)]  # 7 windows: 4 + 3
+    frames = []
+    for index in range(len(items)):
+        item = items[index]
+        assert item["rgb"].shape[2] <= 64 and (item["segment"], item["segments"]) == (index, 2)
+        frames += [index_of(item["rgb"][0][:, t].permute(1, 2, 0).numpy()) for t in range(item["rgb"].shape[2])]
+    assert frames == list(range(112))  # the 7 windows' frames; the last 15 frames start no window

@@ -113,9 +113,15 @@ class VideoClipDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
+        return self.item(index)
+
+    def item(self, index: int, frames: tuple[int, int] | None = None) -> dict:
+        """The item of video ``index``: its clips as the sampling draws them, or, with ``frames`` =
+        (start, stop), those frames of its timeline as one view (a segment of a long video, as the whole
+        video's view would hold them)."""
         record = self.records[index]
         try:
-            item = self._load(record, index)
+            item = self._load(record, index, frames)
         except UserInputError as error:
             if self.on_error == "raise":
                 raise
@@ -146,12 +152,15 @@ class VideoClipDataset(Dataset):
             lengths.append(count_flow_frames(self.flow_folder(record)))
         return min(lengths)
 
-    def _load(self, record: VideoRecord, index: int) -> dict:
+    def _load(self, record: VideoRecord, index: int, frames: tuple[int, int] | None = None) -> dict:
         # Random choices are a function of (seed, epoch, item) alone: the same with any number of
         # workers, and the same when a run resumes from a checkpoint.
         rng = np.random.default_rng((self.seed, self.epoch, index))
         timeline = self._timeline(record)
-        clips = self._clip_indices(self._num_frames(record, timeline), rng)  # [K, T] on the resampled timeline
+        if frames is not None:
+            clips = np.arange(*frames)[None]
+        else:
+            clips = self._clip_indices(self._num_frames(record, timeline), rng)  # [K, T] on the resampled timeline
         frames = clips.reshape(-1)
         streams: dict[str, torch.Tensor] = {}  # each [K * T, H, W, C]: rgb uint8, flow float
         pairs = None

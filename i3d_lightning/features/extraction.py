@@ -33,6 +33,7 @@ from i3d_lightning.flow.online import OnlineFlow, device_flow_views
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input, run_in_batches
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, center_crop, rgb_to_model_range, ten_crops
+from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.video_inference import VideoInferenceLoop
 
 #: The output name of files that hold both modalities' features, rgb's first.
@@ -112,6 +113,9 @@ class FeatureExtractor(VideoInferenceLoop):
         self.window, self.stride, self.fast = window, stride, fast
         self.crops, self.crop_size, self.concatenate = crops, crop_size, concatenate
         self.pending: list[dict[str, Any]] = []
+        #: Features of videos whose segments (features/segments.py) are not all in yet:
+        #: video id -> (segment count, {segment number: {modality: [n, 1024] or [1024]}}).
+        self.unfinished: dict[str, tuple[int, dict[int, dict[str, torch.Tensor]]]] = {}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Flow computed on the device for the videos whose frame pairs the dataset sent (``flow_on_device``)."""
@@ -132,6 +136,16 @@ class FeatureExtractor(VideoInferenceLoop):
 
     def on_predict_epoch_end(self) -> None:
         self._write_pending()
+        # Segments of a video that went to several processes meet on the first one. A video whose
+        # segments are not all there (one could not be read; it is listed as skipped) is not written.
+        gathered = gather_objects(self.unfinished)
+        self.unfinished = {}
+        if self.trainer.is_global_zero and len(gathered) > 1:
+            for unfinished in gathered:
+                for video_id, (count, parts) in unfinished.items():
+                    for number, features in parts.items():
+                        self._add_segment(video_id, number, count, features)
+        self.unfinished = {}
         super().on_predict_epoch_end()
 
     def _starts(self, item: dict[str, Any]) -> list[int]:
@@ -143,15 +157,28 @@ class FeatureExtractor(VideoInferenceLoop):
         if not self.pending:
             return
         features = {modality: self._features(tower, [item[modality][0] for item in self.pending], modality)
-                    for modality, tower in self.towers.items()}  # per video, [N, 1024] or [1024]
+                    for modality, tower in self.towers.items()}  # per item, [N, 1024] or [1024]
         for position, item in enumerate(self.pending):
-            if self.concatenate:
-                values = torch.cat([features[modality][position] for modality in self.towers], dim=-1)
-                _save(feature_path(self.out_dir, CONCATENATED, item["video_id"]), values.cpu().numpy())
-                continue
-            for modality, values in features.items():
-                _save(feature_path(self.out_dir, modality, item["video_id"]), values[position].cpu().numpy())
+            self._add_segment(item["video_id"], item.get("segment", 0), item.get("segments", 1),
+                              {modality: values[position].cpu() for modality, values in features.items()})
         self.pending = []
+
+    def _add_segment(self, video_id: str, number: int, count: int, features: dict[str, torch.Tensor]) -> None:
+        """Keep segment ``number`` of ``count`` of a video; write the video's files once all are in."""
+        _, parts = self.unfinished.setdefault(video_id, (count, {}))
+        parts[number] = features
+        if len(parts) < count:
+            return
+        del self.unfinished[video_id]
+        # Windows in video order ([N, 1024]); a per-video vector ([1024]) is always one segment.
+        whole = {modality: torch.cat([parts[n][modality] for n in range(count)]) if count > 1 else parts[0][modality]
+                 for modality in self.towers}
+        if self.concatenate:
+            values = torch.cat([whole[modality] for modality in self.towers], dim=-1)
+            _save(feature_path(self.out_dir, CONCATENATED, video_id), values.numpy())
+            return
+        for modality, values in whole.items():
+            _save(feature_path(self.out_dir, modality, video_id), values.numpy())
 
     def _features(self, tower: nn.Module, clips: list[torch.Tensor], modality: str) -> list[torch.Tensor]:
         """Per clip ``[C, T, H, W]``: ``[N, 1024]`` for its N windows, or ``[1024]`` for the whole clip."""

@@ -22,6 +22,7 @@ import pytorch_lightning as pl
 from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.features import segments
 from i3d_lightning.features.extraction import (
     CROP_COUNTS,
     FeatureExtractor,
@@ -145,8 +146,12 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         dataset = VideoClipDataset(todo, sampling, modalities=modalities, flow_root=flow_root,
                                    flow_source=flow_source or ("stored" if flow_root else "online"),
                                    online_flow=online, flow_on_device=online.where == "device", rgb_as_uint8=True)
-        # One whole video per step: the extractor packs the windows of consecutive videos into its calls.
-        loader = video_loader(dataset, videos_per_step=1, workers=workers, pin_memory=on_gpu)
+        # A segment of a video per step (a whole video where it has a segment's worth of windows or fewer:
+        # features/segments.py), so memory does not grow with a video's length; the extractor packs the
+        # windows of consecutive items into its calls. One vector per video needs the whole video.
+        items = dataset if settings.window is None else segments.VideoSegments(
+            dataset, window=settings.window, stride=settings.stride, windows_per_segment=segments.WINDOWS_PER_SEGMENT)
+        loader = video_loader(items, videos_per_step=1, workers=workers, pin_memory=on_gpu)
         extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
                                      crops=settings.crops, crop_size=settings.crop_size,
                                      concatenate=settings.concatenate, precision=precision, fast=fast,

@@ -1,0 +1,70 @@
+"""Long videos in bounded memory: a video's windows come in segments, never the whole video at once.
+
+Feature extraction used to load each video whole (one ``[1, C, T, S, S]`` item), about 1 GB per minute
+of 25 fps video at the release's 256 shorter side. :class:`VideoSegments` cuts each video into items
+of at most ``windows_per_segment`` windows: a segment holds the frames its windows span (consecutive
+segments overlap by ``window - stride`` frames), read and, for online flow, computed only for that
+span. The windows, and so the features, are the ones the whole video gives: the same frames, the same
+crops. A video shorter than one segment stays one item, exactly as before (with its looping for videos
+shorter than a window). :class:`~i3d_lightning.features.extraction.FeatureExtractor` puts the segments
+of a video back together, in whatever order and on whichever process they arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+
+from i3d_lightning.data.clip_dataset import VideoClipDataset
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.features.extraction import window_starts
+
+#: Windows per segment: 64 windows of 16 frames every 4 (THUMOS14's convention) are 268 frames, about
+#: 200 MB of uint8 frames at 256x340 for one stream; every 16 frames, 1,024.
+WINDOWS_PER_SEGMENT = 64
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Item ``number`` of ``count`` of video ``video`` (its index in the dataset): frames ``start`` to
+    ``stop`` of its timeline, or the whole video's item when ``stop`` is ``None``."""
+
+    video: int
+    start: int
+    stop: int | None
+    number: int
+    count: int
+
+
+class VideoSegments(Dataset):
+    """The whole-video items of ``videos`` (a :class:`VideoClipDataset` of ``whole_video`` sampling) cut
+    into segments of at most ``windows_per_segment`` windows of ``window`` frames every ``stride``. Each
+    item is the dataset's item with ``segment`` and ``segments`` added (its number and its video's count)."""
+
+    def __init__(self, videos: VideoClipDataset, *, window: int, stride: int,
+                 windows_per_segment: int = WINDOWS_PER_SEGMENT) -> None:
+        if windows_per_segment < 1:
+            raise ValueError(f"windows_per_segment must be at least 1, got {windows_per_segment}")
+        self.videos = videos
+        self.segments: list[Segment] = []
+        for index, record in enumerate(videos.records):
+            try:
+                frames = videos.num_frames(record)
+            except UserInputError:  # unreadable: one item, whose loading reports the reason
+                frames = 0
+            starts = window_starts(frames, window, stride) if frames >= window else [0]
+            if len(starts) <= windows_per_segment:
+                self.segments.append(Segment(index, 0, None, 0, 1))
+                continue
+            blocks = [starts[i:i + windows_per_segment] for i in range(0, len(starts), windows_per_segment)]
+            self.segments += [Segment(index, block[0], block[-1] + window, number, len(blocks))
+                              for number, block in enumerate(blocks)]
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __getitem__(self, index: int) -> dict:
+        segment = self.segments[index]
+        frames = None if segment.stop is None else (segment.start, segment.stop)
+        return self.videos.item(segment.video, frames) | {"segment": segment.number, "segments": segment.count}
