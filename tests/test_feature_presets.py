@@ -172,7 +172,7 @@ def test_preset_options_are_refused_when_they_contradict_it(tmp_path, towers, we
     assert (tmp_path / "out" / "a.npy").read_bytes() == made
 
 
-@pytest.mark.long
+@pytest.mark.long(minutes=2)
 def test_long_videos_come_in_segments_with_the_features_of_the_whole(tmp_path, towers, weights_cache,
                                                                       checkpoints_dir, monkeypatch):
     # THUMOS14's convention (joint, TV-L1 flow computed from the videos, 16 frames every 4) with ten crops,
@@ -182,7 +182,7 @@ def test_long_videos_come_in_segments_with_the_features_of_the_whole(tmp_path, t
 
     _panning_video(tmp_path / "videos" / "a.mp4", 22, fps=30, seed=6)  # 21 flow frames: 2 windows
     assert _extract(tmp_path / "videos", tmp_path / "whole", towers, checkpoints_dir, "--preset", "thumos14",
-                    "--crops", "10") == 0
+                    "--crops", "10", "--batch-size", "1") == 0  # 4 windows a segment: the 2 in one
     sizes = []
     original = segments.VideoSegments.__getitem__
 
@@ -191,10 +191,10 @@ def test_long_videos_come_in_segments_with_the_features_of_the_whole(tmp_path, t
         sizes.append((item["segment"], item["segments"], item["rgb"].shape[2]))
         return item
 
-    monkeypatch.setattr(segments, "WINDOWS_PER_SEGMENT", 1)
+    monkeypatch.setattr(segments, "SEGMENT_BATCHES", 1)  # with --batch-size 1: a window per segment
     monkeypatch.setattr(segments.VideoSegments, "__getitem__", recorded)
     assert _extract(tmp_path / "videos", tmp_path / "segments", towers, checkpoints_dir, "--preset", "thumos14",
-                    "--crops", "10") == 0
+                    "--crops", "10", "--batch-size", "1") == 0
     assert sizes == [(0, 2, 16), (1, 2, 16)]  # a window's frames per item, not 21
     whole, segmented = np.load(tmp_path / "whole" / "a.npy"), np.load(tmp_path / "segments" / "a.npy")
     assert whole.shape == segmented.shape == (2, 2048)

@@ -149,14 +149,15 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         # A segment of a video per step (a whole video where it has a segment's worth of windows or fewer:
         # features/segments.py), so memory does not grow with a video's length; the extractor packs the
         # windows of consecutive items into its calls. One vector per video needs the whole video.
+        batch_size = batch_size or default_batch_size("cuda" if on_gpu else "cpu")
         items = dataset if settings.window is None else segments.VideoSegments(
-            dataset, window=settings.window, stride=settings.stride, windows_per_segment=segments.WINDOWS_PER_SEGMENT)
+            dataset, window=settings.window, stride=settings.stride,
+            windows_per_segment=segments.SEGMENT_BATCHES * batch_size)
         loader = video_loader(items, videos_per_step=1, workers=workers, pin_memory=on_gpu)
         extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
                                      crops=settings.crops, crop_size=settings.crop_size,
                                      concatenate=settings.concatenate, precision=precision, fast=fast,
-                                     batch_size=batch_size or default_batch_size("cuda" if on_gpu else "cpu"),
-                                     online_flow=online)
+                                     batch_size=batch_size, online_flow=online)
         trainer.predict(extractor, dataloaders=loader, return_predictions=False)
         skipped = extractor.skipped
         if not trainer.is_global_zero:
