@@ -26,6 +26,7 @@ from i3d_lightning.errors import (
     Terminated,
     TrainingDivergedError,
     UserInputError,
+    WorkerFailedError,
     cannot_write_reason,
 )
 from i3d_lightning.run_folder import remove_if_only_hydra_files
@@ -159,9 +160,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def run_reporting_errors(task: Callable[..., object], *args: object) -> int:
     """Run ``task(*args)`` for a command (``train.py``, ``eval.py``, the tools) and return its exit
     status: the int ``task`` returns, else 0. A mistake in the user's input or config prints one line
-    ``error: <message>`` (no traceback) and gives 2; a training run that diverged prints what happened
-    and gives 1; Ctrl-C gives 130 and SIGTERM 143, after one line saying what was kept. Library
-    chatter is quieted first."""
+    ``error: <message>`` (no traceback) and gives 2; a training run that diverged, or a DataLoader worker
+    that died or got stuck on a video, prints what happened and gives 1; Ctrl-C gives 130 and SIGTERM 143,
+    after one line saying what was kept. Library chatter is quieted first."""
     quiet_library_chatter()
     try:
         with sigterm_as_interrupt():
@@ -177,7 +178,7 @@ def run_reporting_errors(task: Callable[..., object], *args: object) -> int:
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except TrainingDivergedError as error:
+    except (TrainingDivergedError, WorkerFailedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except InstantiationException as error:

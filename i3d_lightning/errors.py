@@ -1,5 +1,6 @@
 """The errors the command-line entry points report as one line instead of a traceback: mistakes in
-what the user supplied, Ctrl-C or SIGTERM, and a training run that diverged."""
+what the user supplied, Ctrl-C or SIGTERM, a training run that diverged, and a DataLoader worker that
+died or got stuck on a video."""
 
 import errno
 import signal
@@ -27,6 +28,10 @@ class InterruptedByUserError(Exception):
 
 class TrainingDivergedError(RuntimeError):
     """Training produced non-finite losses or gradients too many times in a row, or non-finite weights."""
+
+
+class WorkerFailedError(RuntimeError):
+    """A DataLoader worker died or was stopped for making no progress; the message names its video."""
 
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).

@@ -115,6 +115,10 @@ class VideoClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         return self.item(index)
 
+    def video_of(self, index: int) -> str:
+        """The video file of item ``index``, as messages name it."""
+        return str(self.records[index].path)
+
     def item(self, index: int, frames: tuple[int, int] | None = None) -> dict:
         """The item of video ``index``: its clips as the sampling draws them, or, with ``frames`` =
         (start, stop), those frames of its timeline as one view (a segment of a long video, as the whole

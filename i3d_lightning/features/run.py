@@ -38,7 +38,7 @@ from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import modalities_of
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE
 from i3d_lightning.runtime.skip_report import SkipReport
-from i3d_lightning.runtime.video_inference import default_batch_size, uses_cuda, video_loader
+from i3d_lightning.runtime.video_inference import default_batch_size, predict_videos, uses_cuda
 from i3d_lightning.weights import WeightsSource, stream_towers
 
 DEFAULT_WEIGHTS = {"rgb": "rgb_imagenet", "flow": "flow_imagenet"}
@@ -153,12 +153,11 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         items = dataset if settings.window is None else segments.VideoSegments(
             dataset, window=settings.window, stride=settings.stride,
             windows_per_segment=segments.SEGMENT_BATCHES * batch_size)
-        loader = video_loader(items, videos_per_step=1, workers=workers, pin_memory=on_gpu)
         extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
                                      crops=settings.crops, crop_size=settings.crop_size,
                                      concatenate=settings.concatenate, precision=precision, fast=fast,
                                      batch_size=batch_size, online_flow=online)
-        trainer.predict(extractor, dataloaders=loader, return_predictions=False)
+        predict_videos(trainer, extractor, items, videos_per_step=1, workers=workers)
         skipped = extractor.skipped
         if not trainer.is_global_zero:
             return ExtractionReport(len(videos.records), len(videos.records) - len(todo), skipped, None)

@@ -65,6 +65,10 @@ class VideoSegments(Dataset):
     def __len__(self) -> int:
         return len(self.segments)
 
+    def video_of(self, index: int) -> str:
+        """The video of item ``index``, as messages name it."""
+        return self.videos.video_of(self.segments[index].video)
+
     def __getitem__(self, index: int) -> dict:
         segment = self.segments[index]
         frames = None if segment.stop is None else (segment.start, segment.stop)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.heartbeat import beat
 
 #: OpenCV's remap works on positions rounded to 1/32 pixel (``INTER_TAB_SIZE``).
 REMAP_STEPS = 32
@@ -103,6 +104,7 @@ def _pyramid_flow(first: torch.Tensor, second: torch.Tensor, parameters: TVL1Par
     flow = first.new_zeros((first.shape[0], 2, *pyramid[-1][0].shape[1:]), dtype=torch.float32)
     for level in range(len(pyramid) - 1, -1, -1):
         flow = _one_level(*pyramid[level], flow, parameters)
+        beat()  # a level takes seconds at most: a worker computing flow is seen to be alive
         if level > 0:
             size = pyramid[level - 1][0].shape[1:]
             scale = (flow.shape[2] / size[0], flow.shape[3] / size[1])

@@ -118,6 +118,10 @@ class ClipSource(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def video_of(self, index: int) -> str:
+        """The video (file, frame folder, or ``array[i]``) of item ``index``, as messages name it."""
+        return self.ids[index] if self.array is not None else str(self.path / self.ids[index])
+
     def _discard_short_videos(self, min_frames: int) -> None:
         """Leave out (and list in ``discarded``) the videos shorter than ``min_frames``, in order; a video
         that cannot be probed stays, to be reported as unreadable when its clips are read."""

@@ -33,7 +33,12 @@ from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.protocols import sample_size_warning, unequal_sides_warning
 from i3d_lightning.fvd.statistics_file import is_statistics_file, load_statistics, weights_fingerprint
 from i3d_lightning.runtime.distributed import gather_objects
-from i3d_lightning.runtime.video_inference import VideoInferenceLoop, default_batch_size, uses_cuda, video_loader
+from i3d_lightning.runtime.video_inference import (
+    VideoInferenceLoop,
+    default_batch_size,
+    predict_videos,
+    uses_cuda,
+)
 from i3d_lightning.weights import WeightsSource, i3d
 
 log = logging.getLogger(__name__)
@@ -101,8 +106,7 @@ def embed_side(source: ClipSource, trainer: pl.Trainer, module: EmbeddingLoop, *
     """Embed the clips of ``source``."""
     path, protocol = source.path, source.protocol
     videos_per_step = max(1, module.batch_size // protocol.clips_per_video)
-    loader = video_loader(source, videos_per_step=videos_per_step, workers=workers, pin_memory=uses_cuda(trainer))
-    trainer.predict(module, dataloaders=loader, return_predictions=False)
+    predict_videos(trainer, module, source, videos_per_step=videos_per_step, workers=workers)
     if not module.rows:
         raise UserInputError(f"{path}: none of its {len(source)} videos could be read")
     embeddings = torch.cat([rows for _, rows in module.rows])

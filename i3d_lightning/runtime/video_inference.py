@@ -11,6 +11,8 @@ and feature extraction (:mod:`i3d_lightning.features.extraction`).
   from every process, and never stops the run.
 * Each process runs its share of the videos (no video twice, none padded in); results are put back in
   video order, so batch size and device count change a value only by float rounding.
+* No timeout on an item: a worker that makes progress is never declared hung, however long its item
+  takes; one that stops making progress, or dies, is (:mod:`i3d_lightning.runtime.worker_watch`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.inference import check_batch_size, check_inference_precision
 from i3d_lightning.runtime.distributed import UnpaddedDistributedSampler, is_distributed
 from i3d_lightning.runtime.skip_report import SkipReport
+from i3d_lightning.runtime.worker_watch import WorkerWatch
 
 #: Clips per network call when none is given: a CUDA GPU needs large batches to be busy (32 clips of
 #: 16x224x224 take about 2 GB in fp32 inference); on the CPU larger batches gain nothing and cost memory.
@@ -44,14 +47,21 @@ def collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
             "skipped": [(item["video_id"], item["path"], item["error"]) for item in items if "error" in item]}
 
 
-def video_loader(dataset: Dataset, *, videos_per_step: int, workers: int, pin_memory: bool) -> DataLoader:
-    """The DataLoader of a predict loop over ``dataset``'s videos (items as :func:`collate_videos` takes them)."""
+def predict_videos(trainer: pl.Trainer, module: pl.LightningModule, dataset: Dataset, *, videos_per_step: int,
+                   workers: int) -> None:
+    """Run ``module``'s predict loop over ``dataset``'s videos (items as :func:`collate_videos` takes them),
+    ``workers`` DataLoader processes decoding them. No timeout depends on how long an item takes: a
+    worker is stopped only when it stops making progress (:mod:`~i3d_lightning.runtime.worker_watch`), and
+    a worker stopped or dead is reported in one line naming its video."""
     if workers < 0:
         raise UserInputError(f"workers={workers}: give 0 (decode in the main process) or more")
-    sampler = UnpaddedDistributedSampler(dataset) if is_distributed() else None
-    return DataLoader(dataset, batch_size=videos_per_step, sampler=sampler, num_workers=workers,
-                      collate_fn=collate_videos, pin_memory=pin_memory,
-                      prefetch_factor=PREFETCH_BATCHES if workers else None, timeout=600 if workers else 0)
+    watch = WorkerWatch(dataset, workers)
+    sampler = UnpaddedDistributedSampler(watch.items) if is_distributed() else None
+    loader = DataLoader(watch.items, batch_size=videos_per_step, sampler=sampler, num_workers=workers,
+                        collate_fn=collate_videos, pin_memory=uses_cuda(trainer), worker_init_fn=watch.worker_init_fn,
+                        prefetch_factor=PREFETCH_BATCHES if workers else None)
+    with watch.watching():
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
 
 
 def uses_cuda(trainer: pl.Trainer) -> bool:

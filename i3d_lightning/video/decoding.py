@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.heartbeat import beat
 from i3d_lightning.native_stderr import native_stderr_captured
 
 
@@ -193,7 +194,11 @@ def _read_seeking(path: str | os.PathLike, indices: np.ndarray, size: tuple[int,
             raise VideoDecodeError(f"{path}: the video stream has no frames")
         wanted = np.clip(indices, 0, last)
         unique, inverse = np.unique(wanted, return_inverse=True)  # sorted, as decord prefers
-        frames = reader.get_batch(unique.tolist()).asnumpy()
+        frames = []  # a batch at a time, a heartbeat each: a whole long video is one request in places
+        for start in range(0, len(unique), SEEK_BATCH):
+            frames.append(reader.get_batch(unique[start:start + SEEK_BATCH].tolist()).asnumpy())
+            beat()
+        frames = np.concatenate(frames)
     except VideoDecodeError:
         raise
     except Exception as error:
@@ -203,6 +208,8 @@ def _read_seeking(path: str | os.PathLike, indices: np.ndarray, size: tuple[int,
     return frames[inverse]
 
 
+#: Frames per decord request in :func:`_read_seeking` (the reader goes on from where the last one stopped).
+SEEK_BATCH = 256
 #: ``exact``: each file read the way that gives its sequential decode's frames (the module); ``decord``:
 #: decord's random access for every file.
 DECODERS = ("exact", "decord")
@@ -287,8 +294,10 @@ def _video_stream(container):
 
 
 def _decoded(container, stream):
-    """The frames of ``stream`` in display order."""
-    return container.decode(stream)
+    """The frames of ``stream`` in display order, a heartbeat each (a long decode is not a stuck one)."""
+    for frame in container.decode(stream):
+        beat()
+        yield frame
 
 
 def _decoded_from_start(path: str):
