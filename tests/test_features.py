@@ -153,11 +153,28 @@ def test_a_long_video_is_read_a_segment_at_a_time(tmp_path):
     sampling = ClipSampling(train=False, whole_video=True, fps=None, short_side=128, crop_size=None)
     whole = VideoClipDataset(video_files(tmp_path / "long.mp4").records, sampling, rgb_as_uint8=True)
     items = VideoSegments(whole, window=16, stride=16, windows_per_segment=4)
-    assert [(s.start, s.stop, s.number, s.count) for s in items.segments] == [
-        (0, 64, 0, 2), (64, 112, 1, 2)]  # 7 windows: 4 + 3
+    assert [(s.start, s.stop, s.number, s.count, s.windows) for s in items.segments] == [
+        (0, 64, 0, 2, 4), (64, 112, 1, 2, 3)]  # 7 windows: 4 + 3
     frames = []
     for index in range(len(items)):
         item = items[index]
         assert item["rgb"].shape[2] <= 64 and (item["segment"], item["segments"]) == (index, 2)
         frames += [index_of(item["rgb"][0][:, t].permute(1, 2, 0).numpy()) for t in range(item["rgb"].shape[2])]
     assert frames == list(range(112))  # the 7 windows' frames; the last 15 frames start no window
+
+
+def test_progress_counts_windows_inside_a_long_video(tmp_path, weights_cache, checkpoints_dir, capsys):
+    # A 40-frame video (windows of 9 every 4: 8 windows, in 2 segments of 4 with --batch-size 1) and a
+    # 12-frame one (1 window): the bar counts 9 windows, and moves inside the long video.
+    videos = tmp_path / "videos"
+    write_frames(videos / "long.mp4", np.random.default_rng(0).integers(0, 256, (40, 25, 25, 3), dtype=np.uint8)
+                 .repeat(8, 1).repeat(8, 2))
+    _video(videos / "short.mp4", 1)
+    status, stdout, stderr = _extract(videos, tmp_path / "out", checkpoints_dir, capsys, "--window", "9",
+                                      "--stride", "4", "--batch-size", "1")
+    assert status == 0, stderr[-2000:]
+    states = [line.split("|")[-1].split("[")[0].strip() for line in stdout.replace("\r", "\n").splitlines()
+              if line.startswith("features:")]  # Lightning's bars write to stdout
+    assert states and states[0] == "0/9" and states[-1] == "9/9" and "4/9" in states, stdout[-2000:]
+    assert "windows/s" in stdout
+    assert np.load(tmp_path / "out" / "rgb" / "long.npy").shape == (8, 1024)

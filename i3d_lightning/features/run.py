@@ -33,6 +33,7 @@ from i3d_lightning.features.extraction import (
     write_index,
 )
 from i3d_lightning.features.presets import feature_preset
+from i3d_lightning.features.progress import WindowProgressBar
 from i3d_lightning.flow.online import OnlineFlow
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import modalities_of
@@ -136,8 +137,9 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         towers = stream_towers(modalities, {modality: settings.weights_of(modality) for modality in modalities},
                                source=source)
         record_conventions(out, settings.conventions())  # inputs and weights accepted: features follow
+        progress = WindowProgressBar("windows" if settings.window is not None else "videos")
         trainer = pl.Trainer(accelerator="auto", devices=devices, logger=False, enable_checkpointing=False,
-                             enable_model_summary=False)
+                             enable_model_summary=False, callbacks=[progress])
         on_gpu = uses_cuda(trainer)
         # Ten crops are taken per window by the extractor, from the uncropped frames.
         sampling = ClipSampling(train=False, whole_video=True, fps=settings.fps, short_side=settings.short_side,
@@ -153,6 +155,7 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         items = dataset if settings.window is None else segments.VideoSegments(
             dataset, window=settings.window, stride=settings.stride,
             windows_per_segment=segments.SEGMENT_BATCHES * batch_size)
+        progress.counts = [1] * len(items) if settings.window is None else [s.windows for s in items.segments]
         extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
                                      crops=settings.crops, crop_size=settings.crop_size,
                                      concatenate=settings.concatenate, precision=precision, fast=fast,

@@ -30,13 +30,14 @@ SEGMENT_BATCHES = 4
 @dataclass(frozen=True)
 class Segment:
     """Item ``number`` of ``count`` of video ``video`` (its index in the dataset): frames ``start`` to
-    ``stop`` of its timeline, or the whole video's item when ``stop`` is ``None``."""
+    ``stop`` of its timeline, or the whole video's item when ``stop`` is ``None``; ``windows`` in it."""
 
     video: int
     start: int
     stop: int | None
     number: int
     count: int
+    windows: int
 
 
 class VideoSegments(Dataset):
@@ -56,10 +57,10 @@ class VideoSegments(Dataset):
                 frames = 0
             starts = window_starts(frames, window, stride) if frames >= window else [0]
             if len(starts) <= windows_per_segment:
-                self.segments.append(Segment(index, 0, None, 0, 1))
+                self.segments.append(Segment(index, 0, None, 0, 1, len(starts)))
                 continue
             blocks = [starts[i:i + windows_per_segment] for i in range(0, len(starts), windows_per_segment)]
-            self.segments += [Segment(index, block[0], block[-1] + window, number, len(blocks))
+            self.segments += [Segment(index, block[0], block[-1] + window, number, len(blocks), len(block))
                               for number, block in enumerate(blocks)]
 
     def __len__(self) -> int:
