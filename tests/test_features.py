@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from i3d_lightning.commands import extract_features
@@ -163,6 +168,15 @@ def test_a_long_video_is_read_a_segment_at_a_time(tmp_path):
     assert frames == list(range(112))  # the 7 windows' frames; the last 15 frames start no window
 
 
+def test_a_segment_follows_the_batch_size_and_spans_at_most_256_frames():
+    from i3d_lightning.features.segments import windows_per_segment
+
+    assert windows_per_segment(16, 4, 8) == 32  # THUMOS14: 4 calls of 8 windows, 140 frames
+    assert windows_per_segment(16, 16, 8) == 16  # ActivityNet: 256 frames
+    assert windows_per_segment(16, 64, 8) == 4  # a large stride: 208 frames, not 2,000
+    assert windows_per_segment(16, 4, 1) == 4 and windows_per_segment(300, 16, 8) == 1
+
+
 def test_progress_counts_windows_inside_a_long_video(tmp_path, weights_cache, checkpoints_dir, capsys):
     # A 40-frame video (windows of 9 every 4: 8 windows, in 2 segments of 4 with --batch-size 1) and a
     # 12-frame one (1 window): the bar counts 9 windows, and moves inside the long video.
@@ -178,3 +192,34 @@ def test_progress_counts_windows_inside_a_long_video(tmp_path, weights_cache, ch
     assert states and states[0] == "0/9" and states[-1] == "9/9" and "4/9" in states, stdout[-2000:]
     assert "windows/s" in stdout
     assert np.load(tmp_path / "out" / "rgb" / "long.npy").shape == (8, 1024)
+
+
+def _peak_memory(args: list[str]) -> int:
+    """Peak resident memory (KiB, from the kernel) of ``i3d-extract-features ARGS`` run as a process of its own."""
+    process = subprocess.Popen([str(Path(sys.executable).parent / "i3d-extract-features"), *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = process.stderr.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, stderr[-2000:]
+    return usage.ru_maxrss
+
+
+@pytest.mark.long(minutes=3)
+def test_a_30_minute_video_is_extracted_in_the_memory_of_an_8_minute_one(tmp_path, weights_cache, checkpoints_dir):
+    # Test-sized: 32x32 pixels at 30 fps, read at 2 fps with shorter side 256 (3,600 frames for 30 minutes:
+    # 700 MB as uint8, which the whole-video item held at once), windows of 16 every 128 cropped to 193
+    # (segments of 2 windows, 144 frames, at most 256). The peaks are the processes', from the kernel;
+    # 8 minutes are 4 segments, past the allocator's first growth.
+    texture = np.random.default_rng(0).integers(0, 256, (4, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    pan = np.stack([np.roll(texture, t, axis=1)[:, :32] for t in range(64)])
+    peaks, shapes = {}, {}
+    for minutes in (8, 30):
+        videos = tmp_path / f"{minutes}min"
+        write_frames(videos / "video.mp4", pan[np.arange(minutes * 60 * 30) % 64], fps=30)
+        out = tmp_path / f"out{minutes}"
+        peaks[minutes] = _peak_memory([str(videos), str(out), "--weights-rgb", "rgb_scratch", "--mirror",
+                                       str(checkpoints_dir), "--short-side", "256", "--crop", "193", "--fps", "2",
+                                       "--window", "16", "--stride", "128", "--workers", "0"])
+        shapes[minutes] = np.load(out / "rgb" / "video.npy").shape
+    assert shapes == {8: (8, 1024), 30: (29, 1024)}  # (frames - 16) // 128 + 1 windows
+    assert peaks[30] <= 1.1 * peaks[8], peaks  # the whole video at once: about 1.4x

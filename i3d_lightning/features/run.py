@@ -154,7 +154,7 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         batch_size = batch_size or default_batch_size("cuda" if on_gpu else "cpu")
         items = dataset if settings.window is None else segments.VideoSegments(
             dataset, window=settings.window, stride=settings.stride,
-            windows_per_segment=segments.SEGMENT_BATCHES * batch_size)
+            windows_per_segment=segments.windows_per_segment(settings.window, settings.stride, batch_size))
         progress.counts = [1] * len(items) if settings.window is None else [s.windows for s in items.segments]
         extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
                                      crops=settings.crops, crop_size=settings.crop_size,

@@ -22,9 +22,20 @@ from i3d_lightning.features.extraction import window_starts
 
 #: A segment holds this many network calls' worth of windows: the segment follows the batch size, not the
 #: video. With the CPU's batch of 8, 32 windows of 16 frames every 4 (THUMOS14's convention) are 140
-#: frames, about 100 MB of uint8 frames at 256x340 for one stream (every 16 frames: 512); the frames
-#: two segments share (window - stride) are read, and their online flow computed, twice (9% more here).
+#: frames, about 37 MB of uint8 frames at 256x341 for one stream; the frames two segments share
+#: (window - stride) are read, and their online flow computed, twice (9% more here).
 SEGMENT_BATCHES = 4
+#: ... and at most this many frames (or one window's, where a window is longer): 67 MB of uint8 RGB at
+#: 256x341, 180 MB of float flow. Without it, a large stride made segments long (32 windows every 64
+#: frames span 2,000 frames, 520 MB) while the frames between windows are never used.
+SEGMENT_FRAMES = 256
+
+
+def windows_per_segment(window: int, stride: int, batch_size: int) -> int:
+    """The windows of a segment: :data:`SEGMENT_BATCHES` network calls' worth of ``batch_size``, fewer
+    where their span would exceed :data:`SEGMENT_FRAMES`; at least one."""
+    fitting = max(1, (SEGMENT_FRAMES - window) // stride + 1)
+    return min(SEGMENT_BATCHES * batch_size, fitting)
 
 
 @dataclass(frozen=True)
