@@ -21,6 +21,7 @@ from i3d_lightning.runtime import worker_watch
 from i3d_lightning.runtime.worker_watch import WorkerWatch
 from i3d_lightning.video import decoding
 from tests.conftest import run_main
+from tests.encodings import encode, index_of
 from tests.tiny_datasets import FRAMES, _video
 
 
@@ -89,6 +90,16 @@ def test_decoding_and_flow_beat_as_they_go(tmp_path, monkeypatch):
     assert beats.count("decode") == FRAMES + -(-FRAMES // 5)  # a beat per decord batch of 5
     monkeypatch.setattr(decoding, "SEEK_BATCH", 256)
     np.testing.assert_array_equal(frames, decoding._read_seeking(tmp_path / "a.mp4", np.arange(FRAMES)[::-1], None))
+    # Read in requests of 5, an AVI's frames are still the sequential decode's: by decord's seek (MPEG-4
+    # without B-frames), and decoding on from the start (UCF101's XviD family, B-frames), a beat per frame.
+    wanted = np.arange(23)[::-1]
+    monkeypatch.setattr(decoding, "SEEK_BATCH", 5)
+    for encoding, access, beats_per_read in (("avi_mpeg4", "seek", 5), ("avi_mpeg4_bframes", "sequential", 23)):
+        path = encode(tmp_path / f"{encoding}.avi", 23, encoding)
+        assert decoding.access_mode(path) == access
+        before = beats.count("decode")
+        assert [index_of(frame) for frame in decoding.read_frames(path, wanted)] == wanted.tolist()
+        assert beats.count("decode") - before == beats_per_read, encoding
     images = torch.rand(2, 64, 64) * 255
     tvl1.tvl1_flow(images[:1], images[1:], tvl1.TVL1Parameters(scales=3, warps=1, outer_iterations=1,
                                                                 inner_iterations=2))

@@ -18,15 +18,13 @@ class WindowProgressBar(TQDMProgressBar):
     ``rank + k * world_size`` of the dataset (one item per step, no shuffling), whose count is
     ``counts[item]``; set :attr:`counts` before the loop starts."""
 
-    def __init__(self, unit: str = "windows") -> None:
+    def __init__(self, unit: str = "windows") -> None:  # unit and counts may be set until the loop starts
         super().__init__()
         self.unit = unit
         self.counts: list[int] = []
-        self.done = 0
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_predict_start(trainer, pl_module)
-        self.done = 0
         bar = self.predict_progress_bar
         bar.reset(total=sum(self.counts[trainer.global_rank::trainer.world_size]))
         bar.unit = self.unit
@@ -38,7 +36,6 @@ class WindowProgressBar(TQDMProgressBar):
 
     def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.done += self.counts[trainer.global_rank + batch_idx * trainer.world_size]
         bar = self.predict_progress_bar
-        bar.n = self.done
+        bar.n += self.counts[trainer.global_rank + batch_idx * trainer.world_size]
         bar.refresh()

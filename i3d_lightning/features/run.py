@@ -137,7 +137,7 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         towers = stream_towers(modalities, {modality: settings.weights_of(modality) for modality in modalities},
                                source=source)
         record_conventions(out, settings.conventions())  # inputs and weights accepted: features follow
-        progress = WindowProgressBar("windows" if settings.window is not None else "videos")
+        progress = WindowProgressBar()
         trainer = pl.Trainer(accelerator="auto", devices=devices, logger=False, enable_checkpointing=False,
                              enable_model_summary=False, callbacks=[progress])
         on_gpu = uses_cuda(trainer)
@@ -152,10 +152,13 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         # features/segments.py), so memory does not grow with a video's length; the extractor packs the
         # windows of consecutive items into its calls. One vector per video needs the whole video.
         batch_size = batch_size or default_batch_size("cuda" if on_gpu else "cpu")
-        items = dataset if settings.window is None else segments.VideoSegments(
-            dataset, window=settings.window, stride=settings.stride,
-            windows_per_segment=segments.windows_per_segment(settings.window, settings.stride, batch_size))
-        progress.counts = [1] * len(items) if settings.window is None else [s.windows for s in items.segments]
+        if settings.window is None:
+            items, progress.unit, progress.counts = dataset, "videos", [1] * len(dataset)
+        else:
+            items = segments.VideoSegments(dataset, window=settings.window, stride=settings.stride,
+                                           windows_per_segment=segments.windows_per_segment(
+                                               settings.window, settings.stride, batch_size))
+            progress.counts = [segment.windows for segment in items.segments]
         extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
                                      crops=settings.crops, crop_size=settings.crop_size,
                                      concatenate=settings.concatenate, precision=precision, fast=fast,

@@ -86,6 +86,8 @@ class WorkerWatch:
         self.dataset, self.workers = dataset, workers
         self.stuck_after = STUCK_AFTER_S if stuck_after is None else stuck_after
         self.board = _Board(*(multiprocessing.RawArray(kind, max(workers, 1)) for kind in ("d", "q", "q")))
+        for slot in range(workers):  # no worker is on an item until one says so
+            self.board.items[slot] = _IDLE
         self.items: Dataset = WatchedItems(dataset, self.board) if workers else dataset
         self.worker_init_fn = self.board.attach if workers else None
         self.stuck: tuple[int, float] | None = None  # (item, seconds silent) of the worker that was stopped
@@ -96,8 +98,6 @@ class WorkerWatch:
         if not self.workers:
             yield
             return
-        for slot in range(self.workers):
-            self.board.items[slot] = _IDLE
         done = threading.Event()
         thread = threading.Thread(target=self._watch, args=(done,), name="worker-watch", daemon=True)
         thread.start()

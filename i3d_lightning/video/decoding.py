@@ -194,11 +194,12 @@ def _read_seeking(path: str | os.PathLike, indices: np.ndarray, size: tuple[int,
             raise VideoDecodeError(f"{path}: the video stream has no frames")
         wanted = np.clip(indices, 0, last)
         unique, inverse = np.unique(wanted, return_inverse=True)  # sorted, as decord prefers
-        frames = []  # a batch at a time, a heartbeat each: a whole long video is one request in places
+        batches = []  # a request at a time, a heartbeat each: a whole long video is one read in places
         for start in range(0, len(unique), SEEK_BATCH):
-            frames.append(reader.get_batch(unique[start:start + SEEK_BATCH].tolist()).asnumpy())
+            batches.append(reader.get_batch(unique[start:start + SEEK_BATCH].tolist()).asnumpy())
             beat()
-        frames = np.concatenate(frames)
+        # A clip (the usual read) is one request: no copy of it here, only the one below.
+        frames = batches[0] if len(batches) == 1 else np.concatenate(batches)
     except VideoDecodeError:
         raise
     except Exception as error:
