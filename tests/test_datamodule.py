@@ -126,3 +126,12 @@ def test_synthetic_dataset_is_generated_once_and_needs_motion(tmp_path):
     # Consecutive frames differ (something moves) but each frame is mostly the static background.
     difference = (frame[0, :, 1:] - frame[0, :, :-1]).abs().mean(dim=(0, 2, 3))
     assert (difference > 0.01).all() and (difference < 0.5).all()
+
+
+def test_unpadded_sampler_keeps_a_videos_tiles_together_and_in_order():
+    # Items 0-2 are one video's tiles, 3 another video, 4-5 a third: a process takes whole videos.
+    groups = [[0, 1, 2], [3], [4, 5]]
+    shards = [list(UnpaddedDistributedSampler(list(range(6)), num_replicas=2, rank=rank, groups=groups))
+              for rank in range(2)]
+    assert shards == [[0, 1, 2, 4, 5], [3]]
+    assert len(UnpaddedDistributedSampler(list(range(6)), num_replicas=2, rank=0, groups=groups)) == 5

@@ -13,11 +13,11 @@ from i3d_lightning.commands import extract_features
 from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.features import run
-from i3d_lightning.features.extraction import window_starts
 from i3d_lightning.features.presets import FEATURE_PRESETS
 from i3d_lightning.features.run import ExtractionSettings, extract
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.preprocessing import ten_crops
+from i3d_lightning.video.sampling import window_starts
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.loading import save_state_dict
 from tests.videos import write_frames
@@ -178,7 +178,7 @@ def test_long_videos_come_in_segments_with_the_features_of_the_whole(tmp_path, t
     # THUMOS14's convention (joint, TV-L1 flow computed from the videos, 16 frames every 4) with ten crops,
     # once with each window a segment of its own (the way a long video is read, memory bounded by a
     # segment) and once whole: the same windows, the same features.
-    from i3d_lightning.features import segments
+    from i3d_lightning.data import segments
 
     _panning_video(tmp_path / "videos" / "a.mp4", 22, fps=30, seed=6)  # 21 flow frames: 2 windows
     assert _extract(tmp_path / "videos", tmp_path / "whole", towers, checkpoints_dir, "--preset", "thumos14",

@@ -15,8 +15,8 @@ import torch
 from i3d_lightning.commands import extract_features
 from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
-from i3d_lightning.features.extraction import window_starts
 from i3d_lightning.models import InceptionI3d
+from i3d_lightning.video.sampling import window_starts
 from i3d_lightning.weights.loading import save_state_dict
 from tests.conftest import IEEE, float32_settings_at_each_convolution, run_main
 from tests.tiny_datasets import _video
@@ -148,16 +148,48 @@ def test_a_refused_extraction_leaves_the_folder_as_it_was(tmp_path, weights_cach
         assert not (tmp_path / "new").exists()
 
 
+def test_per_video_features_of_a_long_video_come_in_tiles_with_the_one_pass_value(
+        tmp_path, weights_cache, checkpoints_dir, rgb_scratch_state, capsys, monkeypatch):
+    # 131 frames, in tiles of 8 average-pool steps: 2 items of 123 and 115 frames (each reaching the 47
+    # and 54 frames its steps read), whose sums are the one pass's mean; the bar counts frames.
+    from i3d_lightning.data import segments
+
+    frames = np.random.default_rng(3).integers(0, 256, (131, 25, 25, 3), dtype=np.uint8).repeat(8, 1).repeat(8, 2)
+    write_frames(tmp_path / "videos" / "long.mp4", frames)
+    spans = []
+    original = segments.VideoSegments.__getitem__
+
+    def recorded(self, index):
+        item = original(self, index)
+        spans.append((item["segment"], item["segments"], item["rgb"].shape[2]))
+        return item
+
+    monkeypatch.setattr(segments, "TILE_STEPS", 8)
+    monkeypatch.setattr(segments.VideoSegments, "__getitem__", recorded)
+    out = tmp_path / "features"
+    status, stdout, stderr = _extract(tmp_path / "videos", out, checkpoints_dir, capsys, "--per-video")
+    assert status == 0, stderr[-3000:]
+    assert spans == [(0, 2, 123), (1, 2, 115)]
+    assert "131/131" in stdout.replace("\r", "\n") and "frames/s" in stdout, stdout[-2000:]
+    model = InceptionI3d().eval()
+    model.load_state_dict(rgb_scratch_state)
+    dataset = VideoClipDataset(video_files(tmp_path / "videos").records,
+                               ClipSampling(train=False, whole_video=True, short_side=193, crop_size=193))
+    with torch.no_grad():
+        one_pass = model.features(dataset[0]["rgb"])[0].numpy()
+    np.testing.assert_allclose(np.load(out / "rgb" / "long.npy"), one_pass, rtol=0, atol=1e-5)
+
+
 def test_a_long_video_is_read_a_segment_at_a_time(tmp_path):
     # 127 frames, windows of 16 every 16 (7 windows), 4 windows a segment: 2 items of at most 64 frames,
     # whose frames are the whole video's windows', in order.
-    from i3d_lightning.features.segments import VideoSegments
+    from i3d_lightning.data.segments import window_segments
     from tests.encodings import encode, index_of
 
     encode(tmp_path / "long.mp4", 127, "mp4_h264_open_gop")  # frame indices up to 127 are written in
     sampling = ClipSampling(train=False, whole_video=True, fps=None, short_side=128, crop_size=None)
     whole = VideoClipDataset(video_files(tmp_path / "long.mp4").records, sampling, rgb_as_uint8=True)
-    items = VideoSegments(whole, window=16, stride=16, windows_per_segment=4)
+    items = window_segments(whole, window=16, stride=16, windows_per_segment=4)
     assert [(s.start, s.stop, s.number, s.count, s.windows) for s in items.segments] == [
         (0, 64, 0, 2, 4), (64, 112, 1, 2, 3)]  # 7 windows: 4 + 3
     frames = []
@@ -169,7 +201,7 @@ def test_a_long_video_is_read_a_segment_at_a_time(tmp_path):
 
 
 def test_a_segment_follows_the_batch_size_and_spans_at_most_256_frames():
-    from i3d_lightning.features.segments import windows_per_segment
+    from i3d_lightning.data.segments import windows_per_segment
 
     assert windows_per_segment(16, 4, 8) == 32  # THUMOS14: 4 calls of 8 windows, 140 frames
     assert windows_per_segment(16, 16, 8) == 16  # ActivityNet: 256 frames

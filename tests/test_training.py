@@ -325,6 +325,40 @@ def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user
         assert [row["video_id"] for row in csv.DictReader(stream)] == ["b/broken"]
 
 
+def test_whole_video_evaluation_of_a_long_video_adds_up_tiles_to_the_one_pass_scores(tmp_path, rgb_scratch_state,
+                                                                                     monkeypatch):
+    # A 131-frame video in 2 tiles of 8 average-pool steps, and a 20-frame one whole: each video's
+    # scores are the one pass's (the release's backbone, so the frames a tile reads matter).
+    from i3d_lightning.data import segments
+    from tests.videos import write_frames
+
+    rng = np.random.default_rng(5)
+    for name, frames in (("a/long", 131), ("b/short", 20)):
+        write_frames(tmp_path / "videos" / f"{name}.mp4",
+                     rng.integers(0, 256, (frames, 25, 25, 3), dtype=np.uint8).repeat(8, 1).repeat(8, 2))
+    model = InceptionI3d(2).eval()
+    model.load_state_dict({k: v for k, v in rgb_scratch_state.items() if not k.startswith("logits.")}, strict=False)
+    weights = save_state_dict(model.state_dict(), tmp_path / "w.safetensors", {"stream": "rgb"})
+    tiles = []
+    original = segments.VideoSegments.__getitem__
+    monkeypatch.setattr(segments, "TILE_STEPS", 8)
+    monkeypatch.setattr(segments.VideoSegments, "__getitem__",
+                        lambda self, index: tiles.append(index) or original(self, index))
+    overrides = [*FAST, "dataset=custom", f"dataset.val={tmp_path / 'videos'}", "stream=rgb", f"weights.rgb={weights}",
+                 f"run_dir={tmp_path / 'run'}", "data.eval_sampling.whole_video=true", "model.aggregate=mean_softmax"]
+    evaluate(compose_config("eval", overrides))
+    assert tiles == [0, 1, 2]  # long: 2 tiles; short: whole
+    dataset = VideoClipDataset(custom(tmp_path / "videos").records,
+                               ClipSampling(train=False, whole_video=True, short_side=193, crop_size=193))
+    with (tmp_path / "run" / "predictions.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["video_id"] for row in rows] == ["a/long", "b/short"]
+    for index, row in enumerate(rows):
+        with torch.no_grad():
+            probabilities = model(dataset[index]["rgb"]).softmax(-1)[0]
+        assert float(row["top1_probability"]) == pytest.approx(float(probabilities.max()), abs=1e-6)
+
+
 @pytest.mark.long
 def test_evaluation_over_two_processes_equals_one(tmp_path, eval_dataset):
     # One process: evaluate() here. Two: eval.py, whose DDP launcher starts the second process.

@@ -6,7 +6,9 @@
   clip not longer than every video checked).
 * Training batches are shuffled by :class:`~i3d_lightning.runtime.distributed.EpochSampler`; evaluation
   batches are sharded with :class:`~i3d_lightning.runtime.distributed.UnpaddedDistributedSampler`, so that
-  each video is evaluated once and metrics over N processes equal those of one.
+  each video is evaluated once and metrics over N processes equal those of one. With
+  ``eval_sampling.whole_video``, a long video's one pass comes in tiles (:mod:`i3d_lightning.data.segments`),
+  all of a video's on one process, in order, so memory does not grow with the video.
 * Unreadable videos are skipped by the dataset and collected by
   :class:`~i3d_lightning.runtime.skip_report.SkipReport`.
 """
@@ -21,11 +23,12 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.data.dataset_configs import VideoSource
+from i3d_lightning.data.segments import VideoSegments, one_pass_tiles
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow, add_device_flow
 from i3d_lightning.hardware import available_cpus
@@ -94,6 +97,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.decoder = decoder
         self.lists: dict[str, VideoList] = {}
         self.datasets: dict[str, VideoClipDataset] = {}
+        self.one_pass_tiles: dict[str, VideoSegments] = {}  # whole_video evaluation's items, per split
         self.skipped = SkipReport()
 
     #: The clip settings saved in every checkpoint (``state_dict``), so that ``eval.py ckpt_path=...``
@@ -187,7 +191,7 @@ class VideoDataModule(pl.LightningDataModule):
                                  f"stride {self.train_sampling.stride}) but the longest of {len(lengths)} videos "
                                  f"checked has {max(lengths)}: lower data.clip.clip_len or data.clip.stride")
 
-    def _loader(self, split: str, *, batch_size: int, sampler=None) -> DataLoader:
+    def _loader(self, split: str, *, batch_size: int, sampler=None, items: Dataset | None = None) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"no {split} data: call setup() for its stage first")
         workers = self.num_workers
@@ -196,7 +200,7 @@ class VideoDataModule(pl.LightningDataModule):
             # Decided here, not in setup: the Trainer (and so the device) may not be attached before.
             dataset.flow_on_device = self._flow_on_device()
         # Workers are not persistent: each epoch's workers start from the dataset with the new epoch.
-        return DataLoader(self.datasets[split], batch_size=batch_size, sampler=sampler, num_workers=workers,
+        return DataLoader(items or dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                           collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
                           timeout=self.worker_timeout if workers > 0 else 0, drop_last=False)
 
@@ -205,8 +209,16 @@ class VideoDataModule(pl.LightningDataModule):
                             sampler=EpochSampler(self.datasets["train"], self.seed))
 
     def _eval_loader(self, split: str) -> DataLoader:
-        sampler = UnpaddedDistributedSampler(self.datasets[split]) if is_distributed() else None
-        return self._loader(split, batch_size=self.eval_batch_size, sampler=sampler)
+        if not self.eval_sampling.whole_video:
+            sampler = UnpaddedDistributedSampler(self.datasets[split]) if is_distributed() else None
+            return self._loader(split, batch_size=self.eval_batch_size, sampler=sampler)
+        # The one pass over a long video comes in tiles, each process taking all the tiles of its
+        # videos in order; the classifier adds them up (I3DClassifier.video_scores).
+        if split not in self.one_pass_tiles:
+            self.one_pass_tiles[split] = one_pass_tiles(self.datasets[split])
+        tiles = self.one_pass_tiles[split]
+        sampler = UnpaddedDistributedSampler(tiles, groups=tiles.items_by_video()) if is_distributed() else None
+        return self._loader(split, batch_size=1, sampler=sampler, items=tiles)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -32,14 +32,19 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow, device_flow_views
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input, run_in_batches
+from i3d_lightning.models.temporal_tiles import TemporalTile, tile_feature_sum
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, center_crop, rgb_to_model_range, ten_crops
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.video_inference import VideoInferenceLoop
+from i3d_lightning.video.sampling import window_starts
 
 #: The output name of files that hold both modalities' features, rgb's first.
 CONCATENATED = "rgb+flow"
 #: Crops per window: the centre one, or the four corners and the centre and their mirror images.
 CROP_COUNTS = (1, 10)
+#: A one-pass network call holds at most the frames of ``batch_size`` clips of 64 frames (the release's
+#: clip length), in crops of the same video (at least one).
+ONE_PASS_CALL_FRAMES = 64
 
 
 def feature_path(out_dir: Path, output: str, video_id: str) -> Path:
@@ -78,11 +83,6 @@ def record_conventions(out_dir: Path, conventions: dict[str, Any]) -> None:
         partial.write_text(json.dumps(conventions, indent=2) + "\n")
 
 
-def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
-    """Starts of the windows that fit in the video (one window at 0 if none does)."""
-    return list(range(0, num_frames - window + 1, stride)) or [0]
-
-
 def _save(path: Path, array: np.ndarray) -> None:
     with atomic_output(path) as partial, partial.open("wb") as stream:
         np.save(stream, array)
@@ -113,9 +113,9 @@ class FeatureExtractor(VideoInferenceLoop):
         self.window, self.stride, self.fast = window, stride, fast
         self.crops, self.crop_size, self.concatenate = crops, crop_size, concatenate
         self.pending: list[dict[str, Any]] = []
-        #: Features of videos whose segments (features/segments.py) are not all in yet:
-        #: video id -> (segment count, {segment number: {modality: [n, 1024] or [1024]}}).
-        self.unfinished: dict[str, tuple[int, dict[int, dict[str, torch.Tensor]]]] = {}
+        #: Features of videos whose segments (data/segments.py) are not all in yet: video id -> (segment
+        #: count, {segment number: ({modality: [n, 1024] or a tile's [1024] sum}, the tile's steps or 0)}).
+        self.unfinished: dict[str, tuple[int, dict[int, tuple[dict[str, torch.Tensor], int]]]] = {}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Flow computed on the device for the videos whose frame pairs the dataset sent (``flow_on_device``)."""
@@ -143,8 +143,8 @@ class FeatureExtractor(VideoInferenceLoop):
         if self.trainer.is_global_zero and len(gathered) > 1:
             for unfinished in gathered:
                 for video_id, (count, parts) in unfinished.items():
-                    for number, features in parts.items():
-                        self._add_segment(video_id, number, count, features)
+                    for number, (features, steps) in parts.items():
+                        self._add_segment(video_id, number, count, features, steps)
         self.unfinished = {}
         super().on_predict_epoch_end()
 
@@ -156,23 +156,31 @@ class FeatureExtractor(VideoInferenceLoop):
         """Write the features of every pending video."""
         if not self.pending:
             return
-        features = {modality: self._features(tower, [item[modality][0] for item in self.pending], modality)
+        features = {modality: self._features(tower, self.pending, modality)
                     for modality, tower in self.towers.items()}  # per item, [N, 1024] or [1024]
         for position, item in enumerate(self.pending):
+            steps = item.get("steps")
             self._add_segment(item["video_id"], item.get("segment", 0), item.get("segments", 1),
-                              {modality: values[position].cpu() for modality, values in features.items()})
+                              {modality: values[position].cpu() for modality, values in features.items()},
+                              0 if steps is None else steps[1] - steps[0])
         self.pending = []
 
-    def _add_segment(self, video_id: str, number: int, count: int, features: dict[str, torch.Tensor]) -> None:
-        """Keep segment ``number`` of ``count`` of a video; write the video's files once all are in."""
+    def _add_segment(self, video_id: str, number: int, count: int, features: dict[str, torch.Tensor],
+                     steps: int = 0) -> None:
+        """Keep segment ``number`` of ``count`` of a video (a tile's ``steps``: its features are their sum);
+        write the video's files once all are in."""
         _, parts = self.unfinished.setdefault(video_id, (count, {}))
-        parts[number] = features
+        parts[number] = (features, steps)
         if len(parts) < count:
             return
         del self.unfinished[video_id]
-        # Windows in video order ([N, 1024]); a per-video vector ([1024]) is always one segment.
-        whole = {modality: torch.cat([parts[n][modality] for n in range(count)]) if count > 1 else parts[0][modality]
-                 for modality in self.towers}
+        if count == 1:
+            whole = parts[0][0]
+        elif self.window is None:  # a one-pass vector: the tiles' sums over all their steps
+            total = sum(parts[n][1] for n in range(count))
+            whole = {modality: sum(parts[n][0][modality] for n in range(count)) / total for modality in self.towers}
+        else:  # windows in video order ([N, 1024])
+            whole = {modality: torch.cat([parts[n][0][modality] for n in range(count)]) for modality in self.towers}
         if self.concatenate:
             values = torch.cat([whole[modality] for modality in self.towers], dim=-1)
             _save(feature_path(self.out_dir, CONCATENATED, video_id), values.numpy())
@@ -180,19 +188,24 @@ class FeatureExtractor(VideoInferenceLoop):
         for modality, values in whole.items():
             _save(feature_path(self.out_dir, modality, video_id), values.numpy())
 
-    def _features(self, tower: nn.Module, clips: list[torch.Tensor], modality: str) -> list[torch.Tensor]:
-        """Per clip ``[C, T, H, W]``: ``[N, 1024]`` for its N windows, or ``[1024]`` for the whole clip."""
+    def _features(self, tower: nn.Module, items: list[dict[str, Any]], modality: str) -> list[torch.Tensor]:
+        """Per item's clip ``[1, C, T, H, W]``: ``[N, 1024]`` for its N windows, or ``[1024]`` for the whole
+        clip (for a tile of a one-pass video, the sum over the steps it owns)."""
+        clips = [item[modality][0] for item in items]
         if self.window is None:  # whole clips differ in length: a call of their own each
-            return [self._crop_averages(tower, [(clip, 0, clip.shape[1])], modality)[0] for clip in clips]
+            return [self._crop_averages(tower, [(clip, 0, clip.shape[1])], modality, item.get("steps"))[0]
+                    for clip, item in zip(clips, items, strict=True)]
         windows = [[(clip, start, self.window) for start in window_starts(clip.shape[1], self.window, self.stride)]
                    for clip in clips]
         features = self._crop_averages(tower, [window for video in windows for window in video], modality)
         return list(features.split([len(video) for video in windows]))
 
     def _crop_averages(self, tower: nn.Module, windows: list[tuple[torch.Tensor, int, int]],
-                       modality: str) -> torch.Tensor:
+                       modality: str, steps: tuple[int, int] | None = None) -> torch.Tensor:
         """``[W, 1024]``: each (clip, start, length) window's feature, averaged over its crops. The
-        network sees ``batch_size`` crops per call, whichever windows they come from."""
+        network sees ``batch_size`` crops per call, whichever windows they come from; a one-pass clip, as
+        many as hold the frames of ``batch_size`` 64-frame clips. ``steps``: the window is a tile that
+        owns these average-pool steps, whose features are summed (:mod:`~i3d_lightning.models.temporal_tiles`)."""
         views: dict[int, torch.Tensor] = {}  # window -> its crops [crops, C, L, S, S], while a call needs them
 
         def inputs(part: slice) -> torch.Tensor:
@@ -205,7 +218,10 @@ class FeatureExtractor(VideoInferenceLoop):
                 batch.append(views[window][crop])
             return torch.stack(batch)
 
-        features = self._run(tower, len(windows) * self.crops, inputs)
+        batch_size = self.batch_size
+        if self.window is None:
+            batch_size = max(1, self.batch_size * ONE_PASS_CALL_FRAMES // max(length for _, _, length in windows))
+        features = self._run(tower, len(windows) * self.crops, inputs, batch_size, steps)
         return features.view(len(windows), self.crops, -1).mean(dim=1)
 
     def _crops_of(self, clip: torch.Tensor, start: int, length: int, *, flow: bool) -> torch.Tensor:
@@ -215,10 +231,14 @@ class FeatureExtractor(VideoInferenceLoop):
             return _model_range(ten_crops(window, self.crop_size, flow=flow))
         return _model_range(center_crop(window, self.crop_size)[None])
 
-    def _run(self, tower: nn.Module, count: int, inputs: Any) -> torch.Tensor:
+    def _run(self, tower: nn.Module, count: int, inputs: Any, batch_size: int,
+             steps: tuple[int, int] | None = None) -> torch.Tensor:
         def pooled(clips: torch.Tensor) -> torch.Tensor:
-            return tower.forward_endpoints(prepare_input(clips, self.fast), ["Features"])["Features"]
-        return run_in_batches(pooled, count, inputs, batch_size=self.batch_size, device=self.device,
+            clips = prepare_input(clips, self.fast)
+            if steps is not None:
+                return tile_feature_sum(tower, clips, TemporalTile(0, clips.shape[2], *steps))
+            return tower.forward_endpoints(clips, ["Features"])["Features"]
+        return run_in_batches(pooled, count, inputs, batch_size=batch_size, device=self.device,
                               precision=self.precision)
 
 

@@ -1,8 +1,8 @@
-"""The feature extraction's progress bar, in windows: a long video moves it as its segments are done.
+"""The feature extraction's progress bar, in windows (or frames): a long video moves it as its segments are done.
 
 Lightning's predict bar counts steps, which were videos (``1/1 ... 0.00it/s`` for the whole of a long
-video). This bar counts the windows whose features are done, out of those of the run (one per video
-with ``--per-video``), with their rate, so a 30-minute video shows how far it is and when it will end.
+video). This bar counts the windows whose features are done, out of those of the run (the frames of
+the one pass with ``--per-video``), with their rate, so a 30-minute video shows how far it is and when it will end.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 
 class WindowProgressBar(TQDMProgressBar):
-    """Predict-loop bar of ``unit`` (windows, or videos): step ``k`` of this process is item
+    """Predict-loop bar of ``unit`` (windows, or frames): step ``k`` of this process is item
     ``rank + k * world_size`` of the dataset (one item per step, no shuffling), whose count is
     ``counts[item]``; set :attr:`counts` before the loop starts."""
 

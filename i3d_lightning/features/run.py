@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from i3d_lightning.data import segments
 from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.features import segments
 from i3d_lightning.features.extraction import (
     CROP_COUNTS,
     FeatureExtractor,
@@ -149,15 +149,16 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
                                    flow_source=flow_source or ("stored" if flow_root else "online"),
                                    online_flow=online, flow_on_device=online.where == "device", rgb_as_uint8=True)
         # A segment of a video per step (a whole video where it has a segment's worth of windows or fewer:
-        # features/segments.py), so memory does not grow with a video's length; the extractor packs the
-        # windows of consecutive items into its calls. One vector per video needs the whole video.
+        # data/segments.py), so memory does not grow with a video's length; the extractor packs the
+        # windows of consecutive items into its calls. One vector per video comes in tiles of the one pass.
         batch_size = batch_size or default_batch_size("cuda" if on_gpu else "cpu")
         if settings.window is None:
-            items, progress.unit, progress.counts = dataset, "videos", [1] * len(dataset)
+            items = segments.one_pass_tiles(dataset)
+            progress.unit, progress.counts = "frames", [segment.frames for segment in items.segments]
         else:
-            items = segments.VideoSegments(dataset, window=settings.window, stride=settings.stride,
-                                           windows_per_segment=segments.windows_per_segment(
-                                               settings.window, settings.stride, batch_size))
+            items = segments.window_segments(dataset, window=settings.window, stride=settings.stride,
+                                             windows_per_segment=segments.windows_per_segment(
+                                                 settings.window, settings.stride, batch_size))
             progress.counts = [segment.windows for segment in items.segments]
         extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
                                      crops=settings.crops, crop_size=settings.crop_size,

@@ -14,19 +14,23 @@ from torch.utils.data import Dataset, DistributedSampler
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
-    """Rank ``r`` of ``n`` takes items ``r, r + n, r + 2n, ...``: no padding, no duplicates.
+    """Rank ``r`` of ``n`` takes items ``r, r + n, r + 2n, ...``: no padding, no duplicates; with
+    ``groups`` (lists of items, such as a video's tiles), groups ``r, r + n, ...``, each whole and in order.
 
     (torch's DistributedSampler repeats items to give every rank the same count, which would count
     some test videos twice.) Ranks may get one batch more or less than each other.
     """
 
-    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None) -> None:
+    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None,
+                 groups: list[list[int]] | None = None) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
+        groups = groups if groups is not None else [[index] for index in range(len(dataset))]
+        self.items = [index for group in groups[self.rank::self.num_replicas] for index in group]
+        self.num_samples = len(self.items)
         self.total_size = len(dataset)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+        return iter(self.items)
 
 
 class EpochSampler(DistributedSampler):

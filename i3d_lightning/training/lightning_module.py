@@ -24,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 from i3d_lightning.models.streams import CHANNELS, check_modalities
+from i3d_lightning.models.temporal_tiles import TemporalTile, tile_feature_sum
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.skip_report import SkipReport
 from i3d_lightning.training.divergence import check_finite_state_dict
@@ -107,6 +108,8 @@ class I3DClassifier(pl.LightningModule):
         self.new_logits: list[str] = []  # modalities whose logits layer is new (weights of other classes)
         self.channels_last = False
         self.test_results: dict[str, Any] = {}
+        #: The tiles of the video under way (video_scores): video index -> [({modality: [1, 1024] sum}, steps)].
+        self.one_pass_parts: dict[int, list[tuple[dict[str, torch.Tensor], int]]] = {}
 
     # -- weights and freezing ---------------------------------------------------------------------
     def _initial_weights(self) -> dict[str, str]:
@@ -172,20 +175,51 @@ class I3DClassifier(pl.LightningModule):
             logits["joint"] = sum(logits[m] for m in self.modalities)
         return logits
 
-    def video_scores(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def video_scores(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor] | None:
         """Per-video scores ``[B, classes]`` per head from views ``[B, V, C, T, H, W]``: the mean over
-        views of the logits (``mean_logits``) or of the softmax (``mean_softmax``)."""
-        views = {}
-        for m in self.modalities:
-            clips = batch[m]
-            flat = prepare_input(clips.flatten(0, 1), self.channels_last)
-            logits = torch.cat([self.towers[m](chunk) for chunk in flat.split(self.hparams.eval_chunk)])
-            views[m] = logits.view(*clips.shape[:2], -1).float()
+        views of the logits (``mean_logits``) or of the softmax (``mean_softmax``). A batch that is a
+        tile of a video's one pass (``steps``, from :func:`~i3d_lightning.data.segments.one_pass_tiles`)
+        gives ``None`` until the video's last tile is in."""
+        if "steps" in batch:
+            views = self._one_pass_logits(batch)
+            if views is None:
+                return None
+        else:
+            views = {}
+            for m in self.modalities:
+                clips = batch[m]
+                flat = prepare_input(clips.flatten(0, 1), self.channels_last)
+                logits = torch.cat([self.towers[m](chunk) for chunk in flat.split(self.hparams.eval_chunk)])
+                views[m] = logits.view(*clips.shape[:2], -1).float()
         if "joint" in self.heads:
             views["joint"] = sum(views[m] for m in self.modalities)
         if self.hparams.aggregate == "mean_softmax":
             return {h: v.softmax(dim=-1).mean(dim=1) for h, v in views.items()}
         return {h: v.mean(dim=1) for h, v in views.items()}
+
+    def _one_pass_logits(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor] | None:
+        """Logits ``[1, 1, classes]`` per modality of a video whose one pass comes in tiles (batches of
+        one): each tile adds its steps' pooled features, and the last gives the logits of their mean (the
+        logits layer is linear, so this is the one pass's mean of per-step logits)."""
+        video, number, count = int(batch["index"][0]), int(batch["segment"][0]), int(batch["segments"][0])
+        tile = TemporalTile(0, batch[self.modalities[0]].shape[3], int(batch["steps"][0][0]), int(batch["steps"][1][0]))
+        sums = {m: tile_feature_sum(self.towers[m], prepare_input(batch[m][:, 0], self.channels_last), tile).float()
+                for m in self.modalities}
+        if number == 0:
+            self.one_pass_parts = {}  # the tiles of one video arrive in order, one video at a time
+        parts = self.one_pass_parts.setdefault(video, [])
+        parts.append((sums, tile.steps))
+        if number < count - 1:
+            return None
+        del self.one_pass_parts[video]
+        if len(parts) < count:  # a tile could not be read: the video is listed as skipped
+            return None
+        steps = sum(tile_steps for _, tile_steps in parts)
+        views = {}
+        for m in self.modalities:
+            features = sum(part[m] for part, _ in parts) / steps
+            views[m] = self.towers[m].logits(features[:, :, None, None, None]).flatten(1)[:, None].float()
+        return views
 
     # -- steps ----------------------------------------------------------------------------------
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -220,6 +254,8 @@ class I3DClassifier(pl.LightningModule):
         if batch["size"] == 0:
             return {}
         scores = self.video_scores(batch)
+        if scores is None:  # a tile of a long video's one pass, not its last
+            return {}
         labels = batch["label"]
         for head in self.heads:
             metrics[head].update(scores[head], labels)

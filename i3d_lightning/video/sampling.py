@@ -54,6 +54,11 @@ def whole_video(num_frames: int, min_len: int, max_len: int | None = None) -> np
     return np.arange(length) % num_frames
 
 
+def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
+    """Starts of the sliding windows that fit in the video (one window at 0 if none does)."""
+    return list(range(0, num_frames - window + 1, stride)) or [0]
+
+
 def crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tuple[int, int]]:
     """Top-left corners of test crops: 1 = centre; 3 = start, centre and end of the longer side."""
     if num_crops not in (1, 3):
