@@ -226,6 +226,44 @@ def test_progress_counts_windows_inside_a_long_video(tmp_path, weights_cache, ch
     assert np.load(tmp_path / "out" / "rgb" / "long.npy").shape == (8, 1024)
 
 
+def test_a_rerun_resumes_a_long_video_after_its_last_finished_segment(tmp_path, weights_cache, checkpoints_dir,
+                                                                      capsys, monkeypatch):
+    # 40 frames, windows of 9 every 4 in 2 segments of 4 (--batch-size 1). The first run stops (Ctrl-C)
+    # while reading segment 2: segment 1 is kept, the rerun reads segment 2 alone and writes the
+    # features a run without a stop writes; the kept segments go once the video is written.
+    from i3d_lightning.data import segments
+
+    videos = tmp_path / "videos"
+    write_frames(videos / "long.mp4", np.random.default_rng(0).integers(0, 256, (40, 25, 25, 3), dtype=np.uint8)
+                 .repeat(8, 1).repeat(8, 2))
+    options = ("--window", "9", "--stride", "4", "--batch-size", "1")
+    assert _extract(videos, tmp_path / "uninterrupted", checkpoints_dir, capsys, *options)[0] == 0
+    read, stop_at = [], [1]
+    original = segments.VideoSegments.__getitem__
+
+    def stopping(self, index):
+        if index in stop_at:
+            stop_at.clear()
+            raise KeyboardInterrupt
+        read.append(self.segments[index].number)
+        return original(self, index)
+
+    monkeypatch.setattr(segments.VideoSegments, "__getitem__", stopping)
+    out = tmp_path / "out"
+    status, _, stderr = _extract(videos, out, checkpoints_dir, capsys, *options)
+    assert status == 130 and not (out / "rgb" / "long.npy").exists(), stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith(f"interrupted: the features written under {out} are kept")
+    assert [path.name for path in (out / ".segments" / "long").iterdir()] == ["0-of-2-frames-0-21.npz"]
+    assert read == [0]
+    read.clear()
+    status, _, stderr = _extract(videos, out, checkpoints_dir, capsys, *options)
+    assert status == 0, stderr[-2000:]
+    assert read == [1]  # segment 2 alone
+    np.testing.assert_array_equal(np.load(out / "rgb" / "long.npy"),
+                                  np.load(tmp_path / "uninterrupted" / "rgb" / "long.npy"))
+    assert not (out / ".segments").exists()
+
+
 def _peak_memory(args: list[str]) -> int:
     """Peak resident memory (KiB, from the kernel) of ``i3d-extract-features ARGS`` run as a process of its own."""
     process = subprocess.Popen([str(Path(sys.executable).parent / "i3d-extract-features"), *args],

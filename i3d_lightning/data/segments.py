@@ -64,7 +64,8 @@ class Segment:
 class VideoSegments(Dataset):
     """The whole-video items of ``videos`` (a :class:`VideoClipDataset` of ``whole_video`` sampling), as
     ``segments`` (:func:`window_segments`, :func:`one_pass_tiles`). Each item is the dataset's item with
-    ``segment`` and ``segments`` added (its number and its video's count), and ``steps`` for a tile."""
+    ``segment`` and ``segments`` added (its number and its video's count), ``span`` (its frames) where it
+    is a part of its video, and ``steps`` for a tile."""
 
     def __init__(self, videos: VideoClipDataset, segments: list[Segment]) -> None:
         self.videos = videos
@@ -87,7 +88,9 @@ class VideoSegments(Dataset):
     def __getitem__(self, index: int) -> dict:
         segment = self.segments[index]
         frames = None if segment.stop is None else (segment.start, segment.stop)
-        extra = {} if segment.steps is None else {"steps": segment.steps}
+        extra = {} if frames is None else {"span": frames}
+        if segment.steps is not None:
+            extra["steps"] = segment.steps
         return self.videos.item(segment.video, frames) | {"segment": segment.number, "segments": segment.count} | extra
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.data.annotations import VideoRecord
+from i3d_lightning.data.segments import VideoSegments
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow, device_flow_views
 from i3d_lightning.models.i3d import InceptionI3d
@@ -88,6 +89,44 @@ def _save(path: Path, array: np.ndarray) -> None:
         np.save(stream, array)
 
 
+class SavedSegments:
+    """The finished segments of videos that are not written whole yet, under ``<out>/.segments/<video id>/``
+    (one ``.npz`` per segment: its features per modality and its tile's steps), so that a rerun resumes a
+    long video from its last finished segment. A segment is known by its number, its video's count and
+    its frames, which the options (kept equal by ``conventions.json``) and the batch size decide."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.folder = out_dir / ".segments"
+
+    def _path(self, video_id: str, number: int, count: int, span: tuple[int, int]) -> Path:
+        return self.folder / video_id / f"{number}-of-{count}-frames-{span[0]}-{span[1]}.npz"
+
+    def save(self, video_id: str, number: int, count: int, span: tuple[int, int],
+             features: dict[str, torch.Tensor], steps: int) -> None:
+        with atomic_output(self._path(video_id, number, count, span)) as partial, partial.open("wb") as stream:
+            np.savez(stream, steps=np.array(steps), **{modality: value.numpy() for modality, value in features.items()})
+
+    def load(self, video_id: str, number: int, count: int,
+             span: tuple[int, int]) -> tuple[dict[str, torch.Tensor], int] | None:
+        path = self._path(video_id, number, count, span)
+        if not path.is_file():
+            return None
+        with np.load(path) as saved:
+            return {k: torch.from_numpy(saved[k]) for k in saved.files if k != "steps"}, int(saved["steps"])
+
+    def remove(self, video_id: str) -> None:
+        """Forget a video's segments (it is written): its files, then its folders while they are empty."""
+        folder = self.folder / video_id
+        for path in folder.glob("*.npz"):
+            path.unlink()
+        while folder != self.folder.parent:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (other videos), or never made
+                return
+            folder = folder.parent
+
+
 class FeatureExtractor(VideoInferenceLoop):
     """Predict loop over :class:`~i3d_lightning.data.clip_dataset.VideoClipDataset` items of whole videos
     (one view ``[1, C, T, S, S]`` per modality: rgb uint8, scaled on the device; flow float in [-1, 1]).
@@ -116,6 +155,21 @@ class FeatureExtractor(VideoInferenceLoop):
         #: Features of videos whose segments (data/segments.py) are not all in yet: video id -> (segment
         #: count, {segment number: ({modality: [n, 1024] or a tile's [1024] sum}, the tile's steps or 0)}).
         self.unfinished: dict[str, tuple[int, dict[int, tuple[dict[str, torch.Tensor], int]]]] = {}
+        self.saved_segments = SavedSegments(self.out_dir)
+
+    def resume(self, items: VideoSegments, *, keep: bool) -> None:
+        """Drop from ``items`` the segments an earlier run finished (:class:`SavedSegments`); ``keep``: add
+        their features (the first process does, where the segments of a video meet)."""
+        remaining = []
+        for segment in items.segments:
+            video_id = items.videos.records[segment.video].video_id
+            saved = None if segment.stop is None else self.saved_segments.load(
+                video_id, segment.number, segment.count, (segment.start, segment.stop))
+            if saved is None:
+                remaining.append(segment)
+            elif keep:
+                self._add_segment(video_id, segment.number, segment.count, *saved)
+        items.segments = remaining
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Flow computed on the device for the videos whose frame pairs the dataset sent (``flow_on_device``)."""
@@ -159,10 +213,12 @@ class FeatureExtractor(VideoInferenceLoop):
         features = {modality: self._features(tower, self.pending, modality)
                     for modality, tower in self.towers.items()}  # per item, [N, 1024] or [1024]
         for position, item in enumerate(self.pending):
-            steps = item.get("steps")
-            self._add_segment(item["video_id"], item.get("segment", 0), item.get("segments", 1),
-                              {modality: values[position].cpu() for modality, values in features.items()},
-                              0 if steps is None else steps[1] - steps[0])
+            steps = 0 if item.get("steps") is None else item["steps"][1] - item["steps"][0]
+            values = {modality: values[position].cpu() for modality, values in features.items()}
+            number, count = item.get("segment", 0), item.get("segments", 1)
+            if count > 1:  # kept until the video is written: a rerun starts after it
+                self.saved_segments.save(item["video_id"], number, count, item["span"], values, steps)
+            self._add_segment(item["video_id"], number, count, values, steps)
         self.pending = []
 
     def _add_segment(self, video_id: str, number: int, count: int, features: dict[str, torch.Tensor],
@@ -174,6 +230,11 @@ class FeatureExtractor(VideoInferenceLoop):
         if len(parts) < count:
             return
         del self.unfinished[video_id]
+        self._write_video(video_id, count, parts)
+        self.saved_segments.remove(video_id)
+
+    def _write_video(self, video_id: str, count: int,
+                     parts: dict[int, tuple[dict[str, torch.Tensor], int]]) -> None:
         if count == 1:
             whole = parts[0][0]
         elif self.window is None:  # a one-pass vector: the tiles' sums over all their steps

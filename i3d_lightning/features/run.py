@@ -154,17 +154,21 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         batch_size = batch_size or default_batch_size("cuda" if on_gpu else "cpu")
         if settings.window is None:
             items = segments.one_pass_tiles(dataset)
-            progress.unit, progress.counts = "frames", [segment.frames for segment in items.segments]
+            progress.unit = "frames"
         else:
             items = segments.window_segments(dataset, window=settings.window, stride=settings.stride,
                                              windows_per_segment=segments.windows_per_segment(
                                                  settings.window, settings.stride, batch_size))
-            progress.counts = [segment.windows for segment in items.segments]
         extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
                                      crops=settings.crops, crop_size=settings.crop_size,
                                      concatenate=settings.concatenate, precision=precision, fast=fast,
                                      batch_size=batch_size, online_flow=online)
-        predict_videos(trainer, extractor, items, videos_per_step=1, workers=workers)
+        extractor.resume(items, keep=trainer.is_global_zero)  # a long video goes on where a run stopped
+        progress.counts = [segment.frames if settings.window is None else segment.windows for segment in items.segments]
+        if items.segments:  # none left: each was a video whose every segment was done
+            predict_videos(trainer, extractor, items, videos_per_step=1, workers=workers,
+                           on_interrupt=f"the features written under {out} are kept, and the finished segments "
+                                        f"of a long video; the same command goes on from there")
         skipped = extractor.skipped
         if not trainer.is_global_zero:
             return ExtractionReport(len(videos.records), len(videos.records) - len(todo), skipped, None)

@@ -22,7 +22,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from i3d_lightning.errors import UserInputError
+from i3d_lightning.errors import InterruptedByUserError, Terminated, UserInputError
 from i3d_lightning.models.inference import check_batch_size, check_inference_precision
 from i3d_lightning.runtime.distributed import UnpaddedDistributedSampler, is_distributed
 from i3d_lightning.runtime.skip_report import SkipReport
@@ -48,11 +48,12 @@ def collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def predict_videos(trainer: pl.Trainer, module: pl.LightningModule, dataset: Dataset, *, videos_per_step: int,
-                   workers: int) -> None:
+                   workers: int, on_interrupt: str = "stopped before every video was done") -> None:
     """Run ``module``'s predict loop over ``dataset``'s videos (items as :func:`collate_videos` takes them),
     ``workers`` DataLoader processes decoding them. No timeout depends on how long an item takes: a
     worker is stopped only when it stops making progress (:mod:`~i3d_lightning.runtime.worker_watch`), and
-    a worker stopped or dead is reported in one line naming its video."""
+    a worker stopped or dead is reported in one line naming its video. Ctrl-C (or SIGTERM) raises
+    :class:`~i3d_lightning.errors.InterruptedByUserError` with ``on_interrupt`` (what was kept)."""
     if workers < 0:
         raise UserInputError(f"workers={workers}: give 0 (decode in the main process) or more")
     watch = WorkerWatch(dataset, workers)
@@ -60,8 +61,13 @@ def predict_videos(trainer: pl.Trainer, module: pl.LightningModule, dataset: Dat
     loader = DataLoader(watch.items, batch_size=videos_per_step, sampler=sampler, num_workers=workers,
                         collate_fn=collate_videos, pin_memory=uses_cuda(trainer), worker_init_fn=watch.worker_init_fn,
                         prefetch_factor=PREFETCH_BATCHES if workers else None)
-    with watch.watching():
-        trainer.predict(module, dataloaders=loader, return_predictions=False)
+    try:
+        with watch.watching():
+            trainer.predict(module, dataloaders=loader, return_predictions=False)
+    except SystemExit as stop:
+        if trainer.interrupted:  # Lightning's graceful shutdown on Ctrl-C (SIGTERM too, cli.py) ends in exit(1)
+            raise InterruptedByUserError(on_interrupt, terminated=isinstance(stop.__context__, Terminated)) from None
+        raise
 
 
 def uses_cuda(trainer: pl.Trainer) -> bool:
