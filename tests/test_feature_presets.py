@@ -175,14 +175,15 @@ def test_preset_options_are_refused_when_they_contradict_it(tmp_path, towers, we
 @pytest.mark.long(minutes=2)
 def test_long_videos_come_in_segments_with_the_features_of_the_whole(tmp_path, towers, weights_cache,
                                                                       checkpoints_dir, monkeypatch):
-    # THUMOS14's convention (joint, TV-L1 flow computed from the videos, 16 frames every 4) with ten crops,
-    # once with each window a segment of its own (the way a long video is read, memory bounded by a
-    # segment) and once whole: the same windows, the same features.
+    # THUMOS14's convention (joint, TV-L1 flow computed from the videos, 16 frames every 4), once with each
+    # window a segment of its own (the way a long video is read, memory bounded by a segment) and once
+    # whole: the same windows, the same features. (Crops are taken per window, whatever the segments:
+    # test_ten_crops_average_the_single_crops checks them.)
     from i3d_lightning.data import segments
 
     _panning_video(tmp_path / "videos" / "a.mp4", 22, fps=30, seed=6)  # 21 flow frames: 2 windows
     assert _extract(tmp_path / "videos", tmp_path / "whole", towers, checkpoints_dir, "--preset", "thumos14",
-                    "--crops", "10", "--batch-size", "1") == 0  # 4 windows a segment: the 2 in one
+                    "--batch-size", "1") == 0  # 4 windows a segment: the 2 in one
     sizes = []
     original = segments.VideoSegments.__getitem__
 
@@ -194,7 +195,7 @@ def test_long_videos_come_in_segments_with_the_features_of_the_whole(tmp_path, t
     monkeypatch.setattr(segments, "SEGMENT_BATCHES", 1)  # with --batch-size 1: a window per segment
     monkeypatch.setattr(segments.VideoSegments, "__getitem__", recorded)
     assert _extract(tmp_path / "videos", tmp_path / "segments", towers, checkpoints_dir, "--preset", "thumos14",
-                    "--crops", "10", "--batch-size", "1") == 0
+                    "--batch-size", "1") == 0
     assert sizes == [(0, 2, 16), (1, 2, 16)]  # a window's frames per item, not 21
     whole, segmented = np.load(tmp_path / "whole" / "a.npy"), np.load(tmp_path / "segments" / "a.npy")
     assert whole.shape == segmented.shape == (2, 2048)
