@@ -72,10 +72,11 @@ def run_command(script: str, args: list[str], capsys: pytest.CaptureFixture,
 
 
 def compose_config(name: str, overrides: list[str] = ()):
-    """The real config ``configs/<name>.yaml`` with ``overrides``, as Hydra composes it for the CLI."""
-    from hydra import compose, initialize_config_dir
+    """The real config ``configs/<name>.yaml`` with ``overrides``, as Hydra composes it for the CLI (from
+    the package ``i3d_lightning.configs``, which is the checkout's configs/ folder)."""
+    from hydra import compose, initialize_config_module
 
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
+    with initialize_config_module(config_module="i3d_lightning.configs", version_base="1.3"):
         return compose(config_name=name, overrides=list(overrides))
 
 

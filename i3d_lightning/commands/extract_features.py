@@ -42,11 +42,10 @@ from i3d_lightning.weights import WeightsSource
 
 def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | None]:
     """Every video of every split of a dataset config (``configs/dataset/<name>.yaml``)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
 
-    configs = Path(__file__).resolve().parents[2] / "configs"  # the repository's, beside train.py
-    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+    with initialize_config_module(config_module="i3d_lightning.configs", version_base="1.3"):  # as i3d-eval's
         cfg = compose(config_name="eval", overrides=[f"dataset={name}", *overrides])
     source = instantiate(cfg.dataset, _convert_="object")
     source.prepare()

@@ -71,11 +71,17 @@ def build_trainer(cfg: DictConfig, *, for_training: bool, precision: tuple[str, 
         raise
 
 
+def train_command() -> str:
+    """How this training was started, for the printed resume command: the installed ``i3d-train``, or
+    ``python train.py`` in a checkout."""
+    return "i3d-train" if Path(sys.argv[0]).name == "i3d-train" else "python train.py"
+
+
 def _where_to_resume(run_dir: Path) -> str:
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         return f"no checkpoint was written yet (one is saved at the end of each epoch); the run folder is {run_dir}"
-    return f"the last checkpoint is {last}; resume with: python train.py ckpt_path={last}"
+    return f"the last checkpoint is {last}; resume with: {train_command()} ckpt_path={last}"
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

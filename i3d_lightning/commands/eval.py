@@ -1,0 +1,22 @@
+"""i3d-eval: evaluate I3D, ``i3d-eval [stream=rgb|flow|joint] [key=value ...]`` (configs/eval.yaml).
+
+The Hydra application that ``python eval.py`` runs in a checkout, with the installed package's configs
+(see :mod:`i3d_lightning.commands.train`). The module is named as the script is because Hydra names the
+run's log after it (``eval.log``).
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from i3d_lightning.cli import run_reporting_errors
+from i3d_lightning.commands.train import CONFIGS
+from i3d_lightning.evaluation.run import evaluate
+
+
+@hydra.main(config_path=CONFIGS, config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    status = run_reporting_errors(evaluate, cfg)
+    if status:
+        sys.exit(status)
