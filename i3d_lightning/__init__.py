@@ -1,3 +1,7 @@
 """i3d-lightning: DeepMind's Kinetics-trained I3D in PyTorch, with Lightning and Hydra."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+#: The installed package's version: pyproject.toml is the one place it is written (CHANGELOG.md says
+#: what each version added).
+__version__ = version("i3d-lightning")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,9 +19,15 @@ from tests.videos import write_frames
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    """The wheel of the checkout's tracked files (a copy: a build/ folder left in the checkout could add
+    stale modules), built with this environment's setuptools."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, source / name)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            str(REPO_ROOT), "-w", str(out)], capture_output=True, text=True, check=False)
+                            str(source), "-w", str(out)], capture_output=True, text=True, check=False)
     assert built.returncode == 0, built.stderr[-3000:]
     return next(out.glob("i3d_lightning-*.whl"))
 
@@ -33,6 +40,8 @@ def test_the_wheel_holds_every_module_and_config_and_nothing_else(wheel):
     assert len(configs) > 20 and configs <= names and modules <= names
     files = {name for name in names if ".dist-info/" not in name}
     assert files == modules | configs  # no tests, benchmarks or tools
+    licenses = {name.rsplit("/", 1)[-1] for name in names if ".dist-info/licenses/" in name}
+    assert licenses == {"LICENSE", "NOTICE"}
 
 
 def _installed(wheel: Path, folder: Path) -> Path:
@@ -60,9 +69,11 @@ def test_the_installed_commands_run_outside_the_checkout(wheel, tmp_path, weight
         return subprocess.run([str(bin_dir / command), *args], cwd=work, env=env, capture_output=True, text=True,
                               timeout=900, check=False)
 
-    where = subprocess.run([str(bin_dir / "python"), "-c", "import i3d_lightning; print(i3d_lightning.__file__)"],
-                           cwd=work, env=env, capture_output=True, text=True, check=True).stdout
+    where, version = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import i3d_lightning as p; print(p.__file__); print(p.__version__)"],
+        cwd=work, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert where.startswith(str(tmp_path / "venv"))  # the wheel's copy, not the checkout's
+    assert wheel.name.startswith(f"i3d_lightning-{version}-")  # the version, from the package's metadata
 
     gif = release_dir / "v_CricketShot_g04_c01_rgb.gif"
     result = run("i3d-eval", "stream=rgb", "weights.rgb=rgb_scratch", f"sample.rgb={gif}", "run_dir=sample")
@@ -97,3 +108,11 @@ def test_the_installed_commands_run_outside_the_checkout(wheel, tmp_path, weight
     result = run("i3d-fvd", "real.npy", "fake.npy", "--frames", "9", "--devices", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.strip().splitlines()[-1].removeprefix("FVD: ")) > 0
+
+
+def test_torch_hub_builds_the_converted_model_from_the_checkout(weights_cache, rgb_scratch_state):
+    import torch
+
+    model = torch.hub.load(str(REPO_ROOT), "i3d", source="local", weights="rgb_scratch", trust_repo=True)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in rgb_scratch_state.items())
+    assert model.num_classes == 400 and model.in_channels == 3
