@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -34,6 +35,29 @@ from i3d_lightning.run_folder import remove_if_only_hydra_files
 #: Exit status of a tool that finished but skipped some of its inputs (each listed, with the reason):
 #: not 0, so that a pipeline notices; neither 1 (it failed) nor 2 (it refused its arguments).
 EXIT_SKIPPED = 3
+
+
+def hydra_config_path() -> str:
+    """Where Hydra finds the configs: the installed package ``i3d_lightning.configs`` (pyproject.toml
+    installs configs/ as it, editable or not), or, for a checkout used from its source tree without
+    installing (``PYTHONPATH=<checkout>``), its configs/ folder."""
+    if importlib.util.find_spec("i3d_lightning.configs") is not None:
+        return "pkg://i3d_lightning.configs"
+    return str(Path(__file__).resolve().parents[1] / "configs")
+
+
+@contextlib.contextmanager
+def hydra_configs() -> Iterator[None]:
+    """Hydra initialised with :func:`hydra_config_path` for ``compose`` (outside a ``@hydra.main`` app)."""
+    from hydra import initialize_config_dir, initialize_config_module
+
+    path = hydra_config_path()
+    if path.startswith("pkg://"):
+        with initialize_config_module(config_module=path.removeprefix("pkg://"), version_base="1.3"):
+            yield
+    else:
+        with initialize_config_dir(config_dir=path, version_base="1.3"):
+            yield
 
 
 def finished(skipped: int, where: str) -> int:

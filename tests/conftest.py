@@ -74,9 +74,11 @@ def run_command(script: str, args: list[str], capsys: pytest.CaptureFixture,
 def compose_config(name: str, overrides: list[str] = ()):
     """The real config ``configs/<name>.yaml`` with ``overrides``, as Hydra composes it for the CLI (from
     the package ``i3d_lightning.configs``, which is the checkout's configs/ folder)."""
-    from hydra import compose, initialize_config_module
+    from hydra import compose
 
-    with initialize_config_module(config_module="i3d_lightning.configs", version_base="1.3"):
+    from i3d_lightning.cli import hydra_configs
+
+    with hydra_configs():
         return compose(config_name=name, overrides=list(overrides))
 
 

@@ -1,6 +1,6 @@
 """Numerical fidelity: the converted PyTorch I3D against the same checkpoint run with TensorFlow ops.
 
-Target: max |logit difference| <= 1e-4 in fp32 (measured ~1e-5 to 5e-5; benchmarks/measure_fidelity.py).
+Target: max |logit difference| <= 1e-4 in fp32 (measured ~1e-5 to 5e-5; tools/benchmarks/measure_fidelity.py).
 """
 
 from __future__ import annotations

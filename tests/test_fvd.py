@@ -444,7 +444,7 @@ def test_fvd_tool_on_two_processes_prints_the_value_of_one(tmp_path, weights_cac
 
 
 def test_fvd_choices_tool_reports_each_choice_against_the_reference(weights_cache, capsys, monkeypatch):
-    status, stdout, stderr = run_command("benchmarks/fvd_choices.py", ["--videos", "3", "--frames", "9",
+    status, stdout, stderr = run_command("tools/benchmarks/fvd_choices.py", ["--videos", "3", "--frames", "9",
                                                                        "--size", "16"], capsys, monkeypatch)
     assert status == 0, stderr[-3000:]
     rows = {line[:52].strip(): (float(line.split()[-2]), float(line.split()[-1]))

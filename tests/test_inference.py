@@ -64,7 +64,7 @@ def test_fast_path_keeps_fp32_logits_and_the_bf16_top1(rgb_scratch_model, inputs
 def test_measure_fast_path_tool_reports_the_precisions_asked(weights_cache, release_dir, capsys, monkeypatch):
     # fp32 only, on every CPU: bf16 is emulated (about 100x slower) without bf16 instructions, and its
     # numerics are checked on a small clip above.
-    status, stdout, stderr = run_command("benchmarks/measure_fast_path.py", [
+    status, stdout, stderr = run_command("tools/benchmarks/measure_fast_path.py", [
         "--mirror", str(release_dir), "--random", "1", "--frames", "9", "--precisions", "32"], capsys, monkeypatch)
     assert status == 0, stderr
     assert "release sample (rgb)" in stdout and "random 0 (9x224x224)" in stdout

@@ -5,7 +5,7 @@ operations as DeepMind's Sonnet graph in inference mode: ``tf.nn.conv3d`` and ``
 with ``SAME`` padding, Sonnet's batch norm (``(x - moving_mean) / sqrt(moving_variance + 1e-3) +
 beta``), ReLU, ``tf.nn.avg_pool3d`` 2x7x7 ``VALID``, the logits convolution with bias, the spatial
 squeeze and the mean over time. Needs TensorFlow (``pip install 'i3d-lightning[tf]'``). It lives with
-the tools because only ``benchmarks/measure_fidelity.py`` and the tests use it.
+the tools because only ``tools/benchmarks/measure_fidelity.py`` and the tests use it.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writable_folder
+from i3d_lightning.cli import finished, hydra_configs, run_reporting_errors, whole_number, writable_folder
 from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features.extraction import CROP_COUNTS
@@ -42,10 +42,10 @@ from i3d_lightning.weights import WeightsSource
 
 def dataset_videos(name: str, overrides: list[str]) -> tuple[VideoList, str | None]:
     """Every video of every split of a dataset config (``configs/dataset/<name>.yaml``)."""
-    from hydra import compose, initialize_config_module
+    from hydra import compose
     from hydra.utils import instantiate
 
-    with initialize_config_module(config_module="i3d_lightning.configs", version_base="1.3"):  # as i3d-eval's
+    with hydra_configs():  # i3d-eval's
         cfg = compose(config_name="eval", overrides=[f"dataset={name}", *overrides])
     source = instantiate(cfg.dataset, _convert_="object")
     source.prepare()

@@ -10,10 +10,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from i3d_lightning.cli import run_reporting_errors
+from i3d_lightning.cli import hydra_config_path, run_reporting_errors
 from i3d_lightning.training.run import train
 
-CONFIGS = "pkg://i3d_lightning.configs"
+CONFIGS = hydra_config_path()
 
 
 @hydra.main(config_path=CONFIGS, config_name="train", version_base="1.3")

@@ -7,7 +7,7 @@ Every rewrite computes the same function: folding is exact algebra (``conv(x) * 
 ``s = 1 / sqrt(var + eps)``, ``b = beta - mean * s``), the space-to-depth stem only reorders the sums
 of the 7x7x7 convolution, and a max is the same in any order. In fp32 the logits stay within 1e-4 of
 the plain model; bf16 moves them further. :func:`check_fast_path` (used by
-``benchmarks/measure_fast_path.py`` and the tests) measures both; docs/features.md has the figures.
+``tools/benchmarks/measure_fast_path.py`` and the tests) measures both; docs/features.md has the figures.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How close our TV-L1 (``i3d_lightning.flow.tvl1``) is to OpenCV's, and both to the release's flow.
 
-    python benchmarks/measure_flow.py [--clip GIF] [--release-flow GIF] [--video VIDEO --short-side 256]
+    python tools/benchmarks/measure_flow.py [--clip GIF] [--release-flow GIF] [--video VIDEO --short-side 256]
         [--pairs N] [--batch 8] [--margin 16]
 
 1. On the release's sample clip (its RGB GIF, 224x224) and, with ``--video``, on a real video (e.g.
@@ -31,7 +31,7 @@ from i3d_lightning.preprocessing import FLOW_BOUND
 from i3d_lightning.video import decoding
 from i3d_lightning.video.sampling import short_side_size
 
-SHARED_CLIP = (Path(os.environ.get("I3D_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+SHARED_CLIP = (Path(os.environ.get("I3D_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
                / "deepmind-i3d" / "v_CricketShot_g04_c01_{}.gif")
 
 

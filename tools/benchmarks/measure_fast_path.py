@@ -1,6 +1,6 @@
 """How far the fast inference path's logits are from the plain fp32 model's, in fp32 and in bf16.
 
-    python benchmarks/measure_fast_path.py [--weights rgb_scratch] [--mirror DIR] [--random 4]
+    python tools/benchmarks/measure_fast_path.py [--weights rgb_scratch] [--mirror DIR] [--random 4]
         [--frames 64] [--device auto|cpu|cuda]
 
 Runs the release's sample clip of the weights' stream and ``--random`` random clips (frames x 224 x

@@ -3,13 +3,13 @@ end, and whether training is bound by the network or by decoding.
 
 The reference weights are not on a lent GPU machine, so first, here, with the reference data:
 
-    python benchmarks/benchmark_gpu.py --prepare gpu-inputs
+    python tools/benchmarks/benchmark_gpu.py --prepare gpu-inputs
 
 writes ``gpu-inputs/rgb_scratch.safetensors.xz`` (the converted rgb_scratch weights, xz-compressed:
 about 47 MB) and the release's sample GIF. Then, on the GPU machine, from the repository root, with
 decord, hydra-core and omegaconf importable there and the repository on PYTHONPATH:
 
-    python benchmarks/benchmark_gpu.py --inputs gpu-inputs [--json results.json]
+    python tools/benchmarks/benchmark_gpu.py --inputs gpu-inputs [--json results.json]
 
 A lent GPU machine has PyTorch, Lightning, torchmetrics and OpenCV but not those three packages, and
 carries at most 64 MiB: the weights (47 MB), the GIF (2.5 MB) and the wheels (14 MB) fit. Here:
@@ -21,13 +21,13 @@ carries at most 64 MiB: the weights (47 MB), the GIF (2.5 MB) and the wheels (14
 and there (carrying ``.whl`` and ``gpu-inputs``, both git-ignored):
 
     pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/* &&
-    PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 python3 benchmarks/benchmark_gpu.py --inputs gpu-inputs
+    PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 python3 tools/benchmarks/benchmark_gpu.py --inputs gpu-inputs
 
 It writes its own videos to a temporary folder and prints one table at the end; about 5 minutes on an
 NVIDIA H200. ``--device cpu --quick`` runs every section at tiny sizes, as a dry run on a CPU.
 
 * ``model``: plain and fast paths x IEEE fp32 / TF32 / bf16 x batch 1, 8, 32 of 64x224x224 clips:
-  clips/s and the fraction of the same-run GEMM peak of each precision (benchmarks/benchmark_model.py).
+  clips/s and the fraction of the same-run GEMM peak of each precision (tools/benchmarks/benchmark_model.py).
 * ``fidelity``: the release's sample clip (eval.py's fast path) and a seeded FVD case (24 + 24
   videos) on the GPU in each precision, against the same computations on this machine's CPU.
 * ``fvd``: ``i3d-fvd`` on 2048 + 2048 mp4 videos of 16 frames 256x256 (wall seconds of the whole
@@ -61,7 +61,7 @@ from i3d_lightning.data.synthetic import render_video
 from i3d_lightning.hardware import describe_device
 from i3d_lightning.models import InceptionI3d
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = "rgb_scratch.safetensors"
 SAMPLE = "v_CricketShot_g04_c01_rgb.gif"
 SECTIONS = ("model", "fidelity", "fvd", "training")
@@ -296,8 +296,8 @@ def training_section(device: torch.device, sizes: Sizes, tmp: Path) -> list[tupl
                "~callbacks.best_checkpoint", "~callbacks.last_checkpoint", "~callbacks.learning_rate_monitor",
                "logger=[]", "+callbacks.step_timer._target_=benchmark_gpu.StepTimer",
                f"+callbacks.step_timer.out={timings}", *sizes.train_overrides]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "benchmarks"), str(REPO),
-                                                                             os.environ.get("PYTHONPATH")]))}
+    paths = [str(REPO / "tools" / "benchmarks"), str(REPO), os.environ.get("PYTHONPATH")]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     run = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if run.returncode != 0 or not timings.is_file():
         return [("training", "train.py", f"FAILED (exit {run.returncode}): {run.stderr.strip()[-500:]}")]

@@ -1,7 +1,7 @@
 """How fast the data pipeline delivers 64x224x224 training clips, next to raw decoding and the model, and
 what exact frames cost (docs/data.md, "Exact frames").
 
-    python benchmarks/benchmark_data.py [--videos N] [--clips N] [--workers 1 2] [--encodings ...]
+    python tools/benchmarks/benchmark_data.py [--videos N] [--clips N] [--workers 1 2] [--encodings ...]
 
 Writes N test videos (320x240, 25 fps, textured motion) per encoding to a temporary folder:
 * ``mp4_h264``: 10 s MP4/H.264 as x264 encodes by default (B-frames, closed GOPs; Kinetics-like);
@@ -142,7 +142,7 @@ def main() -> None:
     for name, rate in rows:
         print(f"{name:<{width}} {rate:>8.2f}")
     if not args.no_model and not bf16_is_fast("cpu"):
-        print("(bf16 not timed: this CPU has no AMX; see benchmarks/benchmark_model.py for its bf16 GEMM rate)")
+        print("(bf16 not timed: this CPU has no AMX; see tools/benchmarks/benchmark_model.py for its bf16 GEMM rate)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Videos per second of the whole FVD tool (decode, TF1 resize, embed), and what TF32 and bf16 do to FVD.
 
-    python benchmarks/benchmark_fvd.py [--videos 256] [--frames 16] [--size 128] [--precisions 32 tf32 bf16]
+    python tools/benchmarks/benchmark_fvd.py [--videos 256] [--frames 16] [--size 128] [--precisions 32 tf32 bf16]
         [--format mp4|png|npy] [--workers N] [--batch-size B] [--devices 1] [--mirror DIR]
 
 Writes ``--videos`` "real" videos (textures panning, ``--size`` square; ``--format``: MPEG-4 files at

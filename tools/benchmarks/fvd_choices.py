@@ -1,6 +1,6 @@
 """What the choices other FVD ports make do to the value, on the same videos.
 
-    python benchmarks/fvd_choices.py [--videos 8] [--frames 16] [--size 64] [--mirror DIR]
+    python tools/benchmarks/fvd_choices.py [--videos 8] [--frames 16] [--size 64] [--mirror DIR]
 
 Makes a seeded set of "real" videos (textures panning in random directions) and "fake" ones (the same
 with noise and a blur), then computes FVD the reference way and with one choice changed at a time:

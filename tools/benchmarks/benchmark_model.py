@@ -1,7 +1,7 @@
 """How fast I3D runs here, and how close that is to the machine's own matrix-multiply peak.
 
-    python benchmarks/benchmark_model.py [--device cpu|cuda] [--repeats 3] [--batches 1 4] [--precisions 32 tf32 bf16]
-        [--compile] [--no-training]
+    python tools/benchmarks/benchmark_model.py [--device cpu|cuda] [--repeats 3] [--batches 1 4]
+        [--precisions 32 tf32 bf16] [--compile] [--no-training]
 
 For 64x224x224 clips (batch 1 and 4 by default): clips/s of the plain model and of each fast-path
 setting (batch norm folded, space-to-depth stem, shifted max-pools, channels-last-3d; IEEE fp32, TF32

@@ -1,7 +1,7 @@
 """Peak memory and time of whole-video work on long videos: feature extraction and flow on videos of 1, 3
 and 10 minutes (docs/features.md, "Long videos").
 
-    python benchmarks/benchmark_memory.py --mirror ../shared/deepmind-i3d/checkpoints
+    python tools/benchmarks/benchmark_memory.py --mirror ../shared/deepmind-i3d/checkpoints
         [--minutes 1 3 10] [--runs rgb per_video thumos14 flow] [--flow-short-side 256]
 
 Writes one THUMOS14-like video per length (320x240, 30 fps, H.264 as x264 encodes it with B-frames; a

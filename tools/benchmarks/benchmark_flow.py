@@ -1,7 +1,7 @@
 """TV-L1 frame pairs per second: OpenCV's DualTVL1OpticalFlow and ours (``i3d_lightning.flow.tvl1``),
 in the same run, with the same number of threads.
 
-    python benchmarks/benchmark_flow.py [--frames GIF_OR_VIDEO] [--sizes 224x224 256x340] [--batches 1 8 32]
+    python tools/benchmarks/benchmark_flow.py [--frames GIF_OR_VIDEO] [--sizes 224x224 256x340] [--batches 1 8 32]
         [--pairs 32] [--device cpu|cuda]
 
 The frames are consecutive frames of a real clip (default: the release's sample clip, the GIF in
@@ -28,7 +28,7 @@ from i3d_lightning.video import decoding
 
 
 def default_clip() -> Path:
-    shared = Path(os.environ.get("I3D_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+    shared = Path(os.environ.get("I3D_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
     return shared / "deepmind-i3d" / "v_CricketShot_g04_c01_rgb.gif"
 
 

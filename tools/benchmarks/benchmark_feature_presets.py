@@ -1,7 +1,7 @@
 """Hours of compute per hour of video for each action-localization feature preset, with flow computed on
 the fly, and how much of it is the flow.
 
-    python benchmarks/benchmark_feature_presets.py [--seconds 2] [--presets thumos14 activitynet]
+    python tools/benchmarks/benchmark_feature_presets.py [--seconds 2] [--presets thumos14 activitynet]
         [--crops 1 10] [--device auto|cpu|cuda]
 
 Runs the extraction of ``i3d-extract-features --preset P --crops C`` (:func:`i3d_lightning.features.run.extract`,

@@ -1,6 +1,6 @@
 """Measure how closely the converted PyTorch I3D matches the TensorFlow graph (fp32 logits).
 
-    python benchmarks/measure_fidelity.py [--shared ../shared]
+    python tools/benchmarks/measure_fidelity.py [--shared ../shared]
 
 Converts the rgb_scratch checkpoint of ``shared/`` and runs the same inputs through a TensorFlow
 reference forward pass (``tests/tf_reference.py``) and through the PyTorch model: the release's
@@ -21,7 +21,7 @@ import torch
 
 from i3d_lightning.data.release_clip import load_input
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: the oracle lives with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: the oracle lives with the tests
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.weights.conversion import read_tf_checkpoint
