@@ -207,3 +207,20 @@ def float32_settings_at_each_convolution() -> Iterator[list[dict[str, str]]]:
         yield seen
     finally:
         handle.remove()
+
+
+def record_segments(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+    """A list that fills, as long videos are read (data/segments.py), with each item's (segment number,
+    segment count, rgb frames)."""
+    from i3d_lightning.data import segments
+
+    read: list[tuple[int, int, int]] = []
+    original = segments.VideoSegments.__getitem__
+
+    def recorded(self, index: int) -> dict:
+        item = original(self, index)
+        read.append((item["segment"], item["segments"], item["rgb"].shape[2]))
+        return item
+
+    monkeypatch.setattr(segments.VideoSegments, "__getitem__", recorded)
+    return read

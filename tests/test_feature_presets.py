@@ -20,6 +20,7 @@ from i3d_lightning.preprocessing import ten_crops
 from i3d_lightning.video.sampling import window_starts
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.loading import save_state_dict
+from tests.conftest import record_segments
 from tests.videos import write_frames
 
 SHORT_SIDE, CROP = 200, 193
@@ -184,16 +185,8 @@ def test_long_videos_come_in_segments_with_the_features_of_the_whole(tmp_path, t
     _panning_video(tmp_path / "videos" / "a.mp4", 22, fps=30, seed=6)  # 21 flow frames: 2 windows
     assert _extract(tmp_path / "videos", tmp_path / "whole", towers, checkpoints_dir, "--preset", "thumos14",
                     "--batch-size", "1") == 0  # 4 windows a segment: the 2 in one
-    sizes = []
-    original = segments.VideoSegments.__getitem__
-
-    def recorded(self, index):
-        item = original(self, index)
-        sizes.append((item["segment"], item["segments"], item["rgb"].shape[2]))
-        return item
-
     monkeypatch.setattr(segments, "SEGMENT_BATCHES", 1)  # with --batch-size 1: a window per segment
-    monkeypatch.setattr(segments.VideoSegments, "__getitem__", recorded)
+    sizes = record_segments(monkeypatch)
     assert _extract(tmp_path / "videos", tmp_path / "segments", towers, checkpoints_dir, "--preset", "thumos14",
                     "--batch-size", "1") == 0
     assert sizes == [(0, 2, 16), (1, 2, 16)]  # a window's frames per item, not 21

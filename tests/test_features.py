@@ -18,7 +18,7 @@ from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.video.sampling import window_starts
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import IEEE, float32_settings_at_each_convolution, run_main
+from tests.conftest import IEEE, float32_settings_at_each_convolution, record_segments, run_main
 from tests.tiny_datasets import _video
 from tests.videos import write_frames
 
@@ -86,13 +86,17 @@ def test_per_video_features(tmp_path, weights_cache, checkpoints_dir, rgb_scratc
     assert status == 0, stderr[-3000:]
     saved = np.load(out / "rgb" / "a.npy")
     assert saved.shape == (1024,)
+    np.testing.assert_allclose(saved, _one_pass_features(tmp_path / "videos", rgb_scratch_state), atol=1e-5)
+
+
+def _one_pass_features(videos: Path, state: dict[str, torch.Tensor]) -> np.ndarray:
+    """``[1024]``: the release network's ``Features`` of the first video's every frame, in one pass."""
     model = InceptionI3d().eval()
-    model.load_state_dict(rgb_scratch_state)
-    dataset = VideoClipDataset(video_files(tmp_path / "videos").records,
+    model.load_state_dict(state)
+    dataset = VideoClipDataset(video_files(videos).records,
                                ClipSampling(train=False, whole_video=True, short_side=193, crop_size=193))
     with torch.no_grad():
-        direct = model.features(dataset[0]["rgb"])[0].numpy()
-    np.testing.assert_allclose(saved, direct, atol=1e-5)
+        return model.features(dataset[0]["rgb"])[0].numpy()
 
 
 def test_flow_features_from_videos_alone(tmp_path, weights_cache, checkpoints_dir, capsys):
@@ -156,28 +160,15 @@ def test_per_video_features_of_a_long_video_come_in_tiles_with_the_one_pass_valu
 
     frames = np.random.default_rng(3).integers(0, 256, (131, 25, 25, 3), dtype=np.uint8).repeat(8, 1).repeat(8, 2)
     write_frames(tmp_path / "videos" / "long.mp4", frames)
-    spans = []
-    original = segments.VideoSegments.__getitem__
-
-    def recorded(self, index):
-        item = original(self, index)
-        spans.append((item["segment"], item["segments"], item["rgb"].shape[2]))
-        return item
-
     monkeypatch.setattr(segments, "TILE_STEPS", 8)
-    monkeypatch.setattr(segments.VideoSegments, "__getitem__", recorded)
+    spans = record_segments(monkeypatch)
     out = tmp_path / "features"
     status, stdout, stderr = _extract(tmp_path / "videos", out, checkpoints_dir, capsys, "--per-video")
     assert status == 0, stderr[-3000:]
     assert spans == [(0, 2, 123), (1, 2, 115)]
     assert "131/131" in stdout.replace("\r", "\n") and "frames/s" in stdout, stdout[-2000:]
-    model = InceptionI3d().eval()
-    model.load_state_dict(rgb_scratch_state)
-    dataset = VideoClipDataset(video_files(tmp_path / "videos").records,
-                               ClipSampling(train=False, whole_video=True, short_side=193, crop_size=193))
-    with torch.no_grad():
-        one_pass = model.features(dataset[0]["rgb"])[0].numpy()
-    np.testing.assert_allclose(np.load(out / "rgb" / "long.npy"), one_pass, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.load(out / "rgb" / "long.npy"),
+                               _one_pass_features(tmp_path / "videos", rgb_scratch_state), rtol=0, atol=1e-5)
 
 
 def test_a_long_video_is_read_a_segment_at_a_time(tmp_path):
