@@ -6,18 +6,23 @@ the test's own process."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
-#: Command name -> module under i3d_lightning.commands.
+#: Command name -> module under i3d_lightning.commands (argparse commands).
 COMMANDS = {"i3d-fvd": "fvd", "i3d-extract-features": "extract_features", "i3d-extract-flow": "extract_flow",
             "i3d-export": "export", "i3d-convert": "convert", "i3d-check-videos": "check_videos"}
+#: ... and the Hydra applications of train.py and eval.py.
+HYDRA_COMMANDS = {"i3d-train": "train", "i3d-eval": "eval"}
 
 
 def test_each_console_command_runs_its_modules_main(capsys):
     installed = {entry.name: entry for entry in entry_points(group="console_scripts") if entry.name.startswith("i3d-")}
-    assert set(installed) == set(COMMANDS)
+    assert set(installed) == set(COMMANDS) | set(HYDRA_COMMANDS)
     for name, module in COMMANDS.items():
         main = importlib.import_module(f"i3d_lightning.commands.{module}").main
         assert installed[name].load() is main
@@ -25,3 +30,15 @@ def test_each_console_command_runs_its_modules_main(capsys):
             main(["--help"])
         assert stop.value.code == 0
         assert capsys.readouterr().out.startswith(f"usage: {name} ")
+
+
+@pytest.mark.parametrize(("name", "module"), HYDRA_COMMANDS.items())
+def test_i3d_train_and_i3d_eval_are_the_scripts_hydra_applications(name, module):
+    installed = {entry.name: entry for entry in entry_points(group="console_scripts")}
+    main = importlib.import_module(f"i3d_lightning.commands.{module}").main
+    assert installed[name].load() is main
+    script = importlib.import_module(module)  # train.py / eval.py at the checkout's root: the same main
+    assert script.main is main
+    result = subprocess.run([str(Path(sys.executable).parent / name), "--help"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0 and result.stdout.startswith(f"{module} is powered by Hydra.")

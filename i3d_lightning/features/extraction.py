@@ -214,11 +214,11 @@ class FeatureExtractor(VideoInferenceLoop):
                     for modality, tower in self.towers.items()}  # per item, [N, 1024] or [1024]
         for position, item in enumerate(self.pending):
             steps = 0 if item.get("steps") is None else item["steps"][1] - item["steps"][0]
-            values = {modality: values[position].cpu() for modality, values in features.items()}
+            own = {modality: per_item[position].cpu() for modality, per_item in features.items()}
             number, count = item.get("segment", 0), item.get("segments", 1)
             if count > 1:  # kept until the video is written: a rerun starts after it
-                self.saved_segments.save(item["video_id"], number, count, item["span"], values, steps)
-            self._add_segment(item["video_id"], number, count, values, steps)
+                self.saved_segments.save(item["video_id"], number, count, item["span"], own, steps)
+            self._add_segment(item["video_id"], number, count, own, steps)
         self.pending = []
 
     def _add_segment(self, video_id: str, number: int, count: int, features: dict[str, torch.Tensor],
