@@ -60,11 +60,13 @@ def test_tiles_add_up_to_the_one_pass(tower):
     tiles = plan_tiles(frames, 4)
     # Cut on the left (frames 16 and 48 on: what came before is not read) and on the right (tile 1).
     assert [tile.start for tile in tiles] == [0, 0, 16, 48] and tiles[1].stop < frames
-    sums = [tile_feature_sum(tower, prepare_input(clip[:, :, tile.start:tile.stop], True), tile) for tile in tiles]
+    sums = [tile_feature_sum(tower, prepare_input(clip[:, :, tile.start:tile.stop], True), (tile.first, tile.last))
+            for tile in tiles]
     tiled = sum(sums) / sum(tile.steps for tile in tiles)
     torch.testing.assert_close(tiled, one_pass, rtol=0, atol=1e-6)
     # The padding rule matters: an interior tile one frame shorter (another length modulo 8) is off.
     inner = tiles[1]
     shorter = TemporalTile(inner.start, inner.stop - 1, inner.first, inner.last)
-    off = tile_feature_sum(tower, prepare_input(clip[:, :, shorter.start:shorter.stop], True), shorter)
+    off = tile_feature_sum(tower, prepare_input(clip[:, :, shorter.start:shorter.stop], True),
+                           (shorter.first, shorter.last))
     assert (off - sums[1]).abs().max() > 1e-3

@@ -53,7 +53,7 @@ def main() -> None:
         print(f"== {title}: {args.checkpoint.parent.name}, {stream}, clip {tuple(clip.shape)}")
         print(format_release_output(logits, categories, args.top))
         print()
-    same = [int(i) for i in np.argsort(ours)[::-1][:args.top]] == [int(i) for i in np.argsort(theirs)[::-1][:args.top]]
+    same = np.array_equal(np.argsort(ours)[::-1][:args.top], np.argsort(theirs)[::-1][:args.top])
     print(f"max |logit difference|: {np.abs(ours - theirs).max():.2e} (largest |logit| {np.abs(theirs).max():.3f})")
     print(f"top {args.top} classes in the same order: {'yes' if same else 'no'}")
 

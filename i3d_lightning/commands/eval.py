@@ -10,12 +10,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from i3d_lightning.cli import run_reporting_errors
-from i3d_lightning.commands.train import CONFIGS
+from i3d_lightning.cli import hydra_config_path, run_reporting_errors
 from i3d_lightning.evaluation.run import evaluate
 
 
-@hydra.main(config_path=CONFIGS, config_name="eval", version_base="1.3")
+@hydra.main(config_path=hydra_config_path(), config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     status = run_reporting_errors(evaluate, cfg)
     if status:

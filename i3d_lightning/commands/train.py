@@ -13,10 +13,8 @@ from omegaconf import DictConfig
 from i3d_lightning.cli import hydra_config_path, run_reporting_errors
 from i3d_lightning.training.run import train
 
-CONFIGS = hydra_config_path()
 
-
-@hydra.main(config_path=CONFIGS, config_name="train", version_base="1.3")
+@hydra.main(config_path=hydra_config_path(), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     status = run_reporting_errors(train, cfg)
     if status:

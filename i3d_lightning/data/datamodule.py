@@ -200,8 +200,8 @@ class VideoDataModule(pl.LightningDataModule):
             # Decided here, not in setup: the Trainer (and so the device) may not be attached before.
             dataset.flow_on_device = self._flow_on_device()
         # Workers are not persistent: each epoch's workers start from the dataset with the new epoch.
-        return DataLoader(items or dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                          collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
+        return DataLoader(dataset if items is None else items, batch_size=batch_size, sampler=sampler,
+                          num_workers=workers, collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
                           timeout=self.worker_timeout if workers > 0 else 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:

@@ -33,7 +33,7 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow, device_flow_views
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input, run_in_batches
-from i3d_lightning.models.temporal_tiles import TemporalTile, tile_feature_sum
+from i3d_lightning.models.temporal_tiles import tile_feature_sum
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, center_crop, rgb_to_model_range, ten_crops
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.video_inference import VideoInferenceLoop
@@ -297,7 +297,7 @@ class FeatureExtractor(VideoInferenceLoop):
         def pooled(clips: torch.Tensor) -> torch.Tensor:
             clips = prepare_input(clips, self.fast)
             if steps is not None:
-                return tile_feature_sum(tower, clips, TemporalTile(0, clips.shape[2], *steps))
+                return tile_feature_sum(tower, clips, steps)
             return tower.forward_endpoints(clips, ["Features"])["Features"]
         return run_in_batches(pooled, count, inputs, batch_size=batch_size, device=self.device,
                               precision=self.precision)

@@ -49,12 +49,9 @@ def temporal_reach() -> tuple[int, int]:
     ``(k - 1) // 2`` depending on the input's length; the widest case is taken on each side.
     """
     before = after = 0  # offsets from s*i at the current layer's input, in that layer's input steps
-    scale = TIME_STRIDE
     for kernel, stride in reversed(TIME_LAYERS):
         before = before * stride + (kernel - 1) // 2
         after = after * stride + kernel - 1 - max(kernel - stride, 0) // 2
-        scale //= stride
-    assert scale == 1
     return before, after
 
 
@@ -105,10 +102,12 @@ def plan_tiles(num_frames: int, steps_per_tile: int = TILE_STEPS) -> list[Tempor
     return tiles
 
 
-def tile_feature_sum(tower: InceptionI3d, clips: torch.Tensor, tile: TemporalTile) -> torch.Tensor:
-    """``[B, 1024]``: the sum over the tile's own steps of the average-pooled ``Mixed_5c``, averaged over
-    space, for ``clips`` ``[B, C, T, H, W]`` (the tile's frames, in the network's range)."""
+def tile_feature_sum(tower: InceptionI3d, clips: torch.Tensor, steps: tuple[int, int]) -> torch.Tensor:
+    """``[B, 1024]``: the sum over a tile's own average-pool ``steps`` (its ``first`` and ``last``) of the
+    average-pooled ``Mixed_5c``, averaged over space, for ``clips`` ``[B, C, T, H, W]`` (the tile's frames,
+    in the network's range)."""
+    first, last = steps
     tower.check_input(clips)
     mixed = tower.forward_endpoints(clips, ["Mixed_5c"])["Mixed_5c"]
-    pooled = tower.avg_pool(mixed[:, :, tile.first:tile.last + POOL_STEPS - 1])
+    pooled = tower.avg_pool(mixed[:, :, first:last + POOL_STEPS - 1])
     return pooled.mean(dim=(3, 4)).sum(dim=2)

@@ -24,7 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 from i3d_lightning.models.streams import CHANNELS, check_modalities
-from i3d_lightning.models.temporal_tiles import TemporalTile, tile_feature_sum
+from i3d_lightning.models.temporal_tiles import tile_feature_sum
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.skip_report import SkipReport
 from i3d_lightning.training.divergence import check_finite_state_dict
@@ -202,13 +202,14 @@ class I3DClassifier(pl.LightningModule):
         one): each tile adds its steps' pooled features, and the last gives the logits of their mean (the
         logits layer is linear, so this is the one pass's mean of per-step logits)."""
         video, number, count = int(batch["index"][0]), int(batch["segment"][0]), int(batch["segments"][0])
-        tile = TemporalTile(0, batch[self.modalities[0]].shape[3], int(batch["steps"][0][0]), int(batch["steps"][1][0]))
-        sums = {m: tile_feature_sum(self.towers[m], prepare_input(batch[m][:, 0], self.channels_last), tile).float()
+        first, last = int(batch["steps"][0][0]), int(batch["steps"][1][0])  # collated: a tensor each
+        sums = {m: tile_feature_sum(self.towers[m], prepare_input(batch[m][:, 0], self.channels_last),
+                                    (first, last)).float()
                 for m in self.modalities}
         if number == 0:
             self.one_pass_parts = {}  # the tiles of one video arrive in order, one video at a time
         parts = self.one_pass_parts.setdefault(video, [])
-        parts.append((sums, tile.steps))
+        parts.append((sums, last - first))
         if number < count - 1:
             return None
         del self.one_pass_parts[video]
