@@ -134,6 +134,9 @@ def test_dataset_clips_are_the_frames_they_name(name, videos):
     # The whole video (whole-video evaluation and features): every frame of the timeline, in order.
     whole = VideoClipDataset([record], _sampling(train=False, whole_video=True), rgb_as_uint8=True, on_error="raise")
     assert _frame_indices(whole[0]["rgb"]) == [timeline.tolist()]
+    # A part of it (a long video's segment or tile, data/segments.py): those frames of the timeline alone.
+    start, stop = len(timeline) // 3, len(timeline) - 2
+    assert _frame_indices(whole.item(0, (start, stop))["rgb"]) == [timeline[start:stop].tolist()]
 
 
 def test_decord_stays_selectable_and_is_what_exact_reading_fixes(videos):
