@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
+import io
 import logging
 import os
 import runpy
@@ -224,3 +226,30 @@ def record_segments(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int
 
     monkeypatch.setattr(segments.VideoSegments, "__getitem__", recorded)
     return read
+
+
+@contextlib.contextmanager
+def files_written_under(folder: Path) -> Iterator[list[Path]]:
+    """Inside: the list of the files under ``folder`` that this process opens for writing (Python's
+    ``open``, ``Path.open``, ``csv``, ``json``, numpy and matplotlib go through it), in order."""
+    opened: list[Path] = []
+    real_open = io.open
+
+    def recording_open(file, mode="r", *args, **kwargs):
+        # (tempfile's NamedTemporaryFile opens its folder with an opener that makes the file: a write check)
+        if isinstance(file, str | os.PathLike) and set(str(mode)) & set("wax+") and "opener" not in kwargs:
+            path = Path(file).absolute()
+            if path.is_relative_to(folder.absolute()):
+                opened.append(path)
+        return real_open(file, mode, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(builtins, "open", recording_open)
+        patch.setattr(io, "open", recording_open)
+        yield opened
+
+
+def written_atomically(paths: list[Path]) -> bool:
+    """Whether every one of ``paths`` is a temporary name of :func:`~i3d_lightning.atomic_files.atomic_output`
+    (``.<name>.<pid>.partial``), renamed into place once complete."""
+    return all(path.name.startswith(".") and path.name.endswith(".partial") for path in paths)

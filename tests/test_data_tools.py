@@ -36,9 +36,11 @@ def test_extract_flow_measures_motion_and_resumes(tmp_path, backend):
     assert count_flow_frames(tmp_path / "flow" / "moving" / "right") == 7
     flow = read_flow(tmp_path / "flow" / "moving" / "right", range(7)).numpy() * 20  # back to pixels
     assert abs(np.median(flow[..., 0]) - 3) < 0.5 and abs(np.median(flow[..., 1])) < 0.5
-    with (tmp_path / "flow" / "failed_flow.csv").open() as stream:
+    with (tmp_path / "flow" / "skipped_videos.csv").open() as stream:
         rows = list(csv.reader(stream))
-    assert rows[1][0].endswith("broken.avi") and len(rows) == 2
+    assert rows[0] == ["video_id", "path", "reason"]
+    assert rows[1][:2] == ["moving/broken", str(tmp_path / "videos" / "moving" / "broken.avi")]
+    assert len(rows) == 2
     a_file = _run("extract_flow", str(tmp_path / "videos" / "moving" / "right.mp4"), str(tmp_path / "flow"))
     assert a_file.returncode == 2 and a_file.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'videos' / 'moving' / 'right.mp4'} is a file: VIDEOS_DIR is a folder of videos "
@@ -59,8 +61,10 @@ def test_check_videos_lists_every_failure(tmp_path):
     assert "3 videos checked, 2 failed" in result.stdout
     with out.open() as stream:
         rows = list(csv.reader(stream))
-    assert [Path(row[0]).name for row in rows[1:]] == ["truncated.mp4", "noise.avi"]
-    assert all("VideoDecodeError" in row[1] for row in rows[1:])
+    assert rows[0] == ["video_id", "path", "reason"]  # the layout of every command's list of skipped videos
+    assert [(row[0], Path(row[1]).name) for row in rows[1:]] == [("a/truncated", "truncated.mp4"),
+                                                                 ("b/noise", "noise.avi")]
+    assert all("VideoDecodeError" in row[2] for row in rows[1:])
     listing = tmp_path / "list.txt"
     listing.write_text(f"{good},0\n")
     assert _run("check_videos", str(listing), "--out", str(out)).returncode == 0

@@ -76,7 +76,8 @@ def test_missing_annotated_videos_are_listed_in_the_run_folder(tmp_path):
     datamodule.setup("fit")
     assert len(datamodule.datasets["train"]) == 2
     with (tmp_path / "run" / "missing_videos_train.csv").open() as stream:
-        assert list(csv.reader(stream)) == [["video_id", "expected_at"], ["b/gone", str(root / "b" / "gone.mp4")]]
+        assert list(csv.reader(stream)) == [["video_id", "path", "reason"],
+                                            ["b/gone", str(root / "b" / "gone.mp4"), "no such file"]]
 
 
 def test_skip_report_collects_and_writes(tmp_path):

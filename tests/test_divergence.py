@@ -14,8 +14,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from i3d_lightning.errors import TrainingDivergedError
-from i3d_lightning.training.divergence import NonFiniteGuard, check_finite_state_dict
-from i3d_lightning.training.lightning_module import I3DClassifier
+from i3d_lightning.lightning.classifier import I3DClassifier
+from i3d_lightning.training.divergence import NonFiniteGuard
+from i3d_lightning.weights.loading import check_finite_state_dict
 from tests.conftest import run_command
 
 

@@ -13,8 +13,8 @@ import torch
 
 from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.export.formats import FORMATS, MIN_EXPORT_FRAMES, StreamSum, export, max_abs_difference, run_exported
+from i3d_lightning.lightning.classifier import I3DClassifier
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.training.lightning_module import I3DClassifier
 from tests.conftest import IEEE, REPO_ROOT, float32_settings_at_each_convolution
 
 SIZE = 193  # the smallest input I3D takes: keeps the test fast

@@ -18,7 +18,14 @@ from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.video.sampling import window_starts
 from i3d_lightning.weights.loading import save_state_dict
-from tests.conftest import IEEE, float32_settings_at_each_convolution, record_segments, run_main
+from tests.conftest import (
+    IEEE,
+    files_written_under,
+    float32_settings_at_each_convolution,
+    record_segments,
+    run_main,
+    written_atomically,
+)
 from tests.tiny_datasets import _video
 from tests.videos import write_frames
 
@@ -43,8 +50,11 @@ def test_window_features_equal_the_model_endpoint(tmp_path, weights_cache, check
         _video(videos / "cat" / f"clip{index}.mp4", 50 + index)
     (videos / "cat" / "broken.mp4").write_bytes(b"\x01" * 3000)
     out = tmp_path / "features"
-    status, stdout, stderr = _extract(videos, out, checkpoints_dir, capsys, "--window", "9", "--stride", "4")
+    with files_written_under(out) as written:
+        status, stdout, stderr = _extract(videos, out, checkpoints_dir, capsys, "--window", "9", "--stride", "4")
     assert status == 3, stderr[-3000:]  # done, but the broken video was skipped
+    # Features, conventions.json, index.csv and the list of skipped videos: each under a temporary name first.
+    assert len(written) == 5 and written_atomically(written), written
     assert "3 videos, 0 already extracted, 3 to do" in stdout
 
     model = InceptionI3d().eval()
@@ -61,7 +71,7 @@ def test_window_features_equal_the_model_endpoint(tmp_path, weights_cache, check
     with (out / "index.csv").open() as stream:
         index_rows = list(csv.DictReader(stream))
     assert [(row["video_id"], row["shape"]) for row in index_rows] == [("cat/clip0", "1x1024"), ("cat/clip1", "1x1024")]
-    with (out / "failed_videos.csv").open() as stream:
+    with (out / "skipped_videos.csv").open() as stream:
         assert [row["video_id"] for row in csv.DictReader(stream)] == ["cat/broken"]
 
     _, stdout, _ = _extract(videos, out, checkpoints_dir, capsys, "--window", "9", "--stride", "4")

@@ -24,7 +24,15 @@ from i3d_lightning.fvd.run import compute
 from i3d_lightning.fvd.statistics_file import save_statistics
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
-from tests.conftest import IEEE, float32_settings_at_each_convolution, run_command, run_main, run_script
+from tests.conftest import (
+    IEEE,
+    files_written_under,
+    float32_settings_at_each_convolution,
+    run_command,
+    run_main,
+    run_script,
+    written_atomically,
+)
 from tests.tf_reference import TFReferenceI3D
 from tests.videos import write_frames
 
@@ -294,9 +302,12 @@ def test_fvd_tool_on_arrays_videos_and_saved_statistics(tmp_path, weights_cache,
         "warning: fake has 3 clips, fewer than the embedding's 400 di"]
     # The saved statistics stand in for the real videos: the same value, without KVD (it needs embeddings).
     # The command's main() in this process from here on.
-    status, stdout, stderr = run_main(fvd_tool.main, [str(stats), str(videos), "--frames", "9", "--json",
-                                                      str(tmp_path / "again.json"), "--devices", "1"], capsys)
+    with files_written_under(tmp_path) as written:
+        status, stdout, stderr = run_main(fvd_tool.main, [str(stats), str(videos), "--frames", "9", "--json",
+                                                          str(tmp_path / "again.json"), "--devices", "1"], capsys)
     assert status == 3, stderr[-3000:]
+    assert [path.name.split(".")[1:3] for path in written] == [["again", "json"]], written
+    assert written_atomically(written)
     second = json.loads((tmp_path / "again.json").read_text())
     assert second["fvd"] == results["fvd"] and second["kvd"] is None
     assert "KVD: not computed (a statistics file holds no embeddings" in stdout

@@ -12,7 +12,7 @@ import torch
 from i3d_lightning import hardware
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.inference import check_inference_precision
-from i3d_lightning.training.run import build_trainer
+from i3d_lightning.training.run import build_training_trainer
 from tests.conftest import compose_config
 from tests.simulated_cpus import CPUINFO
 
@@ -51,7 +51,7 @@ def test_an_unknown_trainer_precision_is_one_clear_error():
 
 def _trainer(overrides: list[str], tmp_path):
     cfg = compose_config("train", [f"run_dir={tmp_path}", "logger=[]", *overrides])
-    return build_trainer(cfg, for_training=True)
+    return build_training_trainer(cfg)
 
 
 def test_the_cpu_trainer_chooses_and_logs_its_precision(cpu, tmp_path, caplog):

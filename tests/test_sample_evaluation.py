@@ -80,7 +80,7 @@ def test_joint_sums_rgb_and_flow_logits(tmp_path, weights_cache, capsys):
         np.save(inputs[stream], generator.uniform(-1, 1, (1, 12, 224, 224, channels)).astype(np.float32))
     cfg = compose_config("eval", ["stream=joint", "weights.rgb=rgb_scratch", f"weights.flow={flow_weights}",
                                   f"sample.rgb={inputs['rgb']}", f"sample.flow={inputs['flow']}", "device=cpu"])
-    report = evaluate(cfg)
+    report = evaluate(cfg).text
     assert capsys.readouterr().out.strip() == report
     separate = [evaluate_sample([stream], cfg.weights, cfg.sample, fast=cfg.fast)[0] for stream in ("rgb", "flow")]
     joint, categories = evaluate_sample(["rgb", "flow"], cfg.weights, cfg.sample, fast=cfg.fast)

@@ -23,8 +23,8 @@ from i3d_lightning.data.annotations import custom
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluation.run import evaluate
+from i3d_lightning.lightning.classifier import I3DClassifier
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.training.resume import saved_resumes
 from i3d_lightning.training.run import train
 from i3d_lightning.weights.loading import save_state_dict
@@ -32,9 +32,11 @@ from tests.conftest import (
     IEEE,
     REPO_ROOT,
     compose_config,
+    files_written_under,
     float32_settings_at_each_convolution,
     run_command,
     run_script,
+    written_atomically,
 )
 from tests.simulated_cpus import python_seeing
 from tests.tiny_datasets import FAST, make_tiny_datasets
@@ -160,7 +162,7 @@ def test_the_quick_start_learns_the_synthetic_motion_classes(tmp_path, checkpoin
     with pytest.raises(UserInputError, match=r"add dataset.classes=\[left,right,up,down\]"):  # folders sort
         evaluate(compose_config("eval", [*eval_overrides, f"run_dir={tmp_path / 'refused'}"]))
     eval_overrides.append("dataset.classes=[left,right,up,down]")
-    report = evaluate(compose_config("eval", [*eval_overrides, f"run_dir={tmp_path / 'eval'}"]))
+    report = evaluate(compose_config("eval", [*eval_overrides, f"run_dir={tmp_path / 'eval'}"])).text
     assert report.splitlines()[0] == ("from the checkpoint's training: stream=rgb, data.clip.clip_len=16, "
                                       "data.clip.short_side=224, data.clip.crop_size=193")
     protocol = json.loads((tmp_path / "eval" / "metrics.json").read_text())["protocol"]
@@ -285,10 +287,17 @@ def _eval_overrides(root: Path, run_dir: Path, weights: Path) -> list[str]:
 
 def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user_float32_flags):
     weights = _random_weights(tmp_path / "w.safetensors", 2)
-    with float32_settings_at_each_convolution() as seen:  # precision=32: IEEE fp32 whatever the process had set
-        report = evaluate(compose_config("eval", _eval_overrides(eval_dataset, tmp_path / "run", weights)))
-    assert seen and all(settings == IEEE for settings in seen)
     run = tmp_path / "run"
+    with float32_settings_at_each_convolution() as seen, files_written_under(run) as written:
+        # precision=32: IEEE fp32 whatever the process had set
+        evaluation = evaluate(compose_config("eval", _eval_overrides(eval_dataset, run, weights)))
+    assert seen and all(settings == IEEE for settings in seen)
+    # Every report is written under a temporary name and renamed: none is ever seen half-written.
+    assert len(written) == 5 and written_atomically(written), written
+    assert {path.name for path in run.iterdir()} == {"metrics.json", "predictions.csv", "per_class_accuracy.csv",
+                                                     "confusion_matrix.png", "skipped_videos.csv"}
+    report = evaluation.text
+    assert (evaluation.skipped, evaluation.skipped_list) == (1, run / "skipped_videos.csv")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["videos_evaluated"] == 5 and metrics["videos_skipped"] == 1
     assert "skipped (unreadable): 1 - metrics are over the videos that could be read" in report
@@ -555,8 +564,8 @@ def test_sigterm_stops_training_as_ctrl_c_does(tmp_path):
 
 def test_tensorboard_logging_does_not_import_tensorflow(tmp_path):
     script = ("import sys; from pytorch_lightning.loggers import TensorBoardLogger;"
-              "from i3d_lightning.training.run import _tensorboard_without_tensorflow;"
-              "_tensorboard_without_tensorflow();"
+              "from i3d_lightning.lightning.builders import tensorboard_without_tensorflow;"
+              "tensorboard_without_tensorflow();"
               f"logger = TensorBoardLogger({str(tmp_path)!r}); logger.log_metrics({{'a': 1.0}}, 0);"
               "logger.finalize('ok');"
               "print('tensorflow' in sys.modules)")
@@ -576,6 +585,23 @@ def test_data_workers_default_to_the_cpus_available(tmp_path):
     assert compose_config("train", [f"run_dir={tmp_path}"]).data.num_workers is None
 
 
+def test_train_cli_that_skipped_a_video_exits_3_after_its_results(tmp_path, eval_dataset, capsys, monkeypatch):
+    # README: "3 done, but some inputs were skipped", for train.py as for the tools. One batch holds all six
+    # videos of the set, its broken one too; the results are logged before the list is written.
+    run_dir = tmp_path / "run"
+    status, _, stderr = run_command("train.py", [
+        *FAST, "dataset=custom", f"dataset.train={eval_dataset}", f"dataset.val={eval_dataset}", "debug=fast",
+        "data.batch_size=6", "data.eval_batch_size=6", "stream=rgb", "data.check_videos=0", f"run_dir={run_dir}"],
+        capsys, monkeypatch)
+    listed = run_dir / "skipped_videos.csv"
+    assert status == 3, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == f"done, but 1 input was skipped (listed in {listed}): exit status 3"
+    with listed.open() as stream:
+        assert [row["video_id"] for row in csv.DictReader(stream)] == ["b/broken"]
+    log = (run_dir / "train.log").read_text()
+    assert log.index("results:") < log.index("1 unreadable videos were skipped")
+
+
 def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, eval_dataset, capsys, monkeypatch):
     # eval.py itself (in this process): the checkpoint says 10-frame clips; a clip length given on the
     # command line wins, with a warning naming both.
@@ -588,12 +614,12 @@ def test_eval_with_a_checkpoint_takes_its_clips_unless_told_otherwise(tmp_path, 
     common = ["dataset=custom", f"dataset.val={eval_dataset}", f"ckpt_path={checkpoint}", "data.num_workers=0",
               "trainer.enable_progress_bar=false", "data.eval_batch_size=2"]
     status, _, stderr = run_command("eval.py", [*common, f"run_dir={tmp_path / 'taken'}"], capsys, monkeypatch)
-    assert status == 0, stderr[-3000:]
+    assert status == 3, stderr[-3000:]  # done; the set's broken video was skipped
     protocol = json.loads((tmp_path / "taken" / "metrics.json").read_text())["protocol"]
     assert (protocol["clip_len"], protocol["short_side"], protocol["crop_size"]) == (10, 193, 193)
     status, _, stderr = run_command("eval.py", [*common, "data.clip.clip_len=12", f"run_dir={tmp_path / 'told'}"],
                                  capsys, monkeypatch)
-    assert status == 0 and "data.clip.clip_len=12 (trained with 10)" in stderr
+    assert status == 3 and "data.clip.clip_len=12 (trained with 10)" in stderr
     assert json.loads((tmp_path / "told" / "metrics.json").read_text())["protocol"]["clip_len"] == 12
 
 
@@ -610,9 +636,12 @@ def test_eval_names_its_run_after_the_checkpoints_stream(tmp_path, eval_dataset,
         "dataset=custom", f"dataset.val={eval_dataset}", f"ckpt_path={checkpoint}", "data.num_workers=0",
         "trainer.enable_progress_bar=false", "data.eval_batch_size=2", "data.eval_sampling.num_clips=1",
         "data.clip.clip_len=9", "data.clip.short_side=193", "data.clip.crop_size=193"], capsys, monkeypatch)
-    assert status == 0, stderr[-3000:]
-    assert [path.name for path in (tmp_path / "outputs" / "eval").iterdir()] == ["custom-rgb"]
     (run,) = (tmp_path / "outputs" / "eval" / "custom-rgb").iterdir()
+    # Done, but the broken video of the set was skipped: exit status 3, as the tools give, and one line.
+    assert status == 3, stderr[-3000:]
+    listed = run.relative_to(tmp_path) / "skipped_videos.csv"  # the run folder as Hydra names it, relative
+    assert stderr.strip().splitlines()[-1] == f"done, but 1 input was skipped (listed in {listed}): exit status 3"
+    assert [path.name for path in (tmp_path / "outputs" / "eval").iterdir()] == ["custom-rgb"]
     assert (run / "metrics.json").is_file() and json.loads((run / "metrics.json").read_text())["stream"] == "rgb"
     log = (run / "eval.log").read_text()
     assert "precision 32-true: from precision=32" in log and "set explicitly" not in log

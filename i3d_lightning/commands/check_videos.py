@@ -1,21 +1,21 @@
 """Find the videos of a dataset that cannot be decoded, before they cost a training run.
 
-    i3d-check-videos VIDEOS_DIR_OR_LIST [--out failed_videos.csv] [--access access.csv] [--workers 8]
+    i3d-check-videos VIDEOS_DIR_OR_LIST [--out skipped_videos.csv] [--access access.csv] [--workers 8]
         [--timeout 60]
 
 Every video (found recursively below a folder, one video, or listed one per line as ``path[,label]``)
 is opened and its first, middle and last frames decoded in a separate process with a timeout, so a file
 that crashes or hangs the decoder is reported instead of stopping the scan. Failures go to ``--out``
-(``path,reason``); the exit status is 3 when any video failed (the tools' "done, but inputs were
-skipped" status). It also says how many videos are read frame-accurately rather than by decord's seek
-(``timestamps``: open GOPs; ``sequential``: AVI with B-frames, decoded from the start, which costs time
-on long videos), and ``--access`` lists each video's way (docs/data.md, "Exact frames").
+(``video_id,path,reason``: the layout of every command's list of skipped videos); the exit status is 3
+when any video failed (the tools' "done, but inputs were skipped" status). It also says how many videos
+are read frame-accurately rather than by decord's seek (``timestamps``: open GOPs; ``sequential``: AVI
+with B-frames, decoded from the start, which costs time on long videos), and ``--access`` lists each
+video's way (docs/data.md, "Exact frames").
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -24,10 +24,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from i3d_lightning.atomic_files import atomic_output
+from i3d_lightning.atomic_files import write_csv
 from i3d_lightning.cli import finished, number, run_reporting_errors, whole_number, writable_file
 from i3d_lightning.data.annotations import video_files
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS, SkipReport
 
 
 def check_one(path: Path) -> str:
@@ -56,7 +57,7 @@ def check_in_subprocess(path: Path, timeout: float) -> tuple[str | None, str | N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="i3d-check-videos", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="folder of videos (searched recursively), one video, or a list file")
-    parser.add_argument("--out", type=Path, default=Path("failed_videos.csv"))
+    parser.add_argument("--out", type=Path, default=Path(SKIPPED_VIDEOS))
     parser.add_argument("--access", type=Path, help="also write path,access (seek, timestamps, sequential) per video")
     parser.add_argument("--workers", type=whole_number(1), default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=number(0, above=True), default=60.0, help="seconds per video")
@@ -79,24 +80,21 @@ def check_all(args: argparse.Namespace) -> int:
     writable_file(args.out, "--out")
     if args.access:
         writable_file(args.access, "--access")
-    videos = [record.path for record in video_files(args.source).require_videos(str(args.source)).records]
-    failed: list[tuple[str, str]] = []
+    records = video_files(args.source).require_videos(str(args.source)).records
+    failed = SkipReport(announce=False)
     access: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        results = pool.map(lambda path: (path, *check_in_subprocess(path, args.timeout)), videos)
-        for path, reason, mode in tqdm(results, total=len(videos), unit="video", desc="checking"):
+        results = pool.map(lambda record: (record, *check_in_subprocess(record.path, args.timeout)), records)
+        for record, reason, mode in tqdm(results, total=len(records), unit="video", desc="checking"):
             if reason is not None:
-                failed.append((str(path), reason))
+                failed.add([(record.video_id, str(record.path), reason)])
             else:
-                access.append((str(path), mode))
-    print(f"{len(videos)} videos checked, {len(failed)} failed; list written to {args.out}")
+                access.append((str(record.path), mode))
+    print(f"{len(records)} videos checked, {len(failed)} failed; list written to {args.out}")
     print(_access_summary([mode for _, mode in access]))
-    for path, rows, header in ((args.out, failed, ("path", "reason")), (args.access, access, ("path", "access"))):
-        if path is not None:
-            with atomic_output(path) as partial, partial.open("w", newline="") as stream:
-                writer = csv.writer(stream)
-                writer.writerow(header)
-                writer.writerows(sorted(rows))
+    failed.write(args.out)
+    if args.access:
+        write_csv(args.access, ("path", "access"), sorted(access))
     return finished(len(failed), f"in {args.out}")
 
 

@@ -10,12 +10,18 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from i3d_lightning.cli import hydra_config_path, run_reporting_errors
+from i3d_lightning.cli import finished, hydra_config_path, run_reporting_errors
 from i3d_lightning.evaluation.run import evaluate
+
+
+def evaluate_and_report(cfg: DictConfig) -> int:
+    """Evaluate; the exit status: 0, or 3 when videos were skipped (listed in the run folder)."""
+    evaluation = evaluate(cfg)
+    return finished(evaluation.skipped, f"in {evaluation.skipped_list}")
 
 
 @hydra.main(config_path=hydra_config_path(), config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    status = run_reporting_errors(evaluate, cfg)
+    status = run_reporting_errors(evaluate_and_report, cfg)
     if status:
         sys.exit(status)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
 import torch
 
+from i3d_lightning.atomic_files import write_json
 from i3d_lightning.cli import number, run_reporting_errors, writable_folder
 from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.errors import UserInputError
@@ -112,7 +112,7 @@ def export_and_check(args: argparse.Namespace) -> int:
         "classes": classes,
         "checks": {"max_abs_logit_difference": checks, "tolerance": args.tolerance},
     }
-    (args.out / f"i3d_{name}.json").write_text(json.dumps(description, indent=1, default=str) + "\n")
+    write_json(args.out / f"i3d_{name}.json", description)
     worst = max(diff for results in checks.values() for diff in results.values())
     if worst > args.tolerance:
         print(f"error: an export differs from PyTorch by {worst:.3g} > {args.tolerance}", file=sys.stderr)

@@ -7,7 +7,7 @@
 
 Writes ``OUT_DIR/<modality>/<video id>.npy`` (``[N, 1024]`` windows or ``[1024]``; with a preset, one
 ``OUT_DIR/<video id>.npy`` of ``[T, 2048]``, rgb first), ``OUT_DIR/index.csv``, ``OUT_DIR/conventions.json``
-and ``OUT_DIR/failed_videos.csv`` (see :mod:`i3d_lightning.features.extraction` and
+and ``OUT_DIR/skipped_videos.csv`` (see :mod:`i3d_lightning.features.extraction` and
 :mod:`i3d_lightning.features.presets`). Resumable: videos already extracted are skipped; the exit status
 is 3 when some videos could not be read. With several GPUs (``--devices N``), Lightning's predict loop
 shares the videos between them. Frames are resampled to 25 fps (``--fps``), resized (shorter side 256)
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if report.index is None:  # not the first process of a multi-GPU run: that one reports
         return 0
     print(f"index written to {report.index}")
-    return finished(len(report.skipped), f"in {args.out / 'failed_videos.csv'}")
+    return finished(len(report.skipped), f"in {args.out / 'skipped_videos.csv'}")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,14 @@ relative``, as UCF101, HMDB51 and custom datasets expect) or the file name's ste
 Kinetics expects).
 
 Resumable: a finished video's folder is complete (written under a temporary name, renamed at the
-end) and is skipped on the next run. Videos that fail are listed in ``OUT_DIR/failed_flow.csv`` (exit
-status 3).
+end) and is skipped on the next run. Videos that fail are listed in ``OUT_DIR/skipped_videos.csv``
+(``video_id,path,reason``, as every command lists what it skipped; exit status 3).
 The two backends agree to ~0.02 px mean end-point error (docs/data.md, Optical flow).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import threading
@@ -37,6 +36,7 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.writer import opencv_pairs, torch_pairs, video_id, write_flow_folder
 from i3d_lightning.hardware import resolve_device
 from i3d_lightning.preprocessing import RELEASE_FPS, RELEASE_SHORT_SIDE
+from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS, SkipReport
 
 #: Flow frames written by all processes, and those the videos started so far will have: shared counters
 #: behind the progress line (set by _start_process).
@@ -130,7 +130,7 @@ def extract(args: argparse.Namespace) -> int:
         else:
             tasks.append((path, target, args.fps or None, args.short_side, args))
     print(f"{len(videos)} videos, {done} already done, {len(tasks)} to compute")
-    failed = []
+    failed = SkipReport(announce=False)
     # spawn: each worker opens its own decoder and TV-L1 state; nothing is inherited from this process.
     context = get_context("spawn")
     written, total = context.Value("q", 0), context.Value("q", 0)
@@ -153,7 +153,7 @@ def extract(args: argparse.Namespace) -> int:
         for path, reason in results:
             videos_bar.update()
             if reason is not None:
-                failed.append((path, reason))
+                failed.add([(video_id(Path(path), args.videos, args.layout), path, reason)])
     finally:
         stop.set()
         follower.join()
@@ -162,10 +162,8 @@ def extract(args: argparse.Namespace) -> int:
         if pool is not None:
             pool.close()
             pool.join()
-    if failed:
-        with (args.out / "failed_flow.csv").open("w", newline="") as stream:
-            csv.writer(stream).writerows([("path", "reason"), *sorted(failed)])
-    return finished(len(failed), f"in {args.out / 'failed_flow.csv'}")
+    listed = failed.write(args.out / SKIPPED_VIDEOS)  # with its header alone when none failed
+    return finished(len(failed), f"in {listed}")
 
 
 if __name__ == "__main__":

@@ -27,10 +27,10 @@ TensorFlow's unless ``--covariance biased`` / ``--square-root scipy`` ask for ot
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from i3d_lightning.atomic_files import write_json
 from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writable_file
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.bootstrap import BootstrapSummary
@@ -143,7 +143,7 @@ def measure(args: argparse.Namespace) -> int:
             "videos": real.videos, "frame_sizes": real.frame_sizes, "discarded": real.discarded})
         print(f"{args.real}'s statistics written to {stats}", file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        write_json(args.json, report)
     skipped = len(real.skipped) + len(fake.skipped)
     return finished(skipped, "above, and in --json" if args.json else "above")
 

@@ -10,12 +10,18 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from i3d_lightning.cli import hydra_config_path, run_reporting_errors
+from i3d_lightning.cli import finished, hydra_config_path, run_reporting_errors
 from i3d_lightning.training.run import train
+
+
+def train_and_report(cfg: DictConfig) -> int:
+    """Train; the exit status: 0, or 3 when videos were skipped (listed in the run folder)."""
+    results = train(cfg)
+    return finished(results["videos_skipped"], f"in {results['skipped_list']}")
 
 
 @hydra.main(config_path=hydra_config_path(), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    status = run_reporting_errors(train, cfg)
+    status = run_reporting_errors(train_and_report, cfg)
     if status:
         sys.exit(status)

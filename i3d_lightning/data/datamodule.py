@@ -33,7 +33,7 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow, add_device_flow
 from i3d_lightning.hardware import available_cpus
 from i3d_lightning.runtime.distributed import EpochSampler, UnpaddedDistributedSampler, is_distributed
-from i3d_lightning.runtime.skip_report import SkipReport, write_rows
+from i3d_lightning.runtime.skip_report import SkipReport
 from i3d_lightning.video.sampling import clip_span
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,9 @@ class VideoDataModule(pl.LightningDataModule):
         log.warning("dataset=%s (%s): %d annotated videos are missing on disk", self.source.name, split,
                     len(videos.missing))
         if self.report_dir is not None:
-            path = write_rows(self.report_dir / f"missing_videos_{split}.csv", ("video_id", "expected_at"),
-                               videos.missing)
+            missing = SkipReport(announce=False)
+            missing.add([(video_id, path, "no such file") for video_id, path in videos.missing])
+            path = missing.write(self.report_dir / f"missing_videos_{split}.csv")
             log.warning("the list of missing videos is in %s", path)
 
     def _check_clip_length(self, videos: VideoList) -> None:

@@ -126,6 +126,9 @@ class Synthetic:
     size: int = 224
     seed: int = 0
     flow_root: str | None = None
+    #: Whether training may flip clips: not here, where the class is the direction of the motion (the
+    #: config's ``data.train_sampling.flip`` follows it).
+    flip: bool = False
     name: str = "synthetic"
 
     def folder(self) -> Path:

@@ -1,32 +1,31 @@
-"""What an evaluation writes to its run folder: ``metrics.json``, ``predictions.csv``,
-``per_class_accuracy.csv``, ``confusion_matrix.png`` and (if any) ``skipped_videos.csv``."""
+"""The reports of an evaluation on a dataset: the summary table it prints, and the files it writes to
+its run folder, each atomically (``metrics.json``, ``predictions.csv``, ``per_class_accuracy.csv``,
+``confusion_matrix.png``; the list of skipped videos is :mod:`~i3d_lightning.runtime.skip_report`'s)."""
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from i3d_lightning.atomic_files import atomic_output, write_csv, write_json
+
 
 def write_predictions(path: Path, predictions: Sequence[dict[str, Any]], class_names: Sequence[str],
                       score_kind: str = "logit") -> Path:
     """One row per video: id, true label, then the top-5 classes with their scores (the aggregated
     logits, or softmax probabilities with ``aggregate=mean_softmax``: ``score_kind``)."""
-    with path.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        top_k = len(predictions[0]["top_classes"]) if predictions else 5
-        writer.writerow(["video_id", "label", *(f"top{k}_{field}" for k in range(1, top_k + 1)
-                                                  for field in ("class", score_kind))])
-        for row in predictions:
-            cells = [row["video_id"], class_names[row["label"]]]
-            for index, score in zip(row["top_classes"], row["top_scores"], strict=True):
-                cells += [class_names[index], f"{score:.6g}"]
-            writer.writerow(cells)
-    return path
+    top_k = len(predictions[0]["top_classes"]) if predictions else 5
+    header = ["video_id", "label", *(f"top{k}_{field}" for k in range(1, top_k + 1) for field in ("class", score_kind))]
+    rows = []
+    for row in predictions:
+        cells = [row["video_id"], class_names[row["label"]]]
+        for index, score in zip(row["top_classes"], row["top_scores"], strict=True):
+            cells += [class_names[index], f"{score:.6g}"]
+        rows.append(cells)
+    return write_csv(path, header, rows)
 
 
 def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
@@ -38,14 +37,9 @@ def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
 
 def write_per_class(path: Path, confusion: np.ndarray, class_names: Sequence[str]) -> Path:
     accuracy = per_class_accuracy(confusion)
-    with path.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["class", "videos", "correct", "accuracy"])
-        for index, name in enumerate(class_names):
-            total = int(confusion[index].sum())
-            writer.writerow([name, total, int(confusion[index, index]),
-                             "" if np.isnan(accuracy[index]) else f"{accuracy[index]:.4f}"])
-    return path
+    rows = [(name, int(confusion[index].sum()), int(confusion[index, index]),
+             "" if np.isnan(accuracy[index]) else f"{accuracy[index]:.4f}") for index, name in enumerate(class_names)]
+    return write_csv(path, ("class", "videos", "correct", "accuracy"), rows)
 
 
 def plot_confusion(path: Path, confusion: np.ndarray, class_names: Sequence[str]) -> Path:
@@ -68,14 +62,14 @@ def plot_confusion(path: Path, confusion: np.ndarray, class_names: Sequence[str]
         axes.set_xticks(ticks, class_names, rotation=90, fontsize=7)
         axes.set_yticks(ticks, class_names, fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with atomic_output(path) as partial:
+        figure.savefig(partial, dpi=100, format="png")
     plt.close(figure)
     return path
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_json(path, metrics, sort_keys=True)
 
 
 def summary_table(metrics: dict[str, Any], heads: Sequence[str]) -> str:

@@ -2,21 +2,22 @@
 
 On a dataset, the model is DeepMind's converted weights as they are (``weights.*``; e.g. Kinetics,
 whose class order is the checkpoints') or a checkpoint of ``train.py`` (``ckpt_path``), evaluated with
-the test protocol of ``data.eval_sampling``. The run folder receives ``metrics.json``,
-``predictions.csv``, ``per_class_accuracy.csv``, ``confusion_matrix.png`` and ``skipped_videos.csv``
-(the videos that could not be read; only its header when there were none); the metrics are computed
-over the videos that could be read.
+the test protocol of ``data.eval_sampling``. The summary is printed first; then the run folder receives
+``metrics.json``, ``predictions.csv``, ``per_class_accuracy.csv``, ``confusion_matrix.png`` and
+``skipped_videos.csv`` (the videos that could not be read; only its header when there were none), each
+written atomically; the metrics are computed over the videos that could be read.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from i3d_lightning.config_checks import check_config, command_line_keys
 from i3d_lightning.data.datamodule import VideoDataModule
@@ -24,18 +25,34 @@ from i3d_lightning.errors import TrainingDivergedError, UserInputError, not_a_fi
 from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
 from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_device
+from i3d_lightning.lightning.builders import build_datamodule, build_trainer
+from i3d_lightning.lightning.classifier import I3DClassifier, metric_names
 from i3d_lightning.models.inference import check_inference_precision
 from i3d_lightning.run_folder import remove_if_only_hydra_files
-from i3d_lightning.training.divergence import check_finite_state_dict
-from i3d_lightning.training.lightning_module import I3DClassifier, metric_names
-from i3d_lightning.training.run import build_datamodule, build_trainer
-from i3d_lightning.weights.loading import read_checkpoint
+from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS
+from i3d_lightning.weights.loading import check_finite_state_dict, read_checkpoint
 
 log = logging.getLogger(__name__)
 
 
-def evaluate(cfg: DictConfig) -> str:
-    """Run the evaluation of ``cfg``; returns the text it printed."""
+@dataclass(frozen=True)
+class Evaluation:
+    """What an evaluation printed (``text``), and the videos it skipped: how many, and where they are
+    listed (``None`` for the sample evaluation)."""
+
+    text: str
+    skipped: int = 0
+    skipped_list: Path | None = None
+
+
+def _show(text: str) -> None:
+    """Print ``text`` and put it in the run's eval.log (the console shows only warnings)."""
+    print(text, flush=True)
+    log.info("\n%s", text)
+
+
+def evaluate(cfg: DictConfig) -> Evaluation:
+    """Run the evaluation of ``cfg``: print its report (then, on a dataset, write the report files)."""
     check_config(cfg)
     given = [f"sample.{modality}" for modality, path in cfg.sample.items() if path is not None]
     if given and cfg.get("dataset") is not None:
@@ -44,18 +61,14 @@ def evaluate(cfg: DictConfig) -> str:
                              "the dataset")
     device = resolve_device(cfg.device)
     check_inference_precision(str(cfg.precision), device)
-    if cfg.get("dataset") is None:
-        logits, categories = evaluate_sample(
-            list(cfg.stream.modalities), cfg.weights, cfg.sample,
-            device=device, precision=str(cfg.precision), fast=cfg.fast,
-            source=instantiate(cfg.weights.source))
-        report = format_release_output(logits, categories)
-    else:
-        report = evaluate_dataset(cfg)
-    if report:
-        print(report)
-        log.info("\n%s", report)  # into the run's eval.log (the console shows only warnings)
-    return report
+    if cfg.get("dataset") is not None:
+        return evaluate_dataset(cfg)
+    logits, categories = evaluate_sample(list(cfg.stream.modalities), cfg.weights, cfg.sample, device=device,
+                                         precision=str(cfg.precision), fast=cfg.fast,
+                                         source=instantiate(cfg.weights.source))
+    report = format_release_output(logits, categories)
+    _show(report)
+    return Evaluation(report)
 
 
 def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DClassifier:
@@ -101,45 +114,46 @@ def _few(names: list[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _trained_settings(cfg: DictConfig) -> str:
-    """With ``ckpt_path``: the stream and the clip settings the checkpoint was trained with go into
-    ``cfg`` where this command did not set them (a value set here wins, with a warning when it differs
-    from training). Returns a line saying what was taken, for the report."""
+def _with_trained_settings(cfg: DictConfig) -> tuple[DictConfig, str]:
+    """The config to evaluate with, and a line for the report saying what it took from the checkpoint.
+
+    With ``ckpt_path``, the stream and the clip settings the checkpoint was trained with replace the
+    configured ones where this command did not set them (a value set here wins, with a warning when it
+    differs from training): a new config composed from ``cfg`` and those values; ``cfg`` is not changed.
+    Its ``run_dir`` is fixed (the folder Hydra made, renamed after the stream taken)."""
     if not cfg.ckpt_path:
-        return ""
+        return cfg, ""
     checkpoint = read_checkpoint(cfg.ckpt_path, "ckpt_path")
     given = command_line_keys()
-    taken, kept = [], []
+    taken: dict[str, Any] = {}
     modalities = checkpoint.get("hyper_parameters", {}).get("modalities")
-    with open_dict(cfg):
-        if modalities and "stream" not in given and list(modalities) != list(cfg.stream.modalities):
-            before = str(cfg.run_dir)
-            cfg.stream.name = "joint" if len(modalities) > 1 else modalities[0]
-            cfg.stream.modalities = list(modalities)
-            taken.append(f"stream={cfg.stream.name}")
-            _rename_run_folder(cfg, before, given)
-        cfg.run_dir = str(cfg.run_dir)  # fixed from here on
-        trained = checkpoint.get(VideoDataModule.__qualname__, {}).get("clip", {})
-        for key, value in trained.items():
-            if f"data.clip.{key}" in given:
-                if cfg.data.clip[key] != value:
-                    kept.append(f"data.clip.{key}={cfg.data.clip[key]} (trained with {value})")
-            elif cfg.data.clip[key] != value:
-                cfg.data.clip[key] = value
-                taken.append(f"data.clip.{key}={value}")
+    if modalities and "stream" not in given and list(modalities) != list(cfg.stream.modalities):
+        taken["stream"] = {"name": "joint" if len(modalities) > 1 else modalities[0], "modalities": list(modalities)}
+    clip, kept = {}, []
+    for key, value in checkpoint.get(VideoDataModule.__qualname__, {}).get("clip", {}).items():
+        if cfg.data.clip[key] == value:
+            continue
+        if f"data.clip.{key}" in given:
+            kept.append(f"data.clip.{key}={cfg.data.clip[key]} (trained with {value})")
+        else:
+            clip[key] = value
     if kept:
         log.warning("evaluating with other clip settings than the model was trained with: %s", ", ".join(kept))
-    return f"from the checkpoint's training: {', '.join(taken)}" if taken else ""
+    if clip:
+        taken["data"] = {"clip": clip}
+    evaluated = OmegaConf.merge(cfg, taken)
+    run_dir = _run_folder(str(cfg.run_dir), str(evaluated.run_dir), given)
+    evaluated = OmegaConf.merge(evaluated, {"run_dir": run_dir})
+    said = [f"stream={taken['stream']['name']}"] * ("stream" in taken) + [f"data.clip.{k}={v}" for k, v in clip.items()]
+    return evaluated, f"from the checkpoint's training: {', '.join(said)}" if said else ""
 
 
-def _rename_run_folder(cfg: DictConfig, before: str, given: set[str]) -> None:
-    """Move the run folder Hydra made (named after the configured stream) to the name of the stream taken
-    from the checkpoint, unless the user named the folder. Hydra's ``${now:...}`` is resolved once per
-    process, so the new name keeps the same time."""
-    after = str(cfg.run_dir)
+def _run_folder(before: str, after: str, given: set[str]) -> str:
+    """The run folder: the one Hydra made (``before``, named after the configured stream), moved to
+    ``after`` (the name with the stream taken from the checkpoint) unless the user named the folder.
+    Hydra's ``${now:...}`` is resolved once per process, so the new name keeps the same time."""
     if after == before or given & {"run_dir", "hydra.run.dir"}:
-        cfg.run_dir = before
-        return
+        return before
     if Path(before).is_dir() and not Path(after).exists():
         Path(after).parent.mkdir(parents=True, exist_ok=True)
         Path(before).rename(after)  # open log files move with it (same file system)
@@ -147,17 +161,18 @@ def _rename_run_folder(cfg: DictConfig, before: str, given: set[str]) -> None:
         if HydraConfig.initialized():  # where a refusal later looks for the folder to remove
             with read_write(HydraConfig.get().runtime):
                 HydraConfig.get().runtime.output_dir = str(Path(after).resolve())
+    return after
 
 
-def evaluate_dataset(cfg: DictConfig) -> str:
-    """Test a model on ``cfg.dataset``'s test split; write the reports; return the summary table."""
-    trained = _trained_settings(cfg)
+def evaluate_dataset(cfg: DictConfig) -> Evaluation:
+    """Test a model on ``cfg.dataset``'s test split; print the summary table, then write the reports."""
+    cfg, trained = _with_trained_settings(cfg)
     precision = str(cfg.precision)
     # Lightning knows fp32 and bf16 autocast; whether fp32 means IEEE or TF32 is set around the test loop.
     trainer_precision = ("bf16-mixed" if precision == "bf16" else "32-true", f"from precision={precision}")
     # First: a setting Lightning refuses costs no data preparation.
-    trainer = build_trainer(cfg, for_training=False, precision=trainer_precision)
-    datamodule = build_datamodule(cfg)
+    trainer = build_trainer(cfg.trainer, precision=trainer_precision, enable_checkpointing=False)
+    datamodule = build_datamodule(cfg.data)
     datamodule.setup("test")
     model = _load_model(cfg, datamodule.num_classes, datamodule.classes)
     if cfg.fast:
@@ -165,7 +180,7 @@ def evaluate_dataset(cfg: DictConfig) -> str:
     with float32_mode(float32_mode_on(trainer.strategy.root_device, precision == "tf32")):
         logged = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # the report below says it all
     if not trainer.is_global_zero:
-        return ""
+        return Evaluation("")
     results = model.test_results
     metrics: dict[str, Any] = {head: {key: float(logged[f"test/{head}/{key}"])
                                       for key in metric_names(datamodule.num_classes)} for head in model.heads}
@@ -180,12 +195,14 @@ def evaluate_dataset(cfg: DictConfig) -> str:
                      "aggregate": model.hparams.aggregate},
     }
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = "\n".join(filter(None, [trained, reports.summary_table(metrics, model.heads)]))
+    _show(summary)  # first: a report file that cannot be written loses nothing
     reports.write_metrics(run_dir / "metrics.json", metrics)
     score_kind = "probability" if model.hparams.aggregate == "mean_softmax" else "logit"
     reports.write_predictions(run_dir / "predictions.csv", results["predictions"], datamodule.classes, score_kind)
     reports.write_per_class(run_dir / "per_class_accuracy.csv", results["confusion"], datamodule.classes)
     reports.plot_confusion(run_dir / "confusion_matrix.png", results["confusion"], datamodule.classes)
-    results["skipped"].write(run_dir / "skipped_videos.csv")  # with its header when nothing was skipped
-    summary = reports.summary_table(metrics, model.heads) + f"\nreports written to {run_dir}"
-    return f"{trained}\n{summary}" if trained else summary
+    skipped_list = results["skipped"].write(run_dir / SKIPPED_VIDEOS)  # its header alone when none was skipped
+    written = f"reports written to {run_dir}"
+    _show(written)
+    return Evaluation(f"{summary}\n{written}", len(results["skipped"]), skipped_list)

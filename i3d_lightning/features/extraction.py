@@ -6,7 +6,7 @@ start at 0 and end inside the video; a video shorter than a window gives one loo
 ``[1024]`` for the whole video in one pass; with ``concatenate``, one ``<out>/<video id>.npy`` of
 ``[N, 2048]`` (rgb's 1024 values, then flow's). Each window's feature is the centre crop's, or the mean
 of the 10 crops' (:func:`~i3d_lightning.preprocessing.ten_crops`). ``<out>/index.csv`` lists every
-file with its shape; ``<out>/failed_videos.csv`` the videos that could not be read;
+file with its shape; ``<out>/skipped_videos.csv`` the videos that could not be read;
 ``<out>/conventions.json`` how the features were made (an extraction into a folder made otherwise is
 refused). Each file is written under a temporary name and renamed when
 complete, and videos whose files exist are skipped, so an interrupted extraction resumes. Frames
@@ -15,7 +15,6 @@ travel as uint8 and windows of several videos share network calls (:mod:`i3d_lig
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from i3d_lightning.atomic_files import atomic_output
+from i3d_lightning.atomic_files import atomic_output, write_csv, write_json
 from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.data.segments import VideoSegments
 from i3d_lightning.errors import UserInputError
@@ -80,8 +79,7 @@ def check_conventions(out_dir: Path, conventions: dict[str, Any]) -> None:
 
 def record_conventions(out_dir: Path, conventions: dict[str, Any]) -> None:
     """Write ``conventions.json``: once the inputs and weights are accepted, before the first feature."""
-    with atomic_output(out_dir / "conventions.json") as partial:
-        partial.write_text(json.dumps(conventions, indent=2) + "\n")
+    write_json(out_dir / "conventions.json", conventions)
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -326,9 +324,4 @@ def write_index(out_dir: Path, outputs: Sequence[str]) -> Path:
             shape = np.load(path, mmap_mode="r").shape
             video_id = str(path.relative_to(folder).with_suffix(""))
             rows.append((output, video_id, str(path.relative_to(out_dir)), "x".join(map(str, shape))))
-    index = out_dir / "index.csv"
-    with index.open("w", newline="") as index_file:
-        writer = csv.writer(index_file)
-        writer.writerow(("stream", "video_id", "file", "shape"))
-        writer.writerows(rows)
-    return index
+    return write_csv(out_dir / "index.csv", ("stream", "video_id", "file", "shape"), rows)

@@ -38,7 +38,7 @@ from i3d_lightning.flow.online import OnlineFlow
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import modalities_of
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE
-from i3d_lightning.runtime.skip_report import SkipReport
+from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS, SkipReport
 from i3d_lightning.runtime.video_inference import default_batch_size, predict_videos, uses_cuda
 from i3d_lightning.weights import WeightsSource, stream_towers
 
@@ -104,7 +104,7 @@ class ExtractionSettings:
 @dataclass
 class ExtractionReport:
     """What :func:`extract` did: videos in the list, those already extracted before, the unreadable ones
-    (``skipped``, listed in ``failed_videos.csv``), and the index file (``None`` on processes other than
+    (``skipped``, listed in ``skipped_videos.csv``), and the index file (``None`` on processes other than
     the first of a multi-GPU run)."""
 
     videos: int
@@ -172,6 +172,5 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         skipped = extractor.skipped
         if not trainer.is_global_zero:
             return ExtractionReport(len(videos.records), len(videos.records) - len(todo), skipped, None)
-        if len(skipped):
-            skipped.write(out / "failed_videos.csv")
+    skipped.write(out / SKIPPED_VIDEOS)  # with its header alone when none was skipped
     return ExtractionReport(len(videos.records), len(videos.records) - len(todo), skipped, write_index(out, outputs))

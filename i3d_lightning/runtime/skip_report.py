@@ -1,13 +1,23 @@
-"""The videos a run could not read: collected from every batch and process, written as CSV."""
+"""The inputs a run set aside: collected from every batch and process, written as one CSV layout.
+
+Every command lists what it skipped the same way: ``skipped_videos.csv`` (:data:`SKIPPED_VIDEOS`) in
+its output or run folder, rows ``video_id,path,reason`` sorted by video id, written atomically by
+:meth:`SkipReport.write` (with its header alone when nothing was skipped). ``i3d-check-videos`` writes
+its failures in this layout too, and a DataModule its annotated videos missing on disk
+(``missing_videos_<split>.csv``).
+"""
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from pathlib import Path
 
+from i3d_lightning.atomic_files import write_csv
 from i3d_lightning.runtime.distributed import gather_objects
+
+#: The file name of the list of skipped inputs, in a command's output or run folder.
+SKIPPED_VIDEOS = "skipped_videos.csv"
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +30,7 @@ class SkipReport:
         self.announce = announce  # log a warning for each video as it is skipped
 
     def add(self, skipped: list[tuple[str, str, str]]) -> None:
+        """Add ``(video_id, path, reason)`` entries."""
         for video_id, path, reason in skipped:
             if video_id not in self.entries and self.announce:
                 log.warning("skipped unreadable video %s: %s", video_id, reason)
@@ -36,18 +47,6 @@ class SkipReport:
         return report
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Write ``video_id,path,reason`` rows (sorted) to ``path``."""
-        return write_rows(Path(path), ("video_id", "path", "reason"),
-                           [(video_id, *entry) for video_id, entry in sorted(self.entries.items())])
-
-
-def write_rows(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Path:
-    """Write a CSV file of ``header`` and ``rows``, creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
+        """Write ``video_id,path,reason`` rows (sorted), atomically."""
+        return write_csv(path, ("video_id", "path", "reason"),
+                         [(video_id, *entry) for video_id, entry in sorted(self.entries.items())])

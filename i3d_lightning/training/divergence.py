@@ -22,20 +22,6 @@ from i3d_lightning.errors import TrainingDivergedError
 log = logging.getLogger(__name__)
 
 
-def non_finite_tensors(named: dict[str, torch.Tensor]) -> list[str]:
-    """Names of the floating-point tensors that hold a NaN or an infinity."""
-    return [name for name, tensor in named.items()
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
-
-
-def check_finite_state_dict(state_dict: dict[str, torch.Tensor], what: str) -> None:
-    """Raise :class:`TrainingDivergedError` naming the first entries of ``state_dict`` that are not finite."""
-    bad = non_finite_tensors(state_dict)
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise TrainingDivergedError(f"{what} has non-finite weights ({shown}); it was not used or written")
-
-
 class NonFiniteGuard(Callback):
     """Skip optimizer steps whose loss or gradients are not finite; stop after ``max_consecutive``.
 

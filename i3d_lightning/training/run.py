@@ -5,70 +5,43 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelSummary
 
 from i3d_lightning.config_checks import check_config
 from i3d_lightning.data.datamodule import VideoDataModule
-from i3d_lightning.errors import InterruptedByUserError, Terminated, UserInputError, first_line
-from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_trainer_precision
+from i3d_lightning.errors import InterruptedByUserError, Terminated, UserInputError
+from i3d_lightning.hardware import float32_mode, float32_mode_on
+from i3d_lightning.lightning.builders import build_datamodule, build_trainer, tensorboard_without_tensorflow
+from i3d_lightning.lightning.classifier import I3DClassifier
+from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS
 from i3d_lightning.training.divergence import NonFiniteGuard
-from i3d_lightning.training.lightning_module import I3DClassifier
 from i3d_lightning.training.resume import check_checkpoint_fits, resumed_config
 from i3d_lightning.training.summary import EpochLine, ParameterSummary
 
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(cfg: DictConfig) -> VideoDataModule:
-    """The DataModule of ``cfg.data`` over ``cfg.dataset``, prepared and ready for ``setup``."""
-    datamodule = instantiate(cfg.data, _convert_="object")
-    datamodule.prepare_data()
-    return datamodule
-
-
-def _tensorboard_without_tensorflow() -> None:
-    """Make TensorBoard's writer use its own TensorFlow stub even where TensorFlow is installed:
-    importing TensorFlow there would only print its banner and take seconds. TensorBoard looks for
-    the module ``tensorboard.compat.notf`` to decide this."""
-    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
-
-
-def build_trainer(cfg: DictConfig, *, for_training: bool, precision: tuple[str, str] | None = None) -> pl.Trainer:
-    """The Trainer of ``cfg.trainer`` with the configured loggers and callbacks (training only), its
-    precision resolved (``auto``: :func:`~i3d_lightning.hardware.auto_precision`), or ``precision``
-    (Lightning's value and the reason to log) where the caller chose it."""
-    _tensorboard_without_tensorflow()
-    loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values()] if for_training else []
-    callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()] if for_training else []
+def build_training_trainer(cfg: DictConfig) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` with the configured loggers and callbacks, and those training
+    always has: the divergence guard, one line per epoch, the parameter summary."""
+    tensorboard_without_tensorflow()  # before a TensorBoard logger is made
+    loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
     if not loggers:  # the learning-rate monitor writes to a logger and refuses to run without one
         callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
-    if for_training and not any(isinstance(callback, NonFiniteGuard) for callback in callbacks):
+    if not any(isinstance(callback, NonFiniteGuard) for callback in callbacks):
         callbacks.append(NonFiniteGuard())  # never train unguarded, even with callbacks=null
-    if for_training:
-        callbacks.append(EpochLine())  # one line per epoch in train.log (and on the console without a bar)
-    summary_wanted = for_training and cfg.trainer.get("enable_model_summary", True)
+    callbacks.append(EpochLine())  # one line per epoch in train.log (and on the console without a bar)
+    summary_wanted = cfg.trainer.get("enable_model_summary", True)
     if summary_wanted and not any(isinstance(callback, ModelSummary) for callback in callbacks):
         callbacks.append(ParameterSummary())  # in place of Lightning's, which would print "Total FLOPs: 0"
-    chosen, reason = precision or resolve_trainer_precision(cfg.trainer.get("precision", "auto"),
-                                                            str(cfg.trainer.get("accelerator", "auto")))
-    log.info("precision %s: %s", chosen, reason)
-    extra = {} if for_training else {"enable_checkpointing": False}
-    try:
-        return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, precision=chosen, **extra)
-    except InstantiationException as error:
-        # Lightning refusing a setting (a strategy or device count it cannot honour) is the user's to fix.
-        if isinstance(error.__cause__, MisconfigurationException | ValueError | TypeError):
-            raise UserInputError(f"trainer: {first_line(error.__cause__)}") from None
-        raise
+    return build_trainer(cfg.trainer, loggers=loggers, callbacks=callbacks)
 
 
 def train_command() -> str:
@@ -94,8 +67,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                              "quick start")
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
-    trainer = build_trainer(cfg, for_training=True)  # first: a setting Lightning refuses costs no data preparation
-    datamodule = build_datamodule(cfg)
+    trainer = build_training_trainer(cfg)  # first: a setting Lightning refuses costs no data preparation
+    datamodule = build_datamodule(cfg.data)
     datamodule.setup("fit")
     if cfg.ckpt_path:
         check_checkpoint_fits(cfg.ckpt_path, list(cfg.stream.modalities), datamodule.num_classes)
@@ -135,9 +108,10 @@ def _fit_and_test(cfg: DictConfig, trainer: pl.Trainer, model: I3DClassifier, da
         tested = trainer.test(model, datamodule=datamodule, ckpt_path=results.get("best_checkpoint"))
         results["test"] = tested[0] if tested else {}
     skipped = model.test_results.get("skipped") or model.skipped.gathered()
+    results |= {"videos_skipped": len(skipped), "skipped_list": str(run_dir / SKIPPED_VIDEOS)}
     if trainer.is_global_zero:
-        path = skipped.write(run_dir / "skipped_videos.csv")  # with its header when nothing was skipped
+        log.info("results:\n%s", json.dumps(results, indent=1, default=str))  # said before any file is written
+        skipped.write(run_dir / SKIPPED_VIDEOS)  # with its header alone when nothing was skipped
         if len(skipped):
-            log.warning("%d unreadable videos were skipped; list in %s", len(skipped), path)
-        log.info("results:\n%s", json.dumps(results, indent=1, default=str))
+            log.warning("%d unreadable videos were skipped; list in %s", len(skipped), results["skipped_list"])
     return results

@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from i3d_lightning.atomic_files import atomic_output
-from i3d_lightning.errors import UserInputError, first_line, not_a_file
+from i3d_lightning.atomic_files import atomic_output, write_text
+from i3d_lightning.errors import TrainingDivergedError, UserInputError, first_line, not_a_file
 from i3d_lightning.extras import install_command
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.streams import CHANNELS
@@ -98,7 +98,7 @@ def load_state_dict(name_or_path: str | os.PathLike,
         state = _load_cached_conversion(path)
         if state is None:
             _convert_into_cache(weights, path, source)
-            _digest_path(path).write_text(release.sha256(path) + "\n")
+            write_text(_digest_path(path), release.sha256(path) + "\n")
             state = _read_weights_file(path)
         return state
     path = Path(text).expanduser()
@@ -157,6 +157,20 @@ def _load_cached_conversion(path: Path) -> dict[str, torch.Tensor] | None:
         path.unlink()
         digest.unlink(missing_ok=True)
         return None
+
+
+def non_finite_tensors(named: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity."""
+    return [name for name, tensor in named.items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
+def check_finite_state_dict(state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`TrainingDivergedError` naming the first entries of ``state_dict`` that are not finite."""
+    bad = non_finite_tensors(state_dict)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise TrainingDivergedError(f"{what} has non-finite weights ({shown}); it was not used or written")
 
 
 def read_torch_file(path: str | os.PathLike, what: str = "file") -> dict:

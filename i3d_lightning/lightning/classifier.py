@@ -27,8 +27,8 @@ from i3d_lightning.models.streams import CHANNELS, check_modalities
 from i3d_lightning.models.temporal_tiles import tile_feature_sum
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.skip_report import SkipReport
-from i3d_lightning.training.divergence import check_finite_state_dict
 from i3d_lightning.weights import WeightsSource, load_state_dict, stream_towers
+from i3d_lightning.weights.loading import check_finite_state_dict
 
 AGGREGATIONS = ("mean_logits", "mean_softmax")
 
