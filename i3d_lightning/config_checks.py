@@ -3,158 +3,174 @@
 Hydra parses ``key=value`` into YAML types, so ``data.batch_size=abc`` arrives as the string ``"abc"``
 and ``data.batch_size=-1`` as a negative int: the constructors several layers down would fail with a
 traceback, after the run folder was made and perhaps after hours of decoding. :func:`check_config`
-walks one table (:data:`RULES`) instead, and refuses the first bad value with one line naming the
-key, the value and what is allowed (a :class:`~i3d_lightning.errors.UserInputError`: exit status 2,
-no run folder left). Keys a config does not have are skipped, so one table serves both commands.
+refuses the first bad value instead, with one line naming the key, the value and what is allowed (a
+:class:`~i3d_lightning.errors.UserInputError`: exit status 2, no run folder left).
+
+Each rule is written once (:func:`rules`):
+
+* a config node whose ``_target_`` is a dataclass of settings (the dataset, ``weights.source``), and
+  the sections that :class:`~i3d_lightning.data.clip_dataset.ClipSampling`,
+  :class:`~i3d_lightning.flow.online.OnlineFlow` and :class:`~i3d_lightning.flow.tvl1.TVL1Parameters`
+  hold (:data:`SECTIONS`), have the rules of its fields (:func:`~i3d_lightning.settings.rules_of`): the
+  ones the dataclass enforces itself;
+* where the config feeds the network, its minimum clip length and frame size are raised to the
+  network's (:data:`NETWORK_MINIMUMS`);
+* the keys no dataclass of the library holds (the loader's, the LightningModule's, Lightning's) are in
+  :data:`RULES`, with the vocabularies of the modules that use them.
+
+The tests compose every config and check that every leaf key has a rule, and that a bad value for each
+rule is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+import importlib
+from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from i3d_lightning.data.clip_dataset import FLOW_SOURCES, ON_ERROR, ClipSampling
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.flow.online import OnlineFlow
+from i3d_lightning.flow.tvl1 import TVL1Parameters
 from i3d_lightning.hardware import TRAINER_PRECISIONS
+from i3d_lightning.lightning.classifier import AGGREGATIONS
 from i3d_lightning.models.i3d import LEARNED_BLOCKS, MIN_FRAMES, MIN_SIZE
+from i3d_lightning.models.inference import PRECISIONS
+from i3d_lightning.models.streams import STREAMS
+from i3d_lightning.settings import Allowed, rules_of, shown
 from i3d_lightning.video.decoding import DECODERS
 from i3d_lightning.weights.loading import load_state_dict, read_checkpoint
 from i3d_lightning.weights.registry import I3DWeights
 
+#: Config sections held by a library dataclass of settings (besides nodes with a dataclass ``_target_``).
+SECTIONS: dict[str, type] = {
+    "data.clip": ClipSampling, "data.train_sampling": ClipSampling, "data.eval_sampling": ClipSampling,
+    "data.online_flow": OnlineFlow, "data.online_flow.tvl1": TVL1Parameters,
+}
 
-@dataclass(frozen=True)
-class Rule:
-    """What ``key`` may hold: a value of ``kind`` (``int``, ``number``, ``bool``, ``str``, ``checkpoint``:
-    a readable ``train.py`` checkpoint) at least ``minimum`` and at most ``maximum`` (numbers), or one of
-    ``choices``; ``None`` too where ``optional``."""
+#: Where the config's clips and frames reach the network: at least the frames and size it needs.
+NETWORK_MINIMUMS: dict[str, int] = {
+    "data.clip.clip_len": MIN_FRAMES, "data.clip.short_side": MIN_SIZE, "data.clip.crop_size": MIN_SIZE,
+    "data.eval_sampling.max_frames": MIN_FRAMES, "dataset.num_frames": MIN_FRAMES, "dataset.size": MIN_SIZE,
+}
 
-    key: str
-    kind: str
-    minimum: float | None = None
-    choices: Sequence[object] = ()
-    optional: bool = False
-    greater: bool = False  # the minimum itself is not allowed
-    maximum: float | None = None
+_INT, _BOOL, _TEXT, _ANY = Allowed("int"), Allowed("bool"), Allowed("str"), Allowed("any")
+_OPTIONAL_TEXT = Allowed("str", optional=True)
+_PATH, _OPTIONAL_PATH = Allowed("path"), Allowed("path", optional=True)
 
-    def problem(self, value: object) -> str | None:
-        """What is wrong with ``value``, or ``None``."""
-        if value is None:
-            return None if self.optional else "a value is required"
-        if self.choices:  # a string rule compares as text: `precision: 32` is an int in YAML
-            allowed = value in self.choices if self.kind != "str" else str(value) in map(str, self.choices)
-            return None if allowed else f"choose one of {', '.join(map(str, self.choices))}"
-        if self.kind == "bool":
-            return None if isinstance(value, bool) else "must be true or false"
-        if self.kind == "str":
-            return None if isinstance(value, str) else "must be a string"
-        if self.kind == "checkpoint":
-            read_checkpoint(str(value), self.key)  # one line of its own when it is not one
-            return None
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if self.kind == "int" and not (numeric and float(value).is_integer()):
-            return f"must be a whole number{self._range()}"
-        if not numeric:
-            return f"must be a number{self._range()}"
-        too_low = self.minimum is not None and (value < self.minimum or (self.greater and value == self.minimum))
-        if too_low or (self.maximum is not None and value > self.maximum):
-            return f"must be{self._range()}"
+
+def _at_least(minimum: float, *, kind: str = "int", **bounds: object) -> Allowed:
+    return Allowed(kind, minimum=minimum, **bounds)
+
+
+def _above_zero(**bounds: object) -> Allowed:
+    return Allowed("number", minimum=0, above=True, **bounds)
+
+
+#: The keys that no library dataclass holds, with what they may be. ``any``: checked by its user
+#: (Lightning, the LightningModule) or where it is used (:func:`check_config`'s own checks below).
+RULES: dict[str, Allowed] = {
+    "seed": _INT, "run_dir": _PATH, "ckpt_path": _OPTIONAL_PATH, "test_after_fit": _BOOL, "tf32": _BOOL,
+    "precision": Allowed("str", choices=PRECISIONS), "fast": _BOOL, "device": _TEXT,
+    "sample.rgb": _OPTIONAL_PATH, "sample.flow": _OPTIONAL_PATH,
+    "stream.name": Allowed("str", choices=tuple(STREAMS)), "stream.modalities": _ANY,
+    "weights.rgb": _OPTIONAL_PATH, "weights.flow": _OPTIONAL_PATH,
+    # The DataModule (data/datamodule.py); dataset and stream come in by interpolation.
+    "data.source": _ANY, "data.modalities": _ANY, "data.report_dir": _OPTIONAL_PATH, "data.seed": _INT,
+    "data.batch_size": _at_least(1), "data.eval_batch_size": _at_least(1, optional=True),
+    "data.num_workers": _at_least(0, optional=True), "data.worker_timeout": _above_zero(),
+    "data.on_error": Allowed("str", choices=ON_ERROR), "data.check_videos": _at_least(0),
+    "data.flow_source": Allowed("str", choices=FLOW_SOURCES), "data.decoder": Allowed("str", choices=DECODERS),
+    # The LightningModule (lightning/classifier.py) and its optimiser and schedule (Hydra partials).
+    "model.modalities": _ANY, "model.weights.rgb": _OPTIONAL_PATH, "model.weights.flow": _OPTIONAL_PATH,
+    "model.weights_source": _ANY, "model.seed": _INT,
+    "model.dropout": _at_least(0, kind="number", maximum=1),
+    "model.trainable_blocks": _at_least(0, maximum=LEARNED_BLOCKS, optional=True),  # null: all
+    "model.freeze_bn_stats": _BOOL, "model.bn_momentum": _above_zero(maximum=1, optional=True),
+    "model.aggregate": Allowed("str", choices=AGGREGATIONS), "model.eval_chunk": _at_least(1),
+    "model.head_lr_scale": _above_zero(),
+    "model.optimizer.lr": _above_zero(), "model.optimizer.weight_decay": _at_least(0, kind="number"),
+    "model.optimizer.momentum": _at_least(0, kind="number"), "model.optimizer.nesterov": _BOOL,
+    "model.scheduler.warmup_fraction": _at_least(0, kind="number", maximum=1, below=True),
+    "model.scheduler.milestones": _ANY, "model.scheduler.gamma": _above_zero(),
+    # Lightning's Trainer (devices and accelerator: _check_accelerator).
+    "trainer.accelerator": _TEXT, "trainer.devices": _ANY, "trainer.strategy": _ANY, "trainer.fast_dev_run": _ANY,
+    "trainer.max_epochs": _at_least(1), "trainer.precision": Allowed("str", choices=TRAINER_PRECISIONS),
+    "trainer.accumulate_grad_batches": _at_least(1),
+    "trainer.gradient_clip_val": _at_least(0, kind="number", optional=True),
+    "trainer.log_every_n_steps": _at_least(1), "trainer.num_nodes": _at_least(1),
+    "trainer.enable_progress_bar": _BOOL, "trainer.benchmark": _BOOL, "trainer.default_root_dir": _OPTIONAL_PATH,
+    "trainer.sync_batchnorm": _BOOL, "trainer.use_distributed_sampler": _BOOL,
+    # Checkpoints, the learning-rate monitor, the divergence guard, and the loggers.
+    **{f"callbacks.{name}.{key}": rule for name in ("best_checkpoint", "last_checkpoint") for key, rule in {
+        "dirpath": _PATH, "filename": _PATH, "monitor": _OPTIONAL_TEXT, "mode": Allowed("str", choices=("min", "max")),
+        "save_top_k": _at_least(-1), "auto_insert_metric_name": _BOOL, "enable_version_counter": _BOOL}.items()},
+    "callbacks.learning_rate_monitor.logging_interval": Allowed("str", choices=("step", "epoch"), optional=True),
+    "callbacks.nonfinite_guard.max_consecutive": _at_least(1),
+    **{f"logger.{name}.{key}": rule for name in ("csv", "tensorboard") for key, rule in {
+        "save_dir": _PATH, "name": _PATH, "default_hp_metric": _BOOL}.items()},
+}
+
+
+def rules(cfg: DictConfig) -> dict[str, Allowed]:
+    """The rule of every key ``cfg`` may hold, a key before those that interpolate it (shallower first:
+    ``seed`` before ``data.seed``), so that an error names what the user typed."""
+    table = dict(RULES)
+    sections = dict(SECTIONS) | dict(_dataclass_targets(cfg))
+    for prefix, settings in sections.items():
+        table |= {f"{prefix}.{name}": rule for name, rule in rules_of(settings).items()}
+    for key, minimum in NETWORK_MINIMUMS.items():
+        if key in table and (table[key].minimum or 0) < minimum:
+            table[key] = replace(table[key], minimum=minimum, above=False)
+    return dict(sorted(table.items(), key=lambda item: item[0].count(".")))
+
+
+def _dataclass_targets(cfg: DictConfig, prefix: str = "") -> Iterator[tuple[str, type]]:
+    """``(key, class)`` of every node of ``cfg`` whose ``_target_`` is a dataclass (its fields are its keys)."""
+    for key in cfg:
+        node = cfg._get_node(key)
+        if node._is_interpolation() or not OmegaConf.is_dict(node):
+            continue
+        path = f"{prefix}{key}"
+        target = _located(node.get("_target_"))
+        if isinstance(target, type) and dataclasses.is_dataclass(target):
+            yield path, target
+        yield from _dataclass_targets(node, f"{path}.")
+
+
+def _located(target: object) -> object:
+    """What a ``_target_`` names (``package.module.Name``), or ``None`` where it names nothing importable
+    (Hydra says so, in its words, when the object is made)."""
+    module, _, name = str(target).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name, None) if target is not None and module else None
+    except ImportError:
         return None
 
-    def _range(self) -> str:
-        bounds = [f"{'above' if self.greater else 'at least'} {self.minimum:g}"] if self.minimum is not None else []
-        bounds += [f"at most {self.maximum:g}"] if self.maximum is not None else []
-        return f" {' and '.join(bounds)}" if bounds else ""
 
-
-def _numbers(prefix: str, keys: Sequence[str], **rule: object) -> list[Rule]:
-    return [Rule(f"{prefix}.{key}", **rule) for key in keys]
-
-
-#: Checked in this order (a key that interpolates another would come after it, so that the error names
-#: what the user typed).
-RULES: list[Rule] = [
-    Rule("seed", "int"),
-    Rule("ckpt_path", "checkpoint", optional=True),
-    Rule("test_after_fit", "bool"),
-    Rule("tf32", "bool"),
-    Rule("precision", "str", choices=("32", "tf32", "bf16")),
-    Rule("fast", "bool"),
-    Rule("device", "str"),
-    Rule("data.batch_size", "int", minimum=1),
-    Rule("data.eval_batch_size", "int", minimum=1, optional=True),
-    Rule("data.num_workers", "int", minimum=0, optional=True),
-    Rule("data.worker_timeout", "number", minimum=0, greater=True),
-    Rule("data.on_error", "str", choices=("skip", "raise")),
-    Rule("data.check_videos", "int", minimum=0),
-    Rule("data.flow_source", "str", choices=("stored", "online")),
-    Rule("data.decoder", "str", choices=DECODERS),
-    Rule("data.clip.clip_len", "int", minimum=MIN_FRAMES),
-    Rule("data.clip.stride", "int", minimum=1),
-    Rule("data.clip.fps", "number", minimum=0, greater=True, optional=True),
-    Rule("data.clip.short_side", "int", minimum=MIN_SIZE),
-    Rule("data.clip.crop_size", "int", minimum=MIN_SIZE),
-    Rule("data.train_sampling.flip", "bool"),
-    Rule("data.eval_sampling.num_clips", "int", minimum=1),
-    Rule("data.eval_sampling.num_crops", "int", choices=(1, 3)),
-    Rule("data.eval_sampling.whole_video", "bool"),
-    Rule("data.eval_sampling.max_frames", "int", minimum=MIN_FRAMES, optional=True),
-    Rule("data.online_flow.where", "str", choices=("auto", "workers", "device")),
-    Rule("data.online_flow.quantize", "bool"),
-    Rule("data.online_flow.pairs_per_call", "int", minimum=1),
-    *_numbers("data.online_flow.tvl1", ("tau", "lambda_", "theta", "epsilon"), kind="number", minimum=0,
-              greater=True),
-    *_numbers("data.online_flow.tvl1", ("scales", "warps", "inner_iterations", "outer_iterations"), kind="int",
-              minimum=1),
-    Rule("data.online_flow.tvl1.scale_step", "number", minimum=0, greater=True),
-    Rule("data.online_flow.tvl1.median_filtering", "int", choices=(0, 1, 3, 5)),
-    Rule("model.dropout", "number", minimum=0),
-    Rule("model.trainable_blocks", "int", minimum=0, maximum=LEARNED_BLOCKS, optional=True),  # null: all
-    Rule("model.freeze_bn_stats", "bool"),
-    Rule("model.bn_momentum", "number", minimum=0, greater=True, optional=True),
-    Rule("model.aggregate", "str", choices=("mean_logits", "mean_softmax")),
-    Rule("model.eval_chunk", "int", minimum=1),
-    Rule("model.head_lr_scale", "number", minimum=0, greater=True),
-    Rule("model.optimizer.lr", "number", minimum=0, greater=True),
-    Rule("model.optimizer.weight_decay", "number", minimum=0),
-    Rule("model.optimizer.momentum", "number", minimum=0),
-    Rule("trainer.max_epochs", "int", minimum=1),
-    Rule("trainer.precision", "str", choices=TRAINER_PRECISIONS),
-    Rule("trainer.accumulate_grad_batches", "int", minimum=1),
-    Rule("trainer.gradient_clip_val", "number", minimum=0, optional=True),
-    Rule("trainer.log_every_n_steps", "int", minimum=1),
-    Rule("trainer.num_nodes", "int", minimum=1),
-    Rule("trainer.enable_progress_bar", "bool"),
-    Rule("trainer.benchmark", "bool"),
-    Rule("dataset.split", "int", choices=(1, 2, 3)),
-    Rule("dataset.layout", "str", choices=("ucf101", "hmdb51")),
-    Rule("dataset.num_classes", "int", choices=(400, 600)),
-    Rule("dataset.train_per_class", "int", minimum=1),
-    Rule("dataset.val_per_class", "int", minimum=1),
-    Rule("dataset.num_frames", "int", minimum=MIN_FRAMES),
-    Rule("dataset.size", "int", minimum=MIN_SIZE),
-    Rule("dataset.seed", "int"),
-    Rule("callbacks.best_checkpoint.save_top_k", "int", minimum=-1),
-    Rule("callbacks.last_checkpoint.save_top_k", "int", minimum=-1),
-    Rule("callbacks.nonfinite_guard.max_consecutive", "int", minimum=1),
-]
-
-
-def check_config(cfg: DictConfig, rules: Sequence[Rule] = RULES) -> None:
-    """Refuse the first value of ``cfg`` that breaks a rule (see the module), then initial weights of
-    the stream's modalities that are neither a registry name nor a readable weights file."""
-    for rule in rules:
-        if OmegaConf.select(cfg, rule.key, default=_MISSING, throw_on_missing=False) is _MISSING:
+def check_config(cfg: DictConfig) -> None:
+    """Refuse the first value of ``cfg`` that breaks its rule (see the module), then a checkpoint that is
+    not one, an accelerator this machine lacks, and initial weights of the stream's modalities that are
+    neither a registry name nor a readable weights file."""
+    for key, rule in rules(cfg).items():
+        if rule.kind == "any":  # its owner checks it
+            continue
+        if OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False) is _MISSING:
             continue  # this command's config has no such key
         try:
-            value = OmegaConf.select(cfg, rule.key, throw_on_resolution_failure=True)
+            value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
         except Exception as error:  # an interpolation that points nowhere
-            raise UserInputError(f"{rule.key}: {error}".splitlines()[0]) from None
+            raise UserInputError(f"{key}: {error}".splitlines()[0]) from None
         problem = rule.problem(value)
         if problem:
-            raise UserInputError(f"{rule.key}={_shown(value)}: {problem}")
+            raise UserInputError(f"{key}={shown(value)}: {problem}")
+    if OmegaConf.select(cfg, "ckpt_path", default=None):
+        read_checkpoint(str(cfg.ckpt_path), "ckpt_path")  # one line of its own when it is not one
     _check_accelerator(cfg)
     for modality in OmegaConf.select(cfg, "stream.modalities", default=None) or ():
         weights = OmegaConf.select(cfg, f"weights.{modality}", default=None)
@@ -180,10 +196,6 @@ def _check_accelerator(cfg: DictConfig) -> None:
                              "(use trainer=cpu)")
     if isinstance(devices, int) and devices > torch.cuda.device_count():
         raise UserInputError(f"trainer.devices={devices}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-
-
-def _shown(value: object) -> str:
-    return "null" if value is None else str(value)
 
 
 def _devices_valid(devices: object) -> bool:

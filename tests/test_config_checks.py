@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from i3d_lightning.config_checks import RULES, Rule
-from tests.conftest import compose_config, run_command
+from i3d_lightning.config_checks import check_config, rules
+from i3d_lightning.errors import UserInputError
+from i3d_lightning.settings import Allowed
+from tests.conftest import REPO_ROOT, compose_config, run_command
 
 # Values that would not be reached before a dataset is looked at, with a tiny synthetic set for the rest.
 SYNTHETIC = ["dataset=synthetic", "dataset.train_per_class=1", "dataset.val_per_class=1", "dataset.num_frames=20"]
@@ -104,35 +107,99 @@ def test_checkpoint_and_weights_files_that_are_not_are_one_line(tmp_path, capsys
         assert not run_dir.exists()
 
 
-def test_the_table_covers_every_numeric_key_of_the_configs():
-    # Every int or float the train and eval configs hold has a rule (the scheduler's own arguments aside).
-    from omegaconf import OmegaConf
-
-    keys = {rule.key for rule in RULES}
-    datasets = ("synthetic", "ucf101", "hmdb51", "kinetics400", "kinetics600", "custom")
-    for name, overrides in [("eval", [])] + [("train", [f"dataset={dataset}"]) for dataset in datasets]:
-        cfg = OmegaConf.to_container(compose_config(name, overrides), resolve=False)
-        numeric = [key for key, value in _leaves(cfg)
-                   if isinstance(value, int | float) and not isinstance(value, bool)]
-        unchecked = [key for key in numeric if key not in keys
-                     and not key.startswith("model.scheduler.") and key != "trainer.devices"]
-        assert unchecked == [], f"{name} {overrides}: no rule for {unchecked}"
+def _every_config() -> list[tuple[str, list[str]]]:
+    """(config, overrides) for train and eval with each option of each group and each experiment."""
+    configs: list[tuple[str, list[str]]] = [("eval", []), ("train", ["dataset=synthetic"])]
+    for group in sorted(path for path in (REPO_ROOT / "configs").iterdir() if path.is_dir()):
+        for option in sorted(path.stem for path in group.glob("*.yaml")):
+            choice = f"{group.name}=[{option}]" if group.name == "logger" else f"{group.name}={option}"
+            configs.append(("train", [choice] if group.name == "dataset" else [choice, "dataset=synthetic"]))
+            if group.name in ("data", "model", "weights", "stream", "dataset", "trainer"):
+                configs.append(("eval", [choice]))
+    return configs
 
 
 def _leaves(tree: dict, prefix: str = ""):
     for key, value in tree.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             yield from _leaves(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
 
 
+def _plain_interpolation(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("${") and value.endswith("}") and value.count("${") == 1
+
+
+def test_every_leaf_key_of_every_config_has_a_rule():
+    # Hydra's own keys aside, a key has a rule, or it is a plain interpolation of another key (checked
+    # there), or it lies under a key whose owner checks it (a rule of kind "any": a list, a dict).
+    for name, overrides in _every_config():
+        cfg = compose_config(name, overrides)
+        table = rules(cfg)
+        for key, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
+            parents = [key.rsplit(".", depth)[0] for depth in range(1, key.count(".") + 1)]
+            covered = (key in table or key.rsplit(".", 1)[-1] in ("_target_", "_partial_")
+                       or any(table.get(parent, Allowed("")).kind == "any" for parent in parents)
+                       or _plain_interpolation(value))
+            assert covered, f"{name} {overrides}: no rule for {key}"
+
+
+def test_a_bad_value_for_every_rule_is_refused_in_one_line():
+    # A value each rule refuses, generated from the rule, in a config that has the key: refused by the
+    # start-up check in one line that names the key and the value.
+    tried = set()
+    for name, overrides in _every_config():
+        cfg = compose_config(name, overrides)
+        for key, rule in rules(cfg).items():
+            bad = rule.bad_value()
+            if key in tried or bad is None or OmegaConf.select(cfg, key, default="absent") == "absent":
+                continue
+            tried.add(key)
+            with pytest.raises(UserInputError) as refused:
+                check_config(compose_config(name, [*overrides, f"{key}={bad}"]))
+            assert str(refused.value).startswith(f"{key}={bad}: ") and "\n" not in str(refused.value), key
+    assert len(tried) > 100 and {"data.online_flow.tvl1.scale_step", "dataset.split", "dataset.num_classes",
+                                 "model.scheduler.gamma", "trainer.sync_batchnorm"} <= tried
+
+
+def test_a_rule_is_the_librarys_own():
+    # The config check and the dataclass refuse the same values with the same words (the two disagreed
+    # on tvl1.scale_step before: the config's table took 1.5, TV-L1 refused it).
+    from i3d_lightning.data.clip_dataset import ClipSampling
+    from i3d_lightning.flow.tvl1 import TVL1Parameters
+
+    with pytest.raises(UserInputError) as library:
+        TVL1Parameters(scale_step=1.5)
+    with pytest.raises(UserInputError) as config:
+        check_config(compose_config("train", ["dataset=synthetic", "data.online_flow.tvl1.scale_step=1.5"]))
+    assert str(config.value) == f"data.online_flow.tvl1.{library.value}" == (
+        "data.online_flow.tvl1.scale_step=1.5: must be above 0 and below 1")
+    # Where the config feeds the network, the network's minimum: the library takes 8-frame clips, the config not.
+    assert ClipSampling(train=True, clip_len=8, short_side=64, crop_size=48).clip_len == 8
+    with pytest.raises(UserInputError, match="data.clip.clip_len=8: must be at least 9"):
+        check_config(compose_config("train", ["dataset=synthetic", "data.clip.clip_len=8"]))
+
+
+def test_synthetic_data_trains_without_flips_unless_told():
+    # Its classes are directions of motion: a mirrored clip moves the other way.
+    flip = {dataset: compose_config("train", [f"dataset={dataset}"]).data.train_sampling.flip
+            for dataset in ("synthetic", "ucf101", "custom")}
+    assert flip == {"synthetic": False, "ucf101": True, "custom": True}
+    assert compose_config("train", ["experiment=quickstart"]).data.train_sampling.flip is False
+    told = compose_config("train", ["dataset=synthetic", "data.train_sampling.flip=true"])
+    assert told.data.train_sampling.flip is True
+
+
 def test_rule_messages():
-    assert Rule("k", "int", minimum=1).problem(True) == "must be a whole number at least 1"  # a bool is no number
-    assert Rule("k", "number", minimum=0, greater=True).problem(0.0) == "must be above 0"
-    assert Rule("k", "int", optional=True).problem(None) is None
-    assert Rule("k", "int").problem(None) == "a value is required"
-    assert Rule("k", "str", choices=("32", "bf16")).problem(32) is None  # YAML's 32 is the text 32
+    assert Allowed("int", minimum=1).problem(True) == "must be a whole number at least 1"  # a bool is no number
+    assert Allowed("number", minimum=0, above=True).problem(0.0) == "must be above 0"
+    assert Allowed("number", minimum=0, maximum=1, below=True).problem(1) == "must be at least 0 and below 1"
+    assert Allowed("number").problem(float("nan")) == "must be a number"
+    assert Allowed("int", optional=True).problem(None) is None
+    assert Allowed("int").problem(None) == "a value is required"
+    assert Allowed("str", choices=("32", "bf16")).problem(32) is None  # YAML's 32 is the text 32
+    assert Allowed("int", choices=(1, 3)).problem(True) == "choose one of 1, 3"  # True == 1 in Python
 
 
 def test_a_train_checkpoint_serves_as_initial_weights(tmp_path):
@@ -210,7 +277,9 @@ def test_the_data_config_shows_the_librarys_defaults():
     from i3d_lightning.data.clip_dataset import ClipSampling
     from i3d_lightning.flow.online import OnlineFlow
 
-    data = OmegaConf.to_container(compose_config("train", ["dataset=custom"]).data)
+    cfg = compose_config("train", ["dataset=custom"]).data
+    data = {key: OmegaConf.to_container(cfg[key], resolve=True)
+            for key in ("clip", "train_sampling", "eval_sampling", "online_flow")}
     shown = {**data["clip"], **data["train_sampling"], **data["eval_sampling"]}
     library = ClipSampling(train=True)
     assert {key: shown[key] for key in shown} == {key: getattr(library, key) for key in shown}

@@ -47,7 +47,7 @@ def test_ucf101_train_and_test_splits(ucf_root):
 
 
 def test_ucf101_bad_split_and_bad_label(ucf_root):
-    with pytest.raises(UserInputError, match="split must be 1, 2 or 3"):
+    with pytest.raises(UserInputError, match="split=4: choose one of 1, 2, 3"):
         SplitFileDataset(layout="ucf101", root=str(ucf_root), split=4).video_list("train")
     with pytest.raises(UserInputError, match="UCF101 split file for split 2 not found"):
         SplitFileDataset(layout="ucf101", root=str(ucf_root), split=2).video_list("train")

@@ -88,7 +88,6 @@ def _resolve(files: _CaseInsensitiveFiles, entries: Iterable[tuple[str, int]], c
 def ucf101(videos: str | os.PathLike, annotations: str | os.PathLike, split: int, stage: str) -> VideoList:
     """UCF101: ``videos/<Class>/v_<Class>_gXX_cYY.avi`` and the official ``ucfTrainTestlist`` files
     (``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt``); ``stage`` is ``train`` or ``test``."""
-    _check_split(split)
     annotations = Path(annotations)
     classes = []
     for number, line in enumerate(_read_lines(annotations / "classInd.txt", "UCF101 class index"), 1):
@@ -114,7 +113,6 @@ HMDB_TAGS = {"train": "1", "test": "2"}
 def hmdb51(videos: str | os.PathLike, annotations: str | os.PathLike, split: int, stage: str) -> VideoList:
     """HMDB51: ``videos/<class>/<video>.avi`` and ``testTrainMulti_7030_splits/<class>_test_split<N>.txt``
     (lines ``<video>.avi <tag>``; tag 1 = train, 2 = test, 0 = unused). Classes in alphabetical order."""
-    _check_split(split)
     annotations = Path(annotations)
     split_files = sorted(annotations.glob(f"*_test_split{split}.txt"))
     if not split_files:
@@ -219,11 +217,6 @@ def custom(source: str | os.PathLike, classes: Sequence[str] | None = None) -> V
         else:
             missing.append((video_id, str(path)))
     return VideoList(records, names, missing)
-
-
-def _check_split(split: int) -> None:
-    if split not in (1, 2, 3):
-        raise UserInputError(f"split must be 1, 2 or 3, got {split}")
 
 
 def video_files(source: str | os.PathLike) -> VideoList:

@@ -27,10 +27,13 @@ from i3d_lightning.flow.tvl1 import grey_from_rgb
 from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import check_modalities
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE, crop_views, resize_flow
+from i3d_lightning.settings import check_settings, setting
 from i3d_lightning.video import decoding, sampling
 
 #: Where flow comes from: JPEGs under ``flow_root``, or TV-L1 of the decoded frames.
 FLOW_SOURCES = ("stored", "online")
+#: What a video that cannot be read does: set aside and reported, or stop the run.
+ON_ERROR = ("skip", "raise")
 
 
 @dataclass(frozen=True)
@@ -46,26 +49,23 @@ class ClipSampling:
     """
 
     train: bool
-    clip_len: int = 64
-    stride: int = 1
-    fps: float | None = RELEASE_FPS
-    short_side: int = RELEASE_SHORT_SIDE
-    crop_size: int | None = RELEASE_CROP_SIZE
+    clip_len: int = setting(64, minimum=1)
+    stride: int = setting(1, minimum=1)
+    fps: float | None = setting(RELEASE_FPS, above=0)
+    short_side: int = setting(RELEASE_SHORT_SIDE, minimum=1)
+    crop_size: int | None = setting(RELEASE_CROP_SIZE, minimum=1)
     flip: bool = True
-    num_clips: int = 1
-    num_crops: int = 1
+    num_clips: int = setting(1, minimum=1)
+    num_crops: int = setting(1, choices=(1, 3))
     whole_video: bool = False
-    max_frames: int | None = None
+    max_frames: int | None = setting(None, minimum=1)
 
     def __post_init__(self) -> None:
+        check_settings(self)
         if self.crop_size is None and not self.whole_video:
             raise UserInputError("crop_size=None (frames not cropped) is for whole-video sampling only")
         if self.crop_size is not None and self.crop_size > self.short_side:
             raise UserInputError(f"crop_size {self.crop_size} is larger than short_side {self.short_side}")
-        if self.clip_len < 1 or self.stride < 1 or self.num_clips < 1:
-            raise UserInputError("clip_len, stride and num_clips must be at least 1")
-        if self.num_crops not in (1, 3):
-            raise UserInputError(f"num_crops must be 1 or 3, got {self.num_crops}")
 
     @property
     def views(self) -> int:
@@ -94,8 +94,8 @@ class VideoClipDataset(Dataset):
             raise UserInputError("the flow stream needs precomputed flow: set dataset.flow_root "
                                  "(i3d-extract-flow writes it), or compute it from the videos with "
                                  "data.flow_source=online")
-        if on_error not in ("skip", "raise"):
-            raise UserInputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        if on_error not in ON_ERROR:
+            raise UserInputError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
         self.records = records
         self.sampling = sampling
         self.modalities = modalities

@@ -15,6 +15,7 @@ from pathlib import Path
 from i3d_lightning.data import annotations, synthetic
 from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.settings import check_settings, setting
 from i3d_lightning.weights import WeightsSource, kinetics_categories, release
 
 STAGES = ("train", "val", "test")
@@ -48,13 +49,16 @@ class SplitFileDataset:
     ``testTrainMulti_7030_splits/``); ``split`` is 1, 2 or 3; ``videos`` and ``annotations`` replace the
     folders under ``root``."""
 
-    layout: str = "ucf101"
+    layout: str = setting("ucf101", choices=tuple(SPLIT_FILE_LAYOUTS))
     root: str | None = None
-    split: int = 1
+    split: int = setting(1, choices=(1, 2, 3))  # the official splits
     videos: str | None = None
     annotations: str | None = None
     flow_root: str | None = None
     name: str = "ucf101"
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     def prepare(self) -> None:
         """Nothing to download: the dataset must be on disk."""
@@ -73,10 +77,13 @@ class Kinetics:
 
     root: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
-    num_classes: int = 400
+    num_classes: int = setting(400, choices=(400, 600))  # Kinetics-400 or -600
     flow_root: str | None = None
     weights_source: WeightsSource = field(default_factory=WeightsSource)
     name: str = "kinetics400"
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     def prepare(self) -> None:
         """Fetch the class list (Kinetics-600's comes from the release, like the weights)."""
@@ -120,16 +127,19 @@ class Synthetic:
     """Generated moving-texture videos (:mod:`i3d_lightning.data.synthetic`), 4 classes."""
 
     root: str | None = None
-    train_per_class: int = 24
-    val_per_class: int = 8
-    num_frames: int = 40
-    size: int = 224
+    train_per_class: int = setting(24, minimum=1)
+    val_per_class: int = setting(8, minimum=1)
+    num_frames: int = setting(40, minimum=1)
+    size: int = setting(224, minimum=1)  # the frames' side, in pixels
     seed: int = 0
     flow_root: str | None = None
     #: Whether training may flip clips: not here, where the class is the direction of the motion (the
     #: config's ``data.train_sampling.flip`` follows it).
     flip: bool = False
     name: str = "synthetic"
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     def folder(self) -> Path:
         if self.root:

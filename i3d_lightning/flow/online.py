@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.stored import flow_to_pixels
 from i3d_lightning.flow.tvl1 import TVL1Parameters, tvl1_flow_in_batches
 from i3d_lightning.preprocessing import FLOW_BOUND, crop_views, to_model_range_
+from i3d_lightning.settings import check_settings, setting
 
 PLACES = ("auto", "workers", "device")
 
@@ -32,16 +32,13 @@ class OnlineFlow:
     (round through 8 bits as the stored JPEGs), ``pairs_per_call`` (frame pairs per TV-L1 call: its
     batch) and the TV-L1 parameters (OpenCV's defaults)."""
 
-    where: str = "auto"
+    where: str = setting("auto", choices=PLACES)
     quantize: bool = True
-    pairs_per_call: int = 32
+    pairs_per_call: int = setting(32, minimum=1)
     tvl1: TVL1Parameters = field(default_factory=TVL1Parameters)
 
     def __post_init__(self) -> None:
-        if self.where not in PLACES:
-            raise UserInputError(f"online flow 'where' must be one of {', '.join(PLACES)}, got {self.where!r}")
-        if self.pairs_per_call < 1:
-            raise UserInputError("online flow pairs_per_call must be at least 1")
+        check_settings(self)
 
     @classmethod
     def from_config(cls, config: OnlineFlow | Mapping[str, Any] | None) -> OnlineFlow:

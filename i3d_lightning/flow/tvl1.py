@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.heartbeat import beat
+from i3d_lightning.settings import check_settings, setting
 
 #: OpenCV's remap works on positions rounded to 1/32 pixel (``INTER_TAB_SIZE``).
 REMAP_STEPS = 32
@@ -38,25 +39,19 @@ MIN_LEVEL_SIDE = 16
 class TVL1Parameters:
     """OpenCV's ``DualTVL1OpticalFlow`` parameters, with its defaults (``gamma`` is not supported: 0)."""
 
-    tau: float = 0.25
-    lambda_: float = 0.15
-    theta: float = 0.3
-    scales: int = 5
-    scale_step: float = 0.8
-    warps: int = 5
-    epsilon: float = 0.01
-    inner_iterations: int = 30
-    outer_iterations: int = 10
-    median_filtering: int = 5
+    tau: float = setting(0.25, above=0)
+    lambda_: float = setting(0.15, above=0)
+    theta: float = setting(0.3, above=0)
+    scales: int = setting(5, minimum=1)
+    scale_step: float = setting(0.8, above=0, below=1)  # each scale this much smaller than the one before
+    warps: int = setting(5, minimum=1)
+    epsilon: float = setting(0.01, above=0)
+    inner_iterations: int = setting(30, minimum=1)
+    outer_iterations: int = setting(10, minimum=1)
+    median_filtering: int = setting(5, choices=(0, 1, 3, 5))  # OpenCV's: 0 or 1 = none
 
     def __post_init__(self) -> None:
-        if not 0 < self.scale_step < 1:
-            raise UserInputError(f"TV-L1 scale_step must be in (0, 1), got {self.scale_step}")
-        if min(self.scales, self.warps, self.inner_iterations, self.outer_iterations) < 1:
-            raise UserInputError("TV-L1 scales, warps and iteration counts must be at least 1")
-        if self.median_filtering not in (0, 1, 3, 5):
-            raise UserInputError(f"TV-L1 median_filtering must be 0, 1, 3 or 5 (as OpenCV's), got "
-                                 f"{self.median_filtering}")
+        check_settings(self)
 
 
 def grey_from_rgb(frames: torch.Tensor) -> torch.Tensor:
