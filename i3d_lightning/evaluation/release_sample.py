@@ -11,7 +11,13 @@ import torch
 
 from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.models.inference import inference_precision, optimize_for_inference, prepare_input
+from i3d_lightning.hardware import resolve_device
+from i3d_lightning.models.inference import (
+    check_inference_precision,
+    inference_precision,
+    optimize_for_inference,
+    prepare_input,
+)
 from i3d_lightning.models.streams import check_modalities
 from i3d_lightning.weights import WeightsSource, kinetics_categories, stream_towers
 
@@ -37,11 +43,12 @@ def evaluate_sample(modalities: list[str], weights: Mapping[str, str | os.PathLi
     """Sum of the logits of each modality's model on its input (the release's joint model is rgb + flow).
 
     ``weights[modality]`` is a registry name or a converted file; ``inputs[modality]`` a path, or
-    ``None`` for the release's sample clip. ``precision`` ("32", "tf32" or "bf16") and ``fast`` choose the
-    inference path (:mod:`i3d_lightning.models.inference`). Returns (logits ``[classes]`` float32,
-    class names).
+    ``None`` for the release's sample clip. ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+    ``precision`` ("32", "tf32" or "bf16") and ``fast`` choose the inference path
+    (:mod:`i3d_lightning.models.inference`). Returns (logits ``[classes]`` float32, class names).
     """
-    device = torch.device(device)
+    device = resolve_device(str(device))
+    check_inference_precision(str(precision), device)
     total: torch.Tensor | None = None
     towers = stream_towers(check_modalities(modalities), weights, source=source)
     for modality, model in towers.items():

@@ -24,7 +24,7 @@ from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.errors import TrainingDivergedError, UserInputError, not_a_file
 from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
-from i3d_lightning.hardware import float32_mode, float32_mode_on, resolve_device
+from i3d_lightning.hardware import float32_mode, float32_mode_on
 from i3d_lightning.lightning.builders import build_datamodule, build_trainer
 from i3d_lightning.lightning.classifier import I3DClassifier, metric_names
 from i3d_lightning.models.inference import check_inference_precision
@@ -54,17 +54,10 @@ def _show(text: str) -> None:
 def evaluate(cfg: DictConfig) -> Evaluation:
     """Run the evaluation of ``cfg``: print its report (then, on a dataset, write the report files)."""
     check_config(cfg)
-    given = [f"sample.{modality}" for modality, path in cfg.sample.items() if path is not None]
-    if given and cfg.get("dataset") is not None:
-        raise UserInputError(f"{', '.join(given)} is an input of the sample evaluation, which has no dataset: "
-                             f"drop dataset={cfg.dataset.name} to classify that clip, or drop {given[0]}=... to score "
-                             "the dataset")
-    device = resolve_device(cfg.device)
-    check_inference_precision(str(cfg.precision), device)
     if cfg.get("dataset") is not None:
         return evaluate_dataset(cfg)
-    logits, categories = evaluate_sample(list(cfg.stream.modalities), cfg.weights, cfg.sample, device=device,
-                                         precision=str(cfg.precision), fast=cfg.fast,
+    logits, categories = evaluate_sample(list(cfg.stream.modalities), cfg.weights, cfg.sample,
+                                         device=cfg.device, precision=str(cfg.precision), fast=cfg.fast,
                                          source=instantiate(cfg.weights.source))
     report = format_release_output(logits, categories)
     _show(report)
@@ -144,7 +137,8 @@ def _with_trained_settings(cfg: DictConfig) -> tuple[DictConfig, str]:
     evaluated = OmegaConf.merge(cfg, taken)
     run_dir = _run_folder(str(cfg.run_dir), str(evaluated.run_dir), given)
     evaluated = OmegaConf.merge(evaluated, {"run_dir": run_dir})
-    said = [f"stream={taken['stream']['name']}"] * ("stream" in taken) + [f"data.clip.{k}={v}" for k, v in clip.items()]
+    said = [f"stream={taken['stream']['name']}"] if "stream" in taken else []
+    said += [f"data.clip.{key}={value}" for key, value in clip.items()]
     return evaluated, f"from the checkpoint's training: {', '.join(said)}" if said else ""
 
 
@@ -166,12 +160,18 @@ def _run_folder(before: str, after: str, given: set[str]) -> str:
 
 def evaluate_dataset(cfg: DictConfig) -> Evaluation:
     """Test a model on ``cfg.dataset``'s test split; print the summary table, then write the reports."""
+    given = [f"sample.{modality}" for modality, path in cfg.sample.items() if path is not None]
+    if given:
+        raise UserInputError(f"{', '.join(given)} is an input of the sample evaluation, which has no dataset: "
+                             f"drop dataset={cfg.dataset.name} to classify that clip, or drop {given[0]}=... to score "
+                             "the dataset")
     cfg, trained = _with_trained_settings(cfg)
     precision = str(cfg.precision)
     # Lightning knows fp32 and bf16 autocast; whether fp32 means IEEE or TF32 is set around the test loop.
     trainer_precision = ("bf16-mixed" if precision == "bf16" else "32-true", f"from precision={precision}")
     # First: a setting Lightning refuses costs no data preparation.
     trainer = build_trainer(cfg.trainer, precision=trainer_precision, enable_checkpointing=False)
+    check_inference_precision(precision, trainer.strategy.root_device)
     datamodule = build_datamodule(cfg.data)
     datamodule.setup("test")
     model = _load_model(cfg, datamodule.num_classes, datamodule.classes)
