@@ -31,6 +31,7 @@ from i3d_lightning.errors import (
     cannot_write_reason,
 )
 from i3d_lightning.run_folder import remove_if_only_hydra_files
+from i3d_lightning.runtime.video_inference import InferenceOptions
 
 #: Exit status of a tool that finished but skipped some of its inputs (each listed, with the reason):
 #: not 0, so that a pipeline notices; neither 1 (it failed) nor 2 (it refused its arguments).
@@ -95,6 +96,30 @@ def number(minimum: float, *, above: bool = False) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {minimum:g}, got {text}")
         return value
     return parse
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser, *, per_call: str) -> None:
+    """The options of a predict loop over videos (:class:`~i3d_lightning.runtime.video_inference.InferenceOptions`),
+    the same for ``i3d-fvd`` and ``i3d-extract-features``; ``per_call``: what the network takes per call."""
+    from i3d_lightning.models.inference import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="32",
+                        help="32: IEEE fp32 (TensorFlow's numbers, also on GPUs); tf32: CUDA TF32; bf16: autocast")
+    parser.add_argument("--batch-size", type=whole_number(1),
+                        help=f"{per_call} per network call (default: 32 on a GPU, 8 on the CPU)")
+    parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (Lightning's accelerator)")
+    parser.add_argument("--devices", default="auto", help="how many devices, or auto (Lightning's devices)")
+    parser.add_argument("--workers", type=whole_number(0),
+                        help="DataLoader processes decoding videos (default: one per core, at most 2; none for "
+                             "an array in memory)")
+
+
+def inference_options(args: argparse.Namespace) -> InferenceOptions:
+    """The :class:`~i3d_lightning.runtime.video_inference.InferenceOptions` of :func:`add_inference_arguments`."""
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    return InferenceOptions(precision=args.precision, batch_size=args.batch_size, fast=not args.no_fast,
+                            accelerator=args.accelerator, devices=devices, workers=args.workers)
 
 
 def writable_folder(folder: str | os.PathLike, what: str) -> Path:

@@ -5,6 +5,7 @@ the test's own process."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+
+from i3d_lightning.hardware import available_cpus
 
 #: Command name -> module under i3d_lightning.commands (argparse commands).
 COMMANDS = {"i3d-fvd": "fvd", "i3d-extract-features": "extract_features", "i3d-extract-flow": "extract_flow",
@@ -42,3 +45,37 @@ def test_i3d_train_and_i3d_eval_are_the_scripts_hydra_applications(name, module)
     result = subprocess.run([str(Path(sys.executable).parent / name), "--help"], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0 and result.stdout.startswith(f"{module} is powered by Hydra.")
+
+
+def _option_help(command: str, capsys) -> dict[str, str]:
+    """``--option ...`` -> its help text, from ``<command> --help``."""
+    with pytest.raises(SystemExit):
+        importlib.import_module(f"i3d_lightning.commands.{command}").main(["--help"])
+    options, current = {}, None
+    for line in capsys.readouterr().out.splitlines():
+        words = line.split()
+        if words and words[0].startswith("--"):
+            current = words[0].rstrip(",")
+            options[current] = " ".join(words[1:])
+        elif current and words and line.startswith(" " * 10):
+            options[current] += " " + " ".join(words)
+    return options
+
+
+def test_fvd_and_features_take_the_same_inference_options(capsys):
+    # Written once (cli.add_inference_arguments): the same names, defaults and words, but for what a network
+    # call takes (clips or windows); the same InferenceOptions with the same defaults (decoding workers: one per
+    # core, at most 2, for files; none for an array in memory).
+    from i3d_lightning.cli import inference_options
+    from i3d_lightning.runtime.video_inference import InferenceOptions
+
+    fvd, features = _option_help("fvd", capsys), _option_help("extract_features", capsys)
+    shared = ("--precision", "--batch-size", "--no-fast", "--accelerator", "--devices", "--workers")
+    assert {option: fvd[option].replace("clips", "windows") for option in shared} == \
+        {option: features[option] for option in shared}
+    defaults = argparse.Namespace(precision="32", batch_size=None, no_fast=False, accelerator="auto", devices="auto",
+                                  workers=None)
+    assert inference_options(defaults) == InferenceOptions()
+    assert (InferenceOptions().workers_for(decodes_files=False), InferenceOptions(workers=3).workers_for(
+        decodes_files=False)) == (0, 3)
+    assert InferenceOptions().workers_for(decodes_files=True) == min(2, available_cpus())

@@ -22,6 +22,7 @@ from i3d_lightning.fvd.protocols import sample_size_warning, unequal_sides_warni
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
 from i3d_lightning.fvd.run import compute
 from i3d_lightning.fvd.statistics_file import save_statistics
+from i3d_lightning.runtime.video_inference import InferenceOptions
 from i3d_lightning.weights import WeightsSource
 from i3d_lightning.weights.conversion import import_tensorflow
 from tests.conftest import (
@@ -388,7 +389,8 @@ def test_fvd_does_not_depend_on_the_batch_size(tmp_path, weights_cache, monkeypa
     assert results[4]["kvd"] == pytest.approx(results[1]["kvd"], rel=1e-6)
     # The same from Python: fvd.run.compute is what the command runs.
     protocol = ClipProtocol(frames=9, clips_per_video=2, start="uniform")
-    comparison = compute(tmp_path / "real.npy", tmp_path / "fake", protocol, accelerator="cpu", devices=1, batch_size=2)
+    comparison = compute(tmp_path / "real.npy", tmp_path / "fake", protocol,
+                         options=InferenceOptions(accelerator="cpu", devices=1, batch_size=2))
     assert comparison.report["counts"] == results[1]["counts"]
     assert comparison.report["fvd"] == pytest.approx(results[1]["fvd"], rel=1e-6)
     assert [video for video, _ in comparison.fake.skipped] == ["broken.mp4"]

@@ -26,15 +26,21 @@ import shutil
 import sys
 from pathlib import Path
 
-from i3d_lightning.cli import finished, hydra_configs, run_reporting_errors, whole_number, writable_folder
+from i3d_lightning.cli import (
+    add_inference_arguments,
+    finished,
+    hydra_configs,
+    inference_options,
+    run_reporting_errors,
+    whole_number,
+    writable_folder,
+)
 from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features.extraction import CROP_COUNTS
 from i3d_lightning.features.presets import FEATURE_PRESETS, feature_preset
 from i3d_lightning.features.run import ExtractionSettings, extract
-from i3d_lightning.hardware import available_cpus
 from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
-from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.models.streams import STREAMS
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE
 from i3d_lightning.weights import WeightsSource
@@ -86,13 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="1: the centre crop; 10: four corners, centre and their mirror images, averaged")
     parser.add_argument("--short-side", type=whole_number(MIN_SIZE), default=RELEASE_SHORT_SIDE)
     parser.add_argument("--crop", type=whole_number(MIN_SIZE), default=RELEASE_CROP_SIZE)
-    parser.add_argument("--precision", choices=PRECISIONS, default="32",
-                        help="32: IEEE fp32 (also on GPUs); tf32: CUDA TF32; bf16: autocast")
-    parser.add_argument("--batch-size", type=whole_number(1),
-                        help="windows per network call (default: 32 on a GPU, 8 on the CPU)")
-    parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
-    parser.add_argument("--devices", default="auto")
-    parser.add_argument("--workers", type=whole_number(0), default=min(2, available_cpus()))
+    add_inference_arguments(parser, per_call="windows")
     args = parser.parse_args(argv)
     return run_reporting_errors(run, args)
 
@@ -146,8 +146,7 @@ def run(args: argparse.Namespace) -> int:
         report = extract(videos, writable_folder(args.out, "OUT"), settings,
                          source=WeightsSource(mirror=args.mirror, mirror_option="--mirror DIR"),
                          flow_root=args.flow_root or flow_root, flow_source=args.flow_source,
-                         precision=args.precision, batch_size=args.batch_size, fast=not args.no_fast,
-                         devices=args.devices, workers=args.workers, verbose=True)
+                         options=inference_options(args), verbose=True)
     except UserInputError:
         # Refused: a folder this command made goes too, unless features were written into it already.
         if created and not any(args.out.rglob("*.npy")):

@@ -31,7 +31,14 @@ import sys
 from pathlib import Path
 
 from i3d_lightning.atomic_files import write_json
-from i3d_lightning.cli import finished, run_reporting_errors, whole_number, writable_file
+from i3d_lightning.cli import (
+    add_inference_arguments,
+    finished,
+    inference_options,
+    run_reporting_errors,
+    whole_number,
+    writable_file,
+)
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.bootstrap import BootstrapSummary
 from i3d_lightning.fvd.distance import COVARIANCES, SQUARE_ROOTS
@@ -39,7 +46,6 @@ from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
 from i3d_lightning.fvd.protocols import PAPER_PROTOCOLS, paper_protocol, reported_metric
 from i3d_lightning.fvd.run import compute
 from i3d_lightning.fvd.statistics_file import save_statistics, statistics_path
-from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.weights import WeightsSource
 
 
@@ -69,14 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--weights", default="rgb_scratch", help="registry name or converted file")
     parser.add_argument("--mirror", help="local copy of the release's data/ folder (see docs/weights.md)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="32",
-                        help="32: IEEE fp32 (TensorFlow's numbers, also on GPUs); tf32: CUDA TF32; bf16: autocast")
-    parser.add_argument("--batch-size", type=whole_number(1),
-                        help="clips per network call (default: 32 on a GPU, 8 on the CPU)")
-    parser.add_argument("--no-fast", action="store_true", help="run the plain model, not the fast inference path")
-    parser.add_argument("--devices", default="auto", help="how many devices (Lightning's devices)")
-    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (Lightning's accelerator)")
-    parser.add_argument("--workers", type=whole_number(0), default=0, help="DataLoader worker processes")
+    add_inference_arguments(parser, per_call="clips")
     args = parser.parse_args(argv)
     return run_reporting_errors(measure, args)
 
@@ -110,9 +109,7 @@ def measure(args: argparse.Namespace) -> int:
     comparison = compute(args.real, args.fake, protocol, weights=args.weights,
                          source=WeightsSource(mirror=args.mirror, mirror_option="--mirror DIR"),
                          preprocessed=args.preprocessed,
-                         precision=args.precision, batch_size=args.batch_size,
-                         fast=not args.no_fast, accelerator=args.accelerator, devices=args.devices,
-                         workers=args.workers, bootstrap=args.bootstrap or 0, covariance=args.covariance,
+                         options=inference_options(args), bootstrap=args.bootstrap or 0, covariance=args.covariance,
                          square_root=args.square_root,
                          announce=lambda line: print(line, file=sys.stderr, flush=True))
     if comparison is None:  # another process of a multi-device run: the first one reports

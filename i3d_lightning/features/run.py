@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytorch_lightning as pl
-
 from i3d_lightning.data import segments
 from i3d_lightning.data.annotations import VideoList
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
@@ -39,7 +37,7 @@ from i3d_lightning.models.i3d import MIN_FRAMES
 from i3d_lightning.models.streams import modalities_of
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE
 from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS, SkipReport
-from i3d_lightning.runtime.video_inference import default_batch_size, predict_videos, uses_cuda
+from i3d_lightning.runtime.video_inference import InferenceOptions, predict_videos, uses_cuda
 from i3d_lightning.weights import WeightsSource, stream_towers
 
 DEFAULT_WEIGHTS = {"rgb": "rgb_imagenet", "flow": "flow_imagenet"}
@@ -115,13 +113,15 @@ class ExtractionReport:
 
 def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSettings | None = None, *,
             source: WeightsSource = WeightsSource(), flow_root: str | os.PathLike | None = None,
-            flow_source: str | None = None, precision: str = "32", batch_size: int | None = None, fast: bool = True,
-            devices: int | str = "auto", workers: int = 0, verbose: bool = False) -> ExtractionReport:
+            flow_source: str | None = None, options: InferenceOptions = InferenceOptions(),
+            verbose: bool = False) -> ExtractionReport:
     """Write the features of ``videos`` under ``out`` (see :mod:`i3d_lightning.features.extraction` for
     the files). The weights come from ``source`` (a mirror folder, the cache). Flow comes from
     ``flow_root`` (``flow_source="stored"``) or is computed from the videos
     (``"online"``, the default without ``flow_root``): on the GPU when the Trainer runs on one.
-    ``verbose``: print how many videos are left to do."""
+    ``options``: precision, batch size, fast path, devices and decoding workers
+    (:class:`~i3d_lightning.runtime.video_inference.InferenceOptions`). ``verbose``: print how many videos
+    are left to do."""
     settings = settings or ExtractionSettings()
     out = Path(out)
     if not videos.records:
@@ -138,8 +138,7 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
                                source=source)
         record_conventions(out, settings.conventions())  # inputs and weights accepted: features follow
         progress = WindowProgressBar()
-        trainer = pl.Trainer(accelerator="auto", devices=devices, logger=False, enable_checkpointing=False,
-                             enable_model_summary=False, callbacks=[progress])
+        trainer = options.trainer(callbacks=[progress])
         on_gpu = uses_cuda(trainer)
         # Ten crops are taken per window by the extractor, from the uncropped frames.
         sampling = ClipSampling(train=False, whole_video=True, fps=settings.fps, short_side=settings.short_side,
@@ -151,7 +150,7 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
         # A segment of a video per step (a whole video where it has a segment's worth of windows or fewer:
         # data/segments.py), so memory does not grow with a video's length; the extractor packs the
         # windows of consecutive items into its calls. One vector per video comes in tiles of the one pass.
-        batch_size = batch_size or default_batch_size("cuda" if on_gpu else "cpu")
+        batch_size = options.batch_size_on(trainer)
         if settings.window is None:
             items = segments.one_pass_tiles(dataset)
             progress.unit = "frames"
@@ -161,12 +160,13 @@ def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSetti
                                                  settings.window, settings.stride, batch_size))
         extractor = FeatureExtractor(towers, out, window=settings.window, stride=settings.stride,
                                      crops=settings.crops, crop_size=settings.crop_size,
-                                     concatenate=settings.concatenate, precision=precision, fast=fast,
+                                     concatenate=settings.concatenate, precision=options.precision, fast=options.fast,
                                      batch_size=batch_size, online_flow=online)
         extractor.resume(items, keep=trainer.is_global_zero)  # a long video goes on where a run stopped
         progress.counts = [segment.frames if settings.window is None else segment.windows for segment in items.segments]
         if items.segments:  # none left: each was a video whose every segment was done
-            predict_videos(trainer, extractor, items, videos_per_step=1, workers=workers,
+            predict_videos(trainer, extractor, items, videos_per_step=1,
+                           workers=options.workers_for(decodes_files=True),
                            on_interrupt=f"the features written under {out} are kept, and the finished segments "
                                         f"of a long video; the same command goes on from there")
         skipped = extractor.skipped

@@ -33,12 +33,7 @@ from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.protocols import sample_size_warning, unequal_sides_warning
 from i3d_lightning.fvd.statistics_file import is_statistics_file, load_statistics, weights_fingerprint
 from i3d_lightning.runtime.distributed import gather_objects
-from i3d_lightning.runtime.video_inference import (
-    VideoInferenceLoop,
-    default_batch_size,
-    predict_videos,
-    uses_cuda,
-)
+from i3d_lightning.runtime.video_inference import InferenceOptions, VideoInferenceLoop, predict_videos
 from i3d_lightning.weights import WeightsSource, i3d
 
 log = logging.getLogger(__name__)
@@ -94,16 +89,8 @@ class EmbeddingLoop(VideoInferenceLoop):
         self.frame_sizes = set().union(*gather_objects(self.frame_sizes))
 
 
-def embedding_trainer(accelerator: str = "auto", devices: int | str = "auto") -> pl.Trainer:
-    """A Trainer for :class:`EmbeddingLoop`'s predict loop, with nothing written to disk."""
-    # Lightning's "GPU available: ..." lines would come before any refusal; the result is what matters here.
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-    return pl.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_checkpointing=False,
-                      enable_model_summary=False)
-
-
 def embed_side(source: ClipSource, trainer: pl.Trainer, module: EmbeddingLoop, *, workers: int = 0) -> Side:
-    """Embed the clips of ``source``."""
+    """Embed the clips of ``source`` (``workers`` DataLoader processes reading them)."""
     path, protocol = source.path, source.protocol
     videos_per_step = max(1, module.batch_size // protocol.clips_per_video)
     predict_videos(trainer, module, source, videos_per_step=videos_per_step, workers=workers)
@@ -182,8 +169,7 @@ class Comparison:
 
 def compute(real: str | os.PathLike, fake: str | os.PathLike, protocol: ClipProtocol | None = None, *,
             weights: str | os.PathLike = "rgb_scratch", source: WeightsSource = WeightsSource(),
-            preprocessed: bool = False, precision: str = "32", batch_size: int | None = None, fast: bool = True,
-            accelerator: str = "auto", devices: int | str = "auto", workers: int = 0, bootstrap: int = 0,
+            preprocessed: bool = False, options: InferenceOptions = InferenceOptions(), bootstrap: int = 0,
             covariance: str = "unbiased", square_root: str = "svd",
             announce: Callable[[str], None] | None = None) -> Comparison | None:
     """FVD (and KVD) between ``real`` and ``fake``: each a folder of videos or frame folders, a
@@ -195,7 +181,8 @@ def compute(real: str | os.PathLike, fake: str | os.PathLike, protocol: ClipProt
     :func:`~i3d_lightning.fvd.protocols.paper_protocol`. ``bootstrap``: that many resamples of the
     embeddings (seeded with ``protocol.seed``) give the value's spread, ``report["bootstrap"]``
     (:mod:`i3d_lightning.fvd.bootstrap`). ``covariance`` / ``square_root``: TF-GAN's distance
-    (``unbiased`` / ``svd``) or other ports' (``biased`` / ``scipy``)."""
+    (``unbiased`` / ``svd``) or other ports' (``biased`` / ``scipy``). ``options``: precision, batch size,
+    fast path, devices and decoding workers (:class:`~i3d_lightning.runtime.video_inference.InferenceOptions`)."""
     protocol = protocol or ClipProtocol()
     check_distance_choices(covariance, square_root)
     sides = {side: open_side(Path(path), protocol, preprocessed, side) for side, path in (("real", real),
@@ -204,10 +191,10 @@ def compute(real: str | os.PathLike, fake: str | os.PathLike, protocol: ClipProt
         raise UserInputError("--bootstrap resamples embeddings, and both sides are statistics files: give the "
                              "videos of at least one side")
     model = i3d(weights=weights, in_channels=3, source=source)
-    trainer = embedding_trainer(accelerator, devices)
-    batch_size = batch_size or default_batch_size("cuda" if uses_cuda(trainer) else "cpu")
-    embedder = VideoEmbedder(model, preprocessed=preprocessed, fast=fast, batch_size=batch_size,
-                             precision=precision, resolution=protocol.resolution)
+    trainer = options.trainer()
+    embedder = VideoEmbedder(model, preprocessed=preprocessed, fast=options.fast,
+                             batch_size=options.batch_size_on(trainer), precision=options.precision,
+                             resolution=protocol.resolution)
     description = description_of(protocol, model, preprocessed)
     module = EmbeddingLoop(embedder)
     results: dict[str, Side] = {}
@@ -217,14 +204,15 @@ def compute(real: str | os.PathLike, fake: str | os.PathLike, protocol: ClipProt
             continue
         if announce is not None and trainer.is_global_zero:
             announce(f"embedding {name.upper()} {opened.path}: {len(opened)} videos")
-        results[name] = embed_side(opened, trainer, module, workers=workers)
+        results[name] = embed_side(opened, trainer, module,
+                                   workers=options.workers_for(decodes_files=opened.array is None))
     if not trainer.is_global_zero:
         return None
     report = compare(results["real"], results["fake"], covariance=covariance, square_root=square_root)
     warnings = [sample_size_warning(protocol, name, side.statistics.count, side.statistics.mean.numel())
                 for name, side in results.items()]
     warnings.append(unequal_sides_warning(results["real"].statistics.count, results["fake"].statistics.count))
-    report |= {"protocol": protocol.describe(), "precision": precision, "warnings": [w for w in warnings if w],
+    report |= {"protocol": protocol.describe(), "precision": options.precision, "warnings": [w for w in warnings if w],
                "inputs": {"real": str(real), "fake": str(fake)},
                "weights": {"name": str(weights), "sha256": description["weights"]},
                "skipped": {name: [{"video": video, "reason": reason} for video, reason in side.skipped]

@@ -17,16 +17,22 @@ and feature extraction (:mod:`i3d_lightning.features.extraction`).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
 from i3d_lightning.errors import InterruptedByUserError, Terminated, UserInputError
-from i3d_lightning.models.inference import check_batch_size, check_inference_precision
+from i3d_lightning.hardware import available_cpus
+from i3d_lightning.models.inference import PRECISIONS, check_batch_size, check_inference_precision
 from i3d_lightning.runtime.distributed import UnpaddedDistributedSampler, is_distributed
 from i3d_lightning.runtime.skip_report import SkipReport
 from i3d_lightning.runtime.worker_watch import WorkerWatch
+from i3d_lightning.settings import check_settings, setting
 
 #: Clips per network call when none is given: a CUDA GPU needs large batches to be busy (32 clips of
 #: 16x224x224 take about 2 GB in fp32 inference); on the CPU larger batches gain nothing and cost memory.
@@ -35,9 +41,54 @@ DEFAULT_BATCH_SIZES = {"cuda": 32, "cpu": 8}
 PREFETCH_BATCHES = 4
 
 
+#: DataLoader workers decoding video files when none are given, at most: one clip decoded ahead per
+#: core keeps the network busy on a CPU; more take memory (a GPU run asks for more with ``workers``).
+DEFAULT_WORKERS = 2
+
+#: Lightning's ``devices``: a count, ``auto``, or indices.
+Devices = int | str | list
+
+
 def default_batch_size(device_type: str) -> int:
     """Clips per network call on a device of ``device_type`` (``cuda``, ``cpu``)."""
     return DEFAULT_BATCH_SIZES.get(device_type, DEFAULT_BATCH_SIZES["cpu"])
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How a predict loop over videos runs (FVD's embedding, feature extraction): the network's
+    ``precision`` (:data:`~i3d_lightning.models.inference.PRECISIONS`), clips per network call
+    (``batch_size``; ``None``: :func:`default_batch_size` of the device), the ``fast`` inference path,
+    Lightning's ``accelerator`` and ``devices``, and the DataLoader ``workers`` that decode (``None``: one
+    per core, at most :data:`DEFAULT_WORKERS`, where there are files to decode; none for an array
+    already in memory)."""
+
+    precision: str = setting("32", choices=PRECISIONS)
+    batch_size: int | None = setting(None, minimum=1)
+    fast: bool = True
+    accelerator: str = "auto"
+    devices: Devices = "auto"
+    workers: int | None = setting(None, minimum=0)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+    def trainer(self, callbacks: Sequence[Callback] = ()) -> pl.Trainer:
+        """The Trainer of a predict loop: ``accelerator`` and ``devices``, nothing written to disk."""
+        # Lightning's "GPU available: ..." lines would come before any refusal; the result is what matters here.
+        logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+        return pl.Trainer(accelerator=self.accelerator, devices=self.devices, logger=False,
+                          enable_checkpointing=False, enable_model_summary=False, callbacks=list(callbacks))
+
+    def batch_size_on(self, trainer: pl.Trainer) -> int:
+        """``batch_size``, or the default of the Trainer's device."""
+        return self.batch_size or default_batch_size("cuda" if uses_cuda(trainer) else "cpu")
+
+    def workers_for(self, *, decodes_files: bool) -> int:
+        """``workers``, or the default for a dataset that decodes files (or reads an array in memory)."""
+        if self.workers is not None:
+            return self.workers
+        return min(DEFAULT_WORKERS, available_cpus()) if decodes_files else 0
 
 
 def collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:

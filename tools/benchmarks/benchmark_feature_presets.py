@@ -37,6 +37,7 @@ from i3d_lightning.features.run import ExtractionSettings, extract
 from i3d_lightning.flow.online import OnlineFlow
 from i3d_lightning.hardware import describe_device, resolve_device
 from i3d_lightning.models import InceptionI3d
+from i3d_lightning.runtime.video_inference import InferenceOptions
 from i3d_lightning.weights.loading import save_state_dict
 
 FPS = 30
@@ -96,7 +97,8 @@ def main() -> None:
                 settings = ExtractionSettings.from_preset(preset, crops=crops, weights=weights)
                 with timed(OnlineFlow, "model_input", totals, device), timed(FeatureExtractor, "_run", totals, device):
                     start = time.perf_counter()
-                    report = extract(video_files(root / "videos"), root / f"{preset}_{crops}", settings, devices=1)
+                    report = extract(video_files(root / "videos"), root / f"{preset}_{crops}", settings,
+                                     options=InferenceOptions(devices=1))
                     wall = time.perf_counter() - start
                 if len(report.skipped):
                     raise SystemExit(f"{preset} --crops {crops}: the video could not be read")

@@ -30,10 +30,10 @@ from i3d_lightning.data.synthetic import render_video, write_mp4
 from i3d_lightning.fvd.distance import frechet_distance, kernel_distance
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
-from i3d_lightning.fvd.run import EmbeddingLoop, embed_side, embedding_trainer
+from i3d_lightning.fvd.run import EmbeddingLoop, embed_side
 from i3d_lightning.hardware import bf16_is_fast, describe_device, resolve_device
 from i3d_lightning.models.inference import PRECISIONS
-from i3d_lightning.runtime.video_inference import default_batch_size
+from i3d_lightning.runtime.video_inference import InferenceOptions, default_batch_size
 from i3d_lightning.weights import WeightsSource, i3d
 
 
@@ -108,7 +108,7 @@ def main() -> None:
                 print("bf16: not run, bf16 is emulated on this device (give --force-bf16 to run it anyway)")
                 continue
             embedder = VideoEmbedder(model, batch_size=batch_size, precision=precision)
-            trainer, module = embedding_trainer(devices=args.devices), EmbeddingLoop(embedder)
+            trainer, module = InferenceOptions(devices=args.devices).trainer(), EmbeddingLoop(embedder)
             start = time.perf_counter()
             sides = [embed_side(ClipSource(path, protocol), trainer, module, workers=args.workers)
                      for path in (real, fake)]
