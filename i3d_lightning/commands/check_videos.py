@@ -17,41 +17,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-from tqdm import tqdm
 
 from i3d_lightning.atomic_files import write_csv
 from i3d_lightning.cli import finished, number, run_reporting_errors, whole_number, writable_file
 from i3d_lightning.data.annotations import video_files
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS, SkipReport
-
-
-def check_one(path: Path) -> str:
-    """Decode the first, middle and last frame of ``path``; raise on failure (run in a child process).
-    Returns how its frames are reached (:func:`i3d_lightning.video.decoding.access_mode`)."""
-    from i3d_lightning.video import decoding
-
-    info = decoding.probe(path)
-    decoding.read_frames(path, [0, info.num_frames // 2, info.num_frames - 1])
-    return decoding.access_mode(path)
-
-
-def check_in_subprocess(path: Path, timeout: float) -> tuple[str | None, str | None]:
-    """(``None``, how its frames are reached) if ``path`` decodes, else (the reason it does not, ``None``)."""
-    try:
-        result = subprocess.run([sys.executable, __file__, "--single", str(path)], capture_output=True, text=True,
-                                timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return f"decoding did not finish within {timeout:g} s", None
-    if result.returncode == 0:
-        return None, result.stdout.strip().splitlines()[-1]
-    lines = result.stderr.strip().splitlines()
-    return (lines[-1] if lines else f"decoder process died (exit status {result.returncode})"), None
+from i3d_lightning.video.checking import check_videos
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,15 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--access", type=Path, help="also write path,access (seek, timestamps, sequential) per video")
     parser.add_argument("--workers", type=whole_number(1), default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=number(0, above=True), default=60.0, help="seconds per video")
-    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.single:
-        try:
-            print(check_one(args.source))
-        except Exception as error:  # report any decoder failure as one line for the parent
-            print(f"{type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
-            return 1
-        return 0
     return run_reporting_errors(check_all, args)
 
 
@@ -81,15 +47,11 @@ def check_all(args: argparse.Namespace) -> int:
     if args.access:
         writable_file(args.access, "--access")
     records = video_files(args.source).require_videos(str(args.source)).records
+    checks = check_videos([record.path for record in records], timeout=args.timeout, workers=args.workers)
     failed = SkipReport(announce=False)
-    access: list[tuple[str, str]] = []
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        results = pool.map(lambda record: (record, *check_in_subprocess(record.path, args.timeout)), records)
-        for record, reason, mode in tqdm(results, total=len(records), unit="video", desc="checking"):
-            if reason is not None:
-                failed.add([(record.video_id, str(record.path), reason)])
-            else:
-                access.append((str(record.path), mode))
+    failed.add([(record.video_id, str(check.path), check.reason)
+                for record, check in zip(records, checks, strict=True) if check.reason is not None])
+    access = [(str(check.path), check.access) for check in checks if check.reason is None]
     print(f"{len(records)} videos checked, {len(failed)} failed; list written to {args.out}")
     print(_access_summary([mode for _, mode in access]))
     failed.write(args.out)

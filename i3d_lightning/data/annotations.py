@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from i3d_lightning.errors import UserInputError
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+from i3d_lightning.video.decoding import VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True)

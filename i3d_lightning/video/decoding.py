@@ -36,6 +36,9 @@ from i3d_lightning.errors import UserInputError
 from i3d_lightning.heartbeat import beat
 from i3d_lightning.native_stderr import native_stderr_captured
 
+#: The file extensions read as videos where a folder is searched for them.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+
 
 class VideoDecodeError(UserInputError):
     """A video file is missing, unreadable, corrupt or in a format the decoder cannot read."""
