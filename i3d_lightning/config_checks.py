@@ -44,7 +44,7 @@ from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.models.streams import STREAMS
 from i3d_lightning.settings import Allowed, rules_of, shown
 from i3d_lightning.video.decoding import DECODERS
-from i3d_lightning.weights.loading import load_state_dict, read_checkpoint
+from i3d_lightning.weights.loading import load_weights, read_checkpoint
 from i3d_lightning.weights.registry import I3DWeights
 
 #: Config sections held by a library dataclass of settings (besides nodes with a dataclass ``_target_``).
@@ -175,7 +175,7 @@ def check_config(cfg: DictConfig) -> None:
     for modality in OmegaConf.select(cfg, "stream.modalities", default=None) or ():
         weights = OmegaConf.select(cfg, f"weights.{modality}", default=None)
         if weights is not None and str(weights) not in I3DWeights.__members__:
-            load_state_dict(str(weights))  # one line when it is missing, truncated or not a weights file
+            load_weights(str(weights))  # one line when it is missing, truncated or not a weights file
 
 
 _MISSING = object()

@@ -14,7 +14,7 @@ from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.features import run
 from i3d_lightning.features.presets import FEATURE_PRESETS
-from i3d_lightning.features.run import ExtractionSettings, extract
+from i3d_lightning.features.run import ExtractionSettings
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.preprocessing import ten_crops
 from i3d_lightning.video.sampling import window_starts
@@ -156,8 +156,8 @@ def test_preset_options_are_refused_when_they_contradict_it(tmp_path, towers, we
     # The same extraction in Python; the command then finds it done (the same conventions).
     settings = ExtractionSettings.from_preset("thumos14", short_side=SHORT_SIDE, crop_size=CROP,
                                               weights={"rgb": "rgb_scratch", "flow": towers["flow_file"]})
-    report = extract(video_files(tmp_path / "videos"), tmp_path / "out", settings,
-                     source=WeightsSource(mirror=checkpoints_dir))
+    report = run.extract_features(video_files(tmp_path / "videos"), tmp_path / "out", settings,
+                                  source=WeightsSource(mirror=checkpoints_dir))
     assert (report.videos, report.already_extracted, len(report.skipped)) == (1, 0, 0)
     made = (tmp_path / "out" / "a.npy").read_bytes()
     assert np.load(tmp_path / "out" / "a.npy").shape == (1, 2048)

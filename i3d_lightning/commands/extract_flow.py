@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the flow folder of each video: relative = its path below VIDEOS_DIR without extension "
                              "(UCF101, HMDB51, custom datasets); stem = its file name without extension (Kinetics)")
     args = parser.parse_args(argv)
-    return run_reporting_errors(extract, args)
+    return run_reporting_errors(run, args)
 
 
-def extract(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """The flow folders of ``args.videos`` (:func:`~i3d_lightning.flow.extraction.extract_flow`); the failures
     listed in ``OUT_DIR/skipped_videos.csv``."""
     options = FlowOptions(fps=args.fps, short_side=args.short_side, backend=args.backend, batch=args.batch,

@@ -1,1 +1,2 @@
-"""Evaluation: the release's sample clip, accuracy on a dataset, and the reports a run writes."""
+"""Evaluation: the release's sample clip (``release_sample``), accuracy on a dataset (``run``), and the
+reports a dataset evaluation prints and writes (``reports``)."""

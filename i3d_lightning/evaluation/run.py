@@ -27,7 +27,7 @@ from i3d_lightning.evaluation.release_sample import evaluate_sample, format_rele
 from i3d_lightning.hardware import float32_mode, float32_mode_on
 from i3d_lightning.lightning.builders import build_datamodule, build_trainer
 from i3d_lightning.lightning.classifier import I3DClassifier, metric_names
-from i3d_lightning.models.inference import check_inference_precision
+from i3d_lightning.models.inference import check_inference_precision, lightning_precision
 from i3d_lightning.run_folder import remove_if_only_hydra_files
 from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS
 from i3d_lightning.weights.loading import check_finite_state_dict, read_checkpoint
@@ -168,7 +168,7 @@ def evaluate_dataset(cfg: DictConfig) -> Evaluation:
     cfg, trained = _with_trained_settings(cfg)
     precision = str(cfg.precision)
     # Lightning knows fp32 and bf16 autocast; whether fp32 means IEEE or TF32 is set around the test loop.
-    trainer_precision = ("bf16-mixed" if precision == "bf16" else "32-true", f"from precision={precision}")
+    trainer_precision = (lightning_precision(precision), f"from precision={precision}")
     # First: a setting Lightning refuses costs no data preparation.
     trainer = build_trainer(cfg.trainer, precision=trainer_precision, enable_checkpointing=False)
     check_inference_precision(precision, trainer.strategy.root_device)

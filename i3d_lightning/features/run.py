@@ -1,12 +1,12 @@
 """Feature extraction in Python, as ``i3d-extract-features`` runs it::
 
     from i3d_lightning.data.annotations import video_files
-    from i3d_lightning.features.run import ExtractionSettings, extract
+    from i3d_lightning.features.run import ExtractionSettings, extract_features
 
-    report = extract(video_files("/data/thumos14/videos"), "features/",
-                     ExtractionSettings.from_preset("thumos14", crops=10))
+    report = extract_features(video_files("/data/thumos14/videos"), "features/",
+                              ExtractionSettings.from_preset("thumos14", crops=10))
 
-The settings say how the features are made (and are what ``conventions.json`` records); :func:`extract`
+The settings say how the features are made (and are what ``conventions.json`` records); :func:`extract_features`
 runs Lightning's predict loop over the videos not yet extracted and writes the files and the index.
 """
 
@@ -101,7 +101,7 @@ class ExtractionSettings:
 
 @dataclass
 class ExtractionReport:
-    """What :func:`extract` did: videos in the list, those already extracted before, the unreadable ones
+    """What :func:`extract_features` did: videos in the list, those already extracted before, the unreadable ones
     (``skipped``, listed in ``skipped_videos.csv``), and the index file (``None`` on processes other than
     the first of a multi-GPU run)."""
 
@@ -111,7 +111,7 @@ class ExtractionReport:
     index: Path | None
 
 
-def extract(videos: VideoList, out: str | os.PathLike, settings: ExtractionSettings | None = None, *,
+def extract_features(videos: VideoList, out: str | os.PathLike, settings: ExtractionSettings | None = None, *,
             source: WeightsSource = WeightsSource(), flow_root: str | os.PathLike | None = None,
             flow_source: str | None = None, options: InferenceOptions = InferenceOptions(),
             verbose: bool = False) -> ExtractionReport:

@@ -27,7 +27,7 @@ from i3d_lightning.models.streams import CHANNELS, check_modalities
 from i3d_lightning.models.temporal_tiles import tile_feature_sum
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.skip_report import SkipReport
-from i3d_lightning.weights import WeightsSource, load_state_dict, stream_towers
+from i3d_lightning.weights import WeightsSource, load_weights, stream_towers
 from i3d_lightning.weights.loading import check_finite_state_dict
 
 AGGREGATIONS = ("mean_logits", "mean_softmax")
@@ -120,7 +120,7 @@ class I3DClassifier(pl.LightningModule):
         """Fetch and convert the initial weights once per machine, so ranks only read the cache."""
         if not self.weights_loaded:
             for name in self._initial_weights().values():
-                load_state_dict(name, self.weights_source)
+                load_weights(name, self.weights_source)
 
     def load_initial_weights(self) -> None:
         """Initialise each tower from ``weights``; where their classes differ from ``num_classes`` the

@@ -175,6 +175,12 @@ def check_precision_name(precision: str) -> str:
     return str(precision)
 
 
+def lightning_precision(precision: str) -> str:
+    """Lightning's ``Trainer(precision=...)`` for an inference ``precision``: bf16 autocast, or float32
+    (IEEE or TF32: the float32 mode, :func:`inference_precision`, says which)."""
+    return "bf16-mixed" if check_precision_name(precision) == "bf16" else "32-true"
+
+
 def check_inference_precision(precision: str, device: torch.device) -> None:
     """Refuse an unknown ``precision`` (one line for the user); warn when bf16 is asked for where it
     is not known to be faster than fp32 (:func:`~i3d_lightning.hardware.bf16_is_fast`: a CPU without

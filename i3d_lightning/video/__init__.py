@@ -1,2 +1,3 @@
-"""Reading videos: ``decoding`` (frames and their rate; the only module that imports decord) and
-``sampling`` (which frames and where: pure index arithmetic)."""
+"""Reading videos: ``decoding`` (frames and their rate; the only module that imports decord),
+``checking`` (whether files decode, each in a child process) and ``sampling`` (which frames and where:
+pure index arithmetic)."""

@@ -1,6 +1,6 @@
 """Weights as state dicts and models: a registry name or a converted file in, PyTorch out.
 
-:func:`load_state_dict` returns a registry entry's converted state dict, from the cache when it was
+:func:`load_weights` returns a registry entry's converted state dict, from the cache when it was
 converted before, else converting the release's TensorFlow files (see
 :mod:`i3d_lightning.weights.release` for where they come from). Converted files are
 ``<cache>/weights/<name>.safetensors`` with the metadata in the safetensors header. :func:`i3d`
@@ -83,8 +83,8 @@ def _tensorflow_installed() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-def load_state_dict(name_or_path: str | os.PathLike,
-                    source: WeightsSource = WeightsSource()) -> dict[str, torch.Tensor]:
+def load_weights(name_or_path: str | os.PathLike,
+                 source: WeightsSource = WeightsSource()) -> dict[str, torch.Tensor]:
     """State dict of a registry name (``"rgb_imagenet"``, ...) or of a converted weights file.
 
     A name is taken from the cache if converted before; otherwise its release files are fetched
@@ -239,7 +239,7 @@ def i3d(*, weights: I3DWeights | str | os.PathLike | None = None, num_classes: i
     if weights is None:
         return InceptionI3d(num_classes or 400, in_channels or 3, dropout)
     name = weights.name if isinstance(weights, I3DWeights) else weights
-    state = _one_tower(load_state_dict(name, source), name, in_channels)
+    state = _one_tower(load_weights(name, source), name, in_channels)
     try:
         source_channels = state["blocks.Conv3d_1a_7x7.conv.weight"].shape[1]
         source_classes = state["logits.weight"].shape[0]

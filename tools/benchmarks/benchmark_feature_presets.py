@@ -33,7 +33,7 @@ from i3d_lightning.data.release_clip import read_gif
 from i3d_lightning.data.synthetic import write_mp4
 from i3d_lightning.features.extraction import FeatureExtractor
 from i3d_lightning.features.presets import FEATURE_PRESETS
-from i3d_lightning.features.run import ExtractionSettings, extract
+from i3d_lightning.features.run import ExtractionSettings, extract_features
 from i3d_lightning.flow.online import OnlineFlow
 from i3d_lightning.hardware import describe_device, resolve_device
 from i3d_lightning.models import InceptionI3d
@@ -97,8 +97,8 @@ def main() -> None:
                 settings = ExtractionSettings.from_preset(preset, crops=crops, weights=weights)
                 with timed(OnlineFlow, "model_input", totals, device), timed(FeatureExtractor, "_run", totals, device):
                     start = time.perf_counter()
-                    report = extract(video_files(root / "videos"), root / f"{preset}_{crops}", settings,
-                                     options=InferenceOptions(devices=1))
+                    report = extract_features(video_files(root / "videos"), root / f"{preset}_{crops}",
+                                              settings, options=InferenceOptions(devices=1))
                     wall = time.perf_counter() - start
                 if len(report.skipped):
                     raise SystemExit(f"{preset} --crops {crops}: the video could not be read")
