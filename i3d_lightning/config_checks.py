@@ -75,7 +75,8 @@ def _above_zero(**bounds: object) -> Allowed:
 #: The keys that no library dataclass holds, with what they may be. ``any``: checked by its user
 #: (Lightning, the LightningModule) or where it is used (:func:`check_config`'s own checks below).
 RULES: dict[str, Allowed] = {
-    "seed": _INT, "run_dir": _PATH, "ckpt_path": _OPTIONAL_PATH, "test_after_fit": _BOOL, "tf32": _BOOL,
+    "task_name": _TEXT, "seed": _INT, "run_dir": _PATH, "ckpt_path": _OPTIONAL_PATH, "test_after_fit": _BOOL,
+    "tf32": _BOOL,
     "precision": Allowed("str", choices=PRECISIONS), "fast": _BOOL, "device": _TEXT,
     "sample.rgb": _OPTIONAL_PATH, "sample.flow": _OPTIONAL_PATH,
     "stream.name": Allowed("str", choices=tuple(STREAMS)), "stream.modalities": _ANY,

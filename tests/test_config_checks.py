@@ -294,3 +294,21 @@ def test_a_run_folder_that_cannot_be_made_is_one_line(script, capsys, monkeypatc
     status, _, stderr = run_command(script, ["run_dir=/proc/i3d-run"], capsys, monkeypatch)
     assert status == 2 and stderr.strip().splitlines() == [
         "error: run_dir=/proc/i3d-run: cannot create that folder (/proc takes no new files or folders)"]
+
+
+def test_run_folders_follow_one_rule_and_a_local_file_overrides_last(tmp_path):
+    # configs/paths: one rule for both commands; configs/hydra: Hydra's run folder is run_dir for both.
+    # A configs/local/default.yaml (not in git; here in a folder on Hydra's search path, as --config-dir
+    # adds one) overrides the groups, and the command line overrides it.
+    for name, overrides, folder in (("train", ["dataset=ucf101"], "outputs/train/ucf101-rgb/"),
+                                    ("eval", [], "outputs/eval/sample-joint/")):
+        assert str(compose_config(name, overrides).run_dir).startswith(folder)
+        hydra = OmegaConf.load(REPO_ROOT / "configs" / "hydra" / "default.yaml")
+        assert OmegaConf.to_container(hydra)["run"]["dir"] == "${run_dir}"
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "default.yaml").write_text("# @package _global_\nrun_dir: runs/mine\n"
+                                                     "data:\n  num_workers: 1\n")
+    search = f"hydra.searchpath=[file://{tmp_path}]"
+    local = compose_config("train", ["dataset=ucf101", search])
+    assert (local.run_dir, local.data.num_workers) == ("runs/mine", 1)
+    assert compose_config("train", ["dataset=ucf101", search, "data.num_workers=3"]).data.num_workers == 3
