@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from i3d_lightning.data.annotations import custom
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset, collate_clips
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.run import evaluate
 from i3d_lightning.lightning.classifier import I3DClassifier
 from i3d_lightning.models import InceptionI3d
@@ -285,9 +286,14 @@ def _eval_overrides(root: Path, run_dir: Path, weights: Path) -> list[str]:
             "data.eval_batch_size=2", "trainer.precision=32", "model.aggregate=mean_softmax"]
 
 
-def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user_float32_flags):
+def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user_float32_flags, capsys, monkeypatch):
     weights = _random_weights(tmp_path / "w.safetensors", 2)
     run = tmp_path / "run"
+    # The summary is printed before the first report file is written (a file that cannot be written loses nothing).
+    printed_before_files = []
+    write_metrics = reports.write_metrics
+    monkeypatch.setattr(reports, "write_metrics", lambda *args: (
+        printed_before_files.append(capsys.readouterr().out), write_metrics(*args))[1])
     with float32_settings_at_each_convolution() as seen, files_written_under(run) as written:
         # precision=32: IEEE fp32 whatever the process had set
         evaluation = evaluate(compose_config("eval", _eval_overrides(eval_dataset, run, weights)))
@@ -298,6 +304,7 @@ def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user
                                                      "confusion_matrix.png", "skipped_videos.csv"}
     report = evaluation.text
     assert (evaluation.skipped, evaluation.skipped_list) == (1, run / "skipped_videos.csv")
+    assert len(printed_before_files) == 1 and report.split("\nreports written")[0] in printed_before_files[0]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["videos_evaluated"] == 5 and metrics["videos_skipped"] == 1
     assert "skipped (unreadable): 1 - metrics are over the videos that could be read" in report
