@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from i3d_lightning.data.annotations import custom
@@ -653,3 +654,22 @@ def test_eval_names_its_run_after_the_checkpoints_stream(tmp_path, eval_dataset,
     log = (run / "eval.log").read_text()
     assert "precision 32-true: from precision=32" in log and "set explicitly" not in log
     assert stdout.startswith("from the checkpoint's training: stream=rgb"), stdout[:500]
+
+
+def test_evaluation_composes_the_checkpoints_settings_without_changing_its_config(tmp_path):
+    # eval.py with a checkpoint: a new config with the checkpoint's stream and clips; the one it was given is
+    # left as it was (the builders get the composed one, nothing is rewritten in flight).
+    from i3d_lightning.evaluation.run import _with_trained_settings
+
+    checkpoint = tmp_path / "trained.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"modalities": ["rgb"]}, "pytorch-lightning_version": "2.6",
+                "VideoDataModule": {"clip": {"clip_len": 16, "stride": 1, "fps": 25, "short_side": 224,
+                                             "crop_size": 193}}}, checkpoint)
+    given = compose_config("eval", ["dataset=custom", f"ckpt_path={checkpoint}"])
+    before = OmegaConf.to_container(given)
+    evaluated, said = _with_trained_settings(given)
+    assert OmegaConf.to_container(given) == before
+    assert (evaluated.stream.name, list(evaluated.data.clip.values())) == ("rgb", [16, 1, 25, 224, 193])
+    assert "/custom-rgb/" in evaluated.run_dir and evaluated.data.report_dir == evaluated.run_dir
+    assert said == ("from the checkpoint's training: stream=rgb, data.clip.clip_len=16, data.clip.short_side=224, "
+                    "data.clip.crop_size=193")
