@@ -30,9 +30,8 @@ _KINDS = {"int": "int", "float": "number", "bool": "bool", "str": "str"}
 @dataclass(frozen=True)
 class Allowed:
     """What a value may be: of ``kind`` (``int``, ``number``, ``bool``, ``str``, ``path``: a file or
-    folder name, ``any``: checked by its owner), at least
-    ``minimum`` (``above``: greater than it) and at most ``maximum`` (``below``: less than it), or one of
-    ``choices``; ``None`` too where ``optional``."""
+    folder name, ``any``: checked by its owner), at least ``minimum`` (``above``: greater than it) and at
+    most ``maximum`` (``below``: less than it), or one of ``choices``; ``None`` too where ``optional``."""
 
     kind: str
     minimum: float | None = None
@@ -72,20 +71,6 @@ class Allowed:
         bounds = [f"{'above' if self.above else 'at least'} {self.minimum:g}"] if self.minimum is not None else []
         bounds += [f"{'below' if self.below else 'at most'} {self.maximum:g}"] if self.maximum is not None else []
         return f" {' and '.join(bounds)}" if bounds else ""
-
-    def bad_value(self) -> object:
-        """A value this rule refuses (for the tests that every rule is enforced)."""
-        if self.choices:
-            return "none-of-these"
-        if self.kind in ("int", "number"):
-            if self.minimum is not None:
-                return self.minimum - (0 if self.above else 1)
-            if self.maximum is not None:
-                return self.maximum + (0 if self.below else 1)
-            return "abc"
-        if self.kind == "path":
-            return None if self.optional else "null"
-        return {"bool": "maybe", "str": 12}.get(self.kind)
 
 
 def setting(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
