@@ -68,6 +68,17 @@ def plot_confusion(path: Path, confusion: np.ndarray, class_names: Sequence[str]
     return path
 
 
+def write_reports(run_dir: Path, metrics: dict[str, Any], results: dict[str, Any], class_names: Sequence[str],
+                  score_kind: str) -> None:
+    """The report files of an evaluation in ``run_dir``: ``metrics.json``, ``predictions.csv`` (the
+    ``results``' predictions, scored as ``score_kind``), ``per_class_accuracy.csv`` and
+    ``confusion_matrix.png`` (from its confusion matrix)."""
+    write_metrics(run_dir / "metrics.json", metrics)
+    write_predictions(run_dir / "predictions.csv", results["predictions"], class_names, score_kind)
+    write_per_class(run_dir / "per_class_accuracy.csv", results["confusion"], class_names)
+    plot_confusion(run_dir / "confusion_matrix.png", results["confusion"], class_names)
+
+
 def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
     return write_json(path, metrics, sort_keys=True)
 

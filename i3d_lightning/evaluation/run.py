@@ -197,11 +197,8 @@ def evaluate_dataset(cfg: DictConfig) -> Evaluation:
     run_dir = Path(cfg.run_dir)
     summary = "\n".join(filter(None, [trained, reports.summary_table(metrics, model.heads)]))
     _show(summary)  # first: a report file that cannot be written loses nothing
-    reports.write_metrics(run_dir / "metrics.json", metrics)
     score_kind = "probability" if model.hparams.aggregate == "mean_softmax" else "logit"
-    reports.write_predictions(run_dir / "predictions.csv", results["predictions"], datamodule.classes, score_kind)
-    reports.write_per_class(run_dir / "per_class_accuracy.csv", results["confusion"], datamodule.classes)
-    reports.plot_confusion(run_dir / "confusion_matrix.png", results["confusion"], datamodule.classes)
+    reports.write_reports(run_dir, metrics, results, datamodule.classes, score_kind)
     skipped_list = results["skipped"].write(run_dir / SKIPPED_VIDEOS)  # its header alone when none was skipped
     written = f"reports written to {run_dir}"
     _show(written)
