@@ -55,7 +55,7 @@ def _trainer(overrides: list[str], tmp_path):
 
 
 def test_the_cpu_trainer_chooses_and_logs_its_precision(cpu, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="i3d_lightning.training.run")
+    caplog.set_level(logging.INFO, logger="i3d_lightning.lightning.builders")
     cpu("amx")
     assert _trainer([], tmp_path).precision == "bf16-mixed"
     assert "precision bf16-mixed: CPU Intel(R) Xeon(R) Platinum 8480+ (family 6, model 143) has AMX" in caplog.text

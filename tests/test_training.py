@@ -573,8 +573,8 @@ def test_sigterm_stops_training_as_ctrl_c_does(tmp_path):
 
 def test_tensorboard_logging_does_not_import_tensorflow(tmp_path):
     script = ("import sys; from pytorch_lightning.loggers import TensorBoardLogger;"
-              "from i3d_lightning.lightning.builders import tensorboard_without_tensorflow;"
-              "tensorboard_without_tensorflow();"
+              "from i3d_lightning.training.run import _tensorboard_without_tensorflow;"
+              "_tensorboard_without_tensorflow();"
               f"logger = TensorBoardLogger({str(tmp_path)!r}); logger.log_metrics({{'a': 1.0}}, 0);"
               "logger.finalize('ok');"
               "print('tensorflow' in sys.modules)")

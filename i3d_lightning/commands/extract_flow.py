@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     listed in ``OUT_DIR/skipped_videos.csv``."""
     options = FlowOptions(fps=args.fps, short_side=args.short_side, backend=args.backend, batch=args.batch,
                           device=args.device, workers=args.workers, layout=args.layout)
-    videos_below(args.videos)  # no videos: refused before OUT_DIR is made
+    videos = videos_below(args.videos)  # no videos: refused before OUT_DIR is made
     writable_folder(args.out, "OUT_DIR")
-    report = extract_flow(args.videos, args.out, options, verbose=True)
+    report = extract_flow(videos, args.videos, args.out, options, verbose=True)
     listed = report.skipped.write(args.out / SKIPPED_VIDEOS)  # with its header alone when none failed
     return finished(len(report.skipped), f"in {listed}")
 

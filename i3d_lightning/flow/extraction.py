@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -71,13 +72,12 @@ def videos_below(folder: Path) -> list[Path]:
     return videos
 
 
-def extract_flow(videos_dir: Path, out: Path, options: FlowOptions = FlowOptions(), *,
+def extract_flow(videos: Sequence[Path], videos_dir: Path, out: Path, options: FlowOptions = FlowOptions(), *,
                  verbose: bool = False) -> FlowReport:
-    """Write the flow folder of every video below ``videos_dir`` that has none under ``out`` yet;
-    ``verbose``: say how many are left to do."""
+    """Write the flow folder of each of ``videos`` (:func:`videos_below` ``videos_dir``, which names their
+    folders) that has none under ``out`` yet; ``verbose``: say how many are left to do."""
     workers = options.workers or (1 if options.backend == "torch" else os.cpu_count() or 1)
     options = replace(options, device=str(resolve_device(options.device)), workers=workers)
-    videos = videos_below(videos_dir)
     tasks = [(path, out / video_id(path, videos_dir, options.layout), options) for path in videos]
     tasks = [task for task in tasks if not task[1].is_dir()]
     if verbose:

@@ -7,8 +7,6 @@ groups it uses, so neither depends on the other's keys.
 from __future__ import annotations
 
 import logging
-import sys
-import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,19 +23,11 @@ from i3d_lightning.hardware import resolve_trainer_precision
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(data: DictConfig, **chosen: Any) -> VideoDataModule:
-    """The DataModule of the ``data`` group (with ``chosen`` arguments in place of its keys), prepared
-    (``prepare_data``) and ready for ``setup``."""
-    datamodule = instantiate(data, **chosen, _convert_="object")
+def build_datamodule(data: DictConfig) -> VideoDataModule:
+    """The DataModule of the ``data`` group, prepared (``prepare_data``) and ready for ``setup``."""
+    datamodule = instantiate(data, _convert_="object")
     datamodule.prepare_data()
     return datamodule
-
-
-def tensorboard_without_tensorflow() -> None:
-    """Make TensorBoard's writer use its own TensorFlow stub even where TensorFlow is installed:
-    importing TensorFlow there would only print its banner and take seconds. TensorBoard looks for
-    the module ``tensorboard.compat.notf`` to decide this."""
-    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
 def build_trainer(trainer: DictConfig, *, precision: tuple[str, str] | None = None, loggers: Sequence[Any] = (),
@@ -45,7 +35,6 @@ def build_trainer(trainer: DictConfig, *, precision: tuple[str, str] | None = No
     """The Trainer of the ``trainer`` group with ``loggers`` and ``callbacks``, its precision resolved
     (``auto``: :func:`~i3d_lightning.hardware.auto_precision`), or ``precision`` (Lightning's value and
     the reason to log) where the caller chose it. A setting Lightning refuses is one line (exit 2)."""
-    tensorboard_without_tensorflow()
     chosen, reason = precision or resolve_trainer_precision(trainer.get("precision", "auto"),
                                                             str(trainer.get("accelerator", "auto")))
     log.info("precision %s: %s", chosen, reason)

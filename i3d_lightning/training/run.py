@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from i3d_lightning.config_checks import check_config
 from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.errors import InterruptedByUserError, Terminated, UserInputError
 from i3d_lightning.hardware import float32_mode, float32_mode_on
-from i3d_lightning.lightning.builders import build_datamodule, build_trainer, tensorboard_without_tensorflow
+from i3d_lightning.lightning.builders import build_datamodule, build_trainer
 from i3d_lightning.lightning.classifier import I3DClassifier
 from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS
 from i3d_lightning.training.divergence import NonFiniteGuard
@@ -27,10 +28,17 @@ from i3d_lightning.training.summary import EpochLine, ParameterSummary
 log = logging.getLogger(__name__)
 
 
+def _tensorboard_without_tensorflow() -> None:
+    """Make TensorBoard's writer use its own TensorFlow stub even where TensorFlow is installed:
+    importing TensorFlow there would only print its banner and take seconds. TensorBoard looks for
+    the module ``tensorboard.compat.notf`` to decide this."""
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+
 def build_training_trainer(cfg: DictConfig) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` with the configured loggers and callbacks, and those training
     always has: the divergence guard, one line per epoch, the parameter summary."""
-    tensorboard_without_tensorflow()  # before a TensorBoard logger is made
+    _tensorboard_without_tensorflow()  # before a TensorBoard logger is made
     loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
     if not loggers:  # the learning-rate monitor writes to a logger and refuses to run without one
