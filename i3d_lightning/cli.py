@@ -15,6 +15,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
@@ -31,7 +32,10 @@ from i3d_lightning.errors import (
     cannot_write_reason,
 )
 from i3d_lightning.run_folder import remove_if_only_hydra_files
-from i3d_lightning.runtime.video_inference import InferenceOptions
+
+if TYPE_CHECKING:  # imported where the options are made: it imports Lightning, ~7 s that i3d-check-videos,
+    # i3d-extract-flow and i3d-convert never need (and every command's --help would wait for)
+    from i3d_lightning.runtime.video_inference import InferenceOptions
 
 #: Exit status of a tool that finished but skipped some of its inputs (each listed, with the reason):
 #: not 0, so that a pipeline notices; neither 1 (it failed) nor 2 (it refused its arguments).
@@ -117,6 +121,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser, *, per_call: str) -
 
 def inference_options(args: argparse.Namespace) -> InferenceOptions:
     """The :class:`~i3d_lightning.runtime.video_inference.InferenceOptions` of :func:`add_inference_arguments`."""
+    from i3d_lightning.runtime.video_inference import InferenceOptions
+
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     return InferenceOptions(precision=args.precision, batch_size=args.batch_size, fast=not args.no_fast,
                             accelerator=args.accelerator, devices=devices, workers=args.workers)

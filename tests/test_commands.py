@@ -47,6 +47,19 @@ def test_i3d_train_and_i3d_eval_are_the_scripts_hydra_applications(name, module)
     assert result.returncode == 0 and result.stdout.startswith(f"{module} is powered by Hydra.")
 
 
+#: Commands that never run a network in Lightning's loops: they must not pay its import (about 7 s on 2 cores).
+WITHOUT_LIGHTNING = ("check_videos", "extract_flow", "convert")
+
+
+@pytest.mark.parametrize("module", WITHOUT_LIGHTNING)
+def test_commands_that_run_no_lightning_loop_start_without_importing_it(module):
+    # A fresh process: this one has Lightning imported by other tests.
+    probe = (f"import sys, i3d_lightning.commands.{module}; "
+             "print(sorted(name for name in sys.modules if name.split('.')[0] in ('pytorch_lightning', 'lightning')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]
+
+
 def _option_help(command: str, capsys) -> dict[str, str]:
     """``--option ...`` -> its help text, from ``<command> --help``."""
     with pytest.raises(SystemExit):
