@@ -11,11 +11,13 @@ import hydra
 from omegaconf import DictConfig
 
 from i3d_lightning.cli import finished, hydra_config_path, run_reporting_errors
-from i3d_lightning.evaluation.run import evaluate
 
 
 def evaluate_and_report(cfg: DictConfig) -> int:
     """Evaluate; the exit status: 0, or 3 when videos were skipped (listed in the run folder)."""
+    # Imported here: it imports Lightning (~7 s), which --help and --cfg job never need.
+    from i3d_lightning.evaluation.run import evaluate
+
     evaluation = evaluate(cfg)
     return finished(evaluation.skipped, f"in {evaluation.skipped_list}")
 

@@ -11,11 +11,13 @@ import hydra
 from omegaconf import DictConfig
 
 from i3d_lightning.cli import finished, hydra_config_path, run_reporting_errors
-from i3d_lightning.training.run import train
 
 
 def train_and_report(cfg: DictConfig) -> int:
     """Train; the exit status: 0, or 3 when videos were skipped (listed in the run folder)."""
+    # Imported here: it imports Lightning (~7 s), which --help and --cfg job never need.
+    from i3d_lightning.training.run import train
+
     results = train(cfg)
     return finished(results["videos_skipped"], f"in {results['skipped_list']}")
 
