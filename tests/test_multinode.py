@@ -29,14 +29,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _torchrun_two_nodes(script: str, overrides: list[str], timeout: float = 600) -> None:
-    """Start ``script`` as 2 nodes x 1 process with torchrun's static rendezvous on 127.0.0.1."""
+def _torchrun_two_nodes(script: str, overrides: list[str], run_dir: Path, timeout: float = 600) -> None:
+    """Start ``script`` as 2 nodes x 1 process with torchrun's static rendezvous on 127.0.0.1, in ``run_dir``."""
     port = str(_free_port())
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node",
                                "1", "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", port,
-                               script, *overrides], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+                               script, *overrides, f"run_dir={run_dir}"], cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
     try:
         outputs = [node.communicate(timeout=timeout)[0] for node in nodes]
     finally:
@@ -44,7 +44,9 @@ def _torchrun_two_nodes(script: str, overrides: list[str], timeout: float = 600)
             node.kill()
     for rank, (node, output) in enumerate(zip(nodes, outputs, strict=True)):
         assert node.returncode == 0, f"node {rank}:\n{output[-4000:]}"
-    assert "MEMBER: 1/2" in outputs[0] + outputs[1] and "MEMBER: 2/2" in outputs[0] + outputs[1]
+    # Both joined: Lightning's lines are on train's terminal, and in the run's log (eval's terminal shows warnings).
+    said = "".join(outputs) + "".join(path.read_text() for path in run_dir.glob("*.log"))
+    assert "MEMBER: 1/2" in said and "MEMBER: 2/2" in said
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def test_training_on_two_nodes_equals_one_process(tmp_path, two_class_videos):
     common = [*FAST, "dataset=custom", f"dataset.train={two_class_videos}", f"dataset.val={two_class_videos}",
               "trainer.max_epochs=2", "model.trainable_blocks=1", "model.freeze_bn_stats=true", "model.dropout=0",
               "logger=[csv]", "test_after_fit=false"]
-    _torchrun_two_nodes("train.py", [*common, *TWO_NODES, "data.batch_size=3", f"run_dir={tmp_path / 'nodes'}"])
+    _torchrun_two_nodes("train.py", [*common, *TWO_NODES, "data.batch_size=3"], tmp_path / "nodes")
     train(compose_config("train", [*common, "trainer.precision=32", "data.batch_size=6",
                                    f"run_dir={tmp_path / 'single'}"]))  # one process: this one
     runs = {name: torch.load(tmp_path / name / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -94,7 +96,7 @@ def test_evaluation_on_two_nodes_equals_one_process(tmp_path, two_class_videos):
     save_file(InceptionI3d(2, 3).state_dict(), str(weights))
     common = [*FAST, "dataset=custom", f"dataset.val={two_class_videos}", "stream=rgb", f"weights.rgb={weights}",
               "data.eval_sampling.num_clips=2", "data.eval_batch_size=2", "precision=32"]
-    _torchrun_two_nodes("eval.py", [*common, *TWO_NODES, f"run_dir={tmp_path / 'nodes'}"])
+    _torchrun_two_nodes("eval.py", [*common, *TWO_NODES], tmp_path / "nodes")
     evaluate(compose_config("eval", [*common, f"run_dir={tmp_path / 'single'}"]))  # one process: this one
     for report in ("metrics.json", "predictions.csv"):
         assert (tmp_path / "nodes" / report).read_text() == (tmp_path / "single" / report).read_text()
