@@ -62,6 +62,13 @@ def test_commands_start_without_importing_lightning_unless_they_run_its_loops(mo
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]
 
 
+def test_check_videos_starts_without_importing_torch():
+    # It decodes with decord and lists failures from one process: torch (~4 s to import) is not needed.
+    probe = "import sys, i3d_lightning.commands.check_videos; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stdout + result.stderr[-2000:]
+
+
 def _option_help(command: str, capsys) -> dict[str, str]:
     """``--option ...`` -> its help text, from ``<command> --help``."""
     with pytest.raises(SystemExit):

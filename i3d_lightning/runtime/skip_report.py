@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 from i3d_lightning.atomic_files import write_csv
-from i3d_lightning.runtime.distributed import gather_objects
 
 #: The file name of the list of skipped inputs, in a command's output or run folder.
 SKIPPED_VIDEOS = "skipped_videos.csv"
@@ -41,6 +40,10 @@ class SkipReport:
 
     def gathered(self) -> SkipReport:
         """The videos skipped by all processes (a collective: every process must call it)."""
+        # Imported here: torch.distributed (torch itself, ~4 s) is not needed by the commands that list
+        # what they skipped in one process (i3d-check-videos, i3d-extract-flow).
+        from i3d_lightning.runtime.distributed import gather_objects
+
         report = SkipReport(announce=self.announce)
         for entries in gather_objects(self.entries):
             report.entries.update(entries)
