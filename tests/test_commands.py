@@ -47,26 +47,23 @@ def test_i3d_train_and_i3d_eval_are_the_scripts_hydra_applications(name, module)
     assert result.returncode == 0 and result.stdout.startswith(f"{module} is powered by Hydra.")
 
 
-#: Commands whose start (their module, what --help, --cfg job and a refused argument need) must not pay for
-#: Lightning's import, about 7 s on 2 cores: those that never run its loops, and the Hydra applications,
-#: which import it only once the config is composed.
-WITHOUT_LIGHTNING = ("check_videos", "extract_flow", "convert", "train", "eval")
+#: Command -> the libraries its start (its module: what --help, --cfg job and a refused argument need) must not
+#: import. Lightning takes about 7 s on 2 cores: not for the commands that never run its loops, nor for the
+#: Hydra applications, which import it once the config is composed. i3d-check-videos decodes with decord
+#: and lists failures from one process: not torch either (~4 s).
+NOT_IMPORTED_AT_START = {"check_videos": ("pytorch_lightning", "lightning", "torch"),
+                         "extract_flow": ("pytorch_lightning", "lightning"),
+                         "convert": ("pytorch_lightning", "lightning"),
+                         "train": ("pytorch_lightning", "lightning"), "eval": ("pytorch_lightning", "lightning")}
 
 
-@pytest.mark.parametrize("module", WITHOUT_LIGHTNING)
-def test_commands_start_without_importing_lightning_unless_they_run_its_loops(module):
-    # A fresh process: this one has Lightning imported by other tests.
+@pytest.mark.parametrize(("module", "libraries"), NOT_IMPORTED_AT_START.items())
+def test_commands_start_without_the_libraries_they_do_not_use(module, libraries):
+    # A fresh process: this one has them imported by other tests.
     probe = (f"import sys, i3d_lightning.commands.{module}; "
-             "print(sorted(name for name in sys.modules if name.split('.')[0] in ('pytorch_lightning', 'lightning')))")
+             f"print(sorted(name for name in sys.modules if name.split('.')[0] in {libraries!r}))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]
-
-
-def test_check_videos_starts_without_importing_torch():
-    # It decodes with decord and lists failures from one process: torch (~4 s to import) is not needed.
-    probe = "import sys, i3d_lightning.commands.check_videos; print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
-    assert result.returncode == 0 and result.stdout.strip() == "False", result.stdout + result.stderr[-2000:]
 
 
 def _option_help(command: str, capsys) -> dict[str, str]:

@@ -67,9 +67,13 @@ def test_tool_exports_rgb_scratch_to_onnx_within_tolerance(tmp_path, weights_cac
     assert description["classes"][int(logits.argmax())] == "playing cricket"  # the release's top-1
 
 
-def _train_checkpoint(path, modalities=("rgb",)) -> I3DClassifier:
-    """A checkpoint as train.py writes it, of a 3-class model with random weights."""
+def _train_checkpoint(path, modalities=("rgb",), *, diverged: bool = False) -> I3DClassifier:
+    """A checkpoint as train.py writes it, of a 3-class model with random weights (``diverged``: a NaN
+    in the rgb logits layer, as train.py never writes but a run elsewhere may)."""
     model = I3DClassifier(modalities=modalities, num_classes=3, class_names=["left", "right", "still"])
+    if diverged:
+        with torch.no_grad():
+            model.towers["rgb"].logits.weight[0, 0] = float("nan")
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
                 "pytorch-lightning_version": pl.__version__}, path)
     return model.eval()
@@ -115,11 +119,7 @@ def test_tool_rejects_a_stream_the_checkpoint_does_not_have(tmp_path, weights_ca
 
 def test_tool_refuses_a_checkpoint_with_non_finite_weights(tmp_path, weights_cache, capsys):
     # Its export ran, and its parity check compared NaN with NaN: exit 0 over a diverged model.
-    model = I3DClassifier(modalities=("rgb",), num_classes=3, class_names=["left", "right", "still"])
-    with torch.no_grad():
-        model.towers["rgb"].logits.weight[0, 0] = float("nan")
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": pl.__version__}, tmp_path / "diverged.ckpt")
+    _train_checkpoint(tmp_path / "diverged.ckpt", diverged=True)
     capsys.readouterr()
     assert _run_tool(tmp_path / "export", "--checkpoint", str(tmp_path / "diverged.ckpt")) == 2
     assert capsys.readouterr().err.strip().splitlines() == [

@@ -22,7 +22,6 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from i3d_lightning.errors import UserInputError
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 from i3d_lightning.models.streams import CHANNELS, check_modalities
@@ -30,7 +29,7 @@ from i3d_lightning.models.temporal_tiles import tile_feature_sum
 from i3d_lightning.runtime.distributed import gather_objects
 from i3d_lightning.runtime.skip_report import SkipReport
 from i3d_lightning.weights import WeightsSource, load_weights, stream_towers
-from i3d_lightning.weights.loading import DIVERGED_HINT, check_finite_state_dict, read_checkpoint
+from i3d_lightning.weights.loading import check_finite_state_dict, read_checkpoint, refuse_non_finite_weights
 
 AGGREGATIONS = ("mean_logits", "mean_softmax")
 
@@ -118,11 +117,10 @@ class I3DClassifier(pl.LightningModule):
                                  **replaced: Any) -> I3DClassifier:
         """The model of a ``train.py`` checkpoint, on the CPU, ``replaced`` taking the place of saved
         arguments (``aggregate``, ``eval_chunk``); one clear error where ``path`` is no checkpoint of
-        ``train.py`` or holds non-finite weights (evaluation and export would report NaN without a word)."""
-        read_checkpoint(path, what)
-        model = cls.load_from_checkpoint(path, map_location="cpu", **replaced)
-        check_finite_state_dict(model.state_dict(), f"{what} {path}", UserInputError, DIVERGED_HINT)
-        return model
+        ``train.py`` or holds non-finite weights (evaluation and export would report NaN without a word),
+        before a model is built."""
+        refuse_non_finite_weights(read_checkpoint(path, what)["state_dict"], f"{what} {path}")
+        return cls.load_from_checkpoint(path, map_location="cpu", **replaced)
 
     # -- weights and freezing ---------------------------------------------------------------------
     def _initial_weights(self) -> dict[str, str]:

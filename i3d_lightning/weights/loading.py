@@ -165,14 +165,22 @@ def non_finite_tensors(named: dict[str, torch.Tensor]) -> list[str]:
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
 
 
-def check_finite_state_dict(state_dict: dict[str, torch.Tensor], what: str,
-                            error: type[Exception] = TrainingDivergedError, hint: str = "") -> None:
-    """Raise ``error`` (by default :class:`TrainingDivergedError`, for a run's own weights) naming the
-    first entries of ``state_dict`` that are not finite; ``hint`` ends the message."""
+def check_finite_state_dict(state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`TrainingDivergedError` naming the first entries of ``state_dict`` that are not finite."""
     bad = non_finite_tensors(state_dict)
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise error(f"{what} has non-finite weights ({shown}); it was not used or written{hint}")
+        raise TrainingDivergedError(f"{what} has non-finite weights ({shown}); it was not used or written")
+
+
+def refuse_non_finite_weights(state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """:func:`check_finite_state_dict` for weights the user gave (a file, a checkpoint): one line, exit 2.
+    Fine-tuning, features, FVD, evaluation or an export from them would give NaN without a word."""
+    try:
+        check_finite_state_dict(state_dict, what)
+    except TrainingDivergedError as error:
+        raise UserInputError(f"{error} (it comes from a training run that diverged: use a checkpoint from "
+                             "before)") from None
 
 
 def read_torch_file(path: str | os.PathLike, what: str = "file") -> dict:
@@ -207,10 +215,6 @@ def read_torch_file(path: str | os.PathLike, what: str = "file") -> dict:
     return content
 
 
-#: What a refusal of non-finite weights from the user says of where they came from.
-DIVERGED_HINT = " (it comes from a training run that diverged: use a checkpoint from before)"
-
-
 def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
     """A Lightning checkpoint of ``train.py`` (a dict with a ``state_dict``), or one clear error."""
     content = read_torch_file(path, what)
@@ -221,7 +225,7 @@ def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in a ``.safetensors`` file or a ``torch.save`` file (a Lightning checkpoint's
-    ``state_dict`` too); one clear error if the file cannot be read."""
+    ``state_dict`` too); one clear error if the file cannot be read or holds non-finite values."""
     if path.suffix != ".safetensors":
         content = read_torch_file(path, "the weights file")
         state = content.get("state_dict", content)
@@ -231,9 +235,7 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, RuntimeError) as error:
             raise UserInputError(f"the weights file {path} cannot be read: it is truncated, corrupt or not a "
                                  f"safetensors file ({first_line(error)})") from None
-    # A checkpoint of a run that diverged would start a fine-tuning, a feature extraction or an export
-    # from NaN and report NaN without a word.
-    check_finite_state_dict(state, f"the weights file {path}", UserInputError, DIVERGED_HINT)
+    refuse_non_finite_weights(state, f"the weights file {path}")
     return state
 
 
