@@ -8,10 +8,8 @@ import contextlib
 import importlib.util
 import logging
 import os
-import signal
 import sys
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from i3d_lightning.errors import (
     cannot_write_reason,
 )
 from i3d_lightning.run_folder import remove_if_only_hydra_files
+from i3d_lightning.runtime.termination import sigterm_as_interrupt
 
 if TYPE_CHECKING:  # imported where the options are made: it imports Lightning, ~7 s that i3d-check-videos,
     # i3d-extract-flow and i3d-convert never need (and every command's --help would wait for)
@@ -171,45 +170,6 @@ def _not_chatter(record: logging.LogRecord) -> bool:
     return not any(text in message for text in ("litlogger", "set_float32_matmul_precision",
                                                  "already configured with model summary callbacks",
                                                  "Detected KeyboardInterrupt", "Received SIGTERM"))
-
-
-class _SigtermAsInterrupt:
-    """The SIGTERM handler of :func:`sigterm_as_interrupt`."""
-
-    def __init__(self) -> None:
-        self.sigchld: object = None
-
-    def __call__(self, signum: int, frame: object) -> None:
-        # DataLoader workers sent SIGTERM by anyone but their parent die of it (torch's own handler),
-        # and torch's SIGCHLD handler would then raise "worker killed" in the middle of the graceful
-        # shutdown. Python runs pending handlers in signal-number order, SIGTERM (15) before SIGCHLD (17),
-        # so replacing SIGCHLD's here (by a Python no-op: SIG_DFL would make Python report the pending
-        # signal as "ignored due to race condition") keeps the stop to one line.
-        self.sigchld = signal.signal(signal.SIGCHLD, _ignore_signal)
-        raise Terminated
-
-
-def _ignore_signal(signum: int, frame: object) -> None:
-    pass
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside: SIGTERM raises :class:`~i3d_lightning.errors.Terminated` (a KeyboardInterrupt), so it
-    stops the command as Ctrl-C does: Lightning shuts down gracefully (keeping the last checkpoint), and
-    workers that die of the signal are not reported as failures. Python lets only the main thread set
-    handlers; elsewhere nothing changes. On exit the handlers are back as they were."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handler = _SigtermAsInterrupt()
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if handler.sigchld is not None:
-            signal.signal(signal.SIGCHLD, handler.sigchld)
 
 
 def run_reporting_errors(task: Callable[..., object], *args: object) -> int:

@@ -34,6 +34,7 @@ from i3d_lightning.flow.online import OnlineFlow, add_device_flow
 from i3d_lightning.hardware import available_cpus
 from i3d_lightning.runtime.distributed import EpochSampler, UnpaddedDistributedSampler, is_distributed
 from i3d_lightning.runtime.skip_report import SkipReport
+from i3d_lightning.runtime.termination import guard_worker_deaths
 from i3d_lightning.video.sampling import clip_span
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,8 @@ class VideoDataModule(pl.LightningDataModule):
         if dataset.online_flow is not None:
             # Decided here, not in setup: the Trainer (and so the device) may not be attached before.
             dataset.flow_on_device = self._flow_on_device()
+        if workers:  # a worker killed by the SIGTERM that stops the run is the stop, not a failure
+            guard_worker_deaths()
         # Workers are not persistent: each epoch's workers start from the dataset with the new epoch.
         return DataLoader(dataset if items is None else items, batch_size=batch_size, sampler=sampler,
                           num_workers=workers, collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),

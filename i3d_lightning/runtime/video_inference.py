@@ -31,6 +31,7 @@ from i3d_lightning.hardware import available_cpus
 from i3d_lightning.models.inference import PRECISIONS, check_batch_size, check_inference_precision
 from i3d_lightning.runtime.distributed import UnpaddedDistributedSampler, is_distributed
 from i3d_lightning.runtime.skip_report import SkipReport
+from i3d_lightning.runtime.termination import guard_worker_deaths
 from i3d_lightning.runtime.worker_watch import WorkerWatch
 from i3d_lightning.settings import check_settings, setting
 
@@ -108,6 +109,8 @@ def predict_videos(trainer: pl.Trainer, module: pl.LightningModule, dataset: Dat
     if workers < 0:
         raise UserInputError(f"workers={workers}: give 0 (decode in the main process) or more")
     watch = WorkerWatch(dataset, workers)
+    if workers:  # a worker killed by the SIGTERM that stops the run is the stop, not a failure
+        guard_worker_deaths()
     sampler = UnpaddedDistributedSampler(watch.items) if is_distributed() else None
     loader = DataLoader(watch.items, batch_size=videos_per_step, sampler=sampler, num_workers=workers,
                         collate_fn=collate_videos, pin_memory=uses_cuda(trainer), worker_init_fn=watch.worker_init_fn,
