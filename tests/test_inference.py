@@ -7,10 +7,11 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.models.i3d import MaxPool3dSame, Unit3D
+from i3d_lightning.models.i3d import MaxPool3dSame, Unit3D, tf_same_padding
 from i3d_lightning.models.inference import (
     ShiftedMaxPool3dSame,
     SpaceToDepthStem,
@@ -108,12 +109,24 @@ def test_space_to_depth_stem_computes_the_stride_2_convolution(shape):
                                                 ((5, 1, 4), (2, 3, 1))])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_shifted_max_pool_equals_the_max_pool(kernel, stride, dtype):
+    # The pool computes shifted maxima where no gradient flows (on a CPU) and PyTorch's max-pool where
+    # one does; the fast path's pool always the former. Each equals PyTorch's max-pool of the input
+    # padded with -inf as TensorFlow's SAME padding places it.
     generator = torch.Generator().manual_seed(2)
     pool = MaxPool3dSame(kernel, stride)
     shifted = ShiftedMaxPool3dSame(pool)
     for size in ((8, 9, 10), (7, 12, 11), (1, 2, 3)):
         # Negative values everywhere: a zero-padded pool would be caught.
         clip = (-torch.rand(2, 5, *size, generator=generator) - 0.1).to(dtype)
+        padded = F.pad(clip.float(), tf_same_padding(size, kernel, stride), value=float("-inf"))
+        expected = F.max_pool3d(padded, kernel, stride).to(dtype)
         for layout in (torch.contiguous_format, torch.channels_last_3d):
             clip = clip.contiguous(memory_format=layout)
-            assert torch.equal(shifted(clip), pool(clip)), (size, layout)
+            assert torch.equal(shifted(clip), expected), (size, layout)
+            assert torch.equal(pool(clip), expected), (size, layout)
+            trained = clip.detach().requires_grad_()
+            pooled = pool(trained)
+            pooled.sum().backward()  # the in-place shifted maxima would refuse this
+            assert torch.equal(pooled.detach(), expected), (size, layout)
+            # Each output's gradient goes to one of the cells of its window.
+            assert trained.grad.float().sum().item() == pooled.numel(), (size, layout)

@@ -25,7 +25,7 @@ from torch import nn
 
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.hardware import bf16_is_fast, describe_device, float32_mode, float32_mode_on
-from i3d_lightning.models.i3d import InceptionI3d, MaxPool3dSame, Unit3D, tf_same_padding
+from i3d_lightning.models.i3d import InceptionI3d, MaxPool3dSame, Unit3D, shifted_max_pool, tf_same_padding
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,9 @@ class SpaceToDepthStem(nn.Module):
 
 
 class ShiftedMaxPool3dSame(nn.Module):
-    """:class:`MaxPool3dSame` computed one axis at a time as elementwise maxima of shifted views.
-
-    The same values (cells outside the input are skipped, as TensorFlow's ``SAME`` max-pool does),
-    without the ``-inf`` padding copy; PyTorch's CPU max-pool kernel is slow in channels-last bf16,
-    slower than this for I3D's 3x3x3 stride-1 branch pools.
-    """
+    """:class:`MaxPool3dSame` computed as :func:`~i3d_lightning.models.i3d.shifted_max_pool` on every
+    device (the plain pool does so on a CPU only): PyTorch's CPU max-pool kernel is slow, in
+    channels-last bf16 most of all."""
 
     def __init__(self, pool: MaxPool3dSame) -> None:
         super().__init__()
@@ -111,35 +108,10 @@ class ShiftedMaxPool3dSame(nn.Module):
         self.stride = pool.stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        before = tf_same_padding(x.shape[-3:], self.kernel_size, self.stride)[-2::-2]  # t, h, w
-        for axis, kernel, stride, pad in zip((2, 3, 4), self.kernel_size, self.stride, before, strict=True):
-            x = _axis_max(x, axis, kernel, stride, pad)
-        return x
+        return shifted_max_pool(x, self.kernel_size, self.stride)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding=SAME"
-
-
-def _axis_max(x: torch.Tensor, axis: int, kernel: int, stride: int, before: int) -> torch.Tensor:
-    """``out[o] = max(x[o * stride - before + j] for j < kernel)`` along ``axis``, over the indices
-    inside ``x``; ``ceil(n / stride)`` outputs."""
-    if kernel == 1 and stride == 1:
-        return x
-    n = x.shape[axis]
-    outputs = -(-n // stride)
-    every_stride = [slice(None)] * x.dim()
-    every_stride[axis] = slice(None, None, stride)
-    out = x[tuple(every_stride)].clone()  # offset 0: x[o * stride] exists for every output
-    for offset in range(-before, kernel - before):
-        # The outputs first..last-1 for which x[o * stride + offset] lies inside x.
-        first = max(0, -(offset // stride))
-        last = min(outputs, (n - 1 - offset) // stride + 1)
-        if offset == 0 or last <= first:
-            continue
-        values = x.narrow(axis, first * stride + offset, (last - first - 1) * stride + 1)[tuple(every_stride)]
-        region = out.narrow(axis, first, last - first)
-        torch.maximum(region, values, out=region)
-    return out
 
 
 def optimize_for_inference(model: InceptionI3d, *, fast: bool = True, compile: bool = False) -> nn.Module:
