@@ -104,9 +104,9 @@ def number(minimum: float, *, above: bool = False) -> Callable[[str], float]:
 def add_inference_arguments(parser: argparse.ArgumentParser, *, per_call: str) -> None:
     """The options of a predict loop over videos (:class:`~i3d_lightning.runtime.video_inference.InferenceOptions`),
     the same for ``i3d-fvd`` and ``i3d-extract-features``; ``per_call``: what the network takes per call."""
-    from i3d_lightning.models.inference import PRECISIONS
+    from i3d_lightning.hardware import INFERENCE_PRECISIONS
 
-    parser.add_argument("--precision", choices=PRECISIONS, default="32",
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="32",
                         help="32: IEEE fp32 (TensorFlow's numbers, also on GPUs); tf32: CUDA TF32; bf16: autocast")
     parser.add_argument("--batch-size", type=whole_number(1),
                         help=f"{per_call} per network call (default: 32 on a GPU, 8 on the CPU)")

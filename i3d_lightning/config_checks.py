@@ -37,10 +37,9 @@ from i3d_lightning.data.clip_dataset import FLOW_SOURCES, ON_ERROR, ClipSampling
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow
 from i3d_lightning.flow.tvl1 import TVL1Parameters
-from i3d_lightning.hardware import TRAINER_PRECISIONS
+from i3d_lightning.hardware import INFERENCE_PRECISIONS, TRAINER_PRECISIONS
 from i3d_lightning.lightning.classifier import AGGREGATIONS
 from i3d_lightning.models.i3d import LEARNED_BLOCKS, MIN_FRAMES, MIN_SIZE
-from i3d_lightning.models.inference import PRECISIONS
 from i3d_lightning.models.streams import STREAMS
 from i3d_lightning.settings import Allowed, rules_of, shown
 from i3d_lightning.video.decoding import DECODERS
@@ -77,7 +76,7 @@ def _above_zero(**bounds: object) -> Allowed:
 RULES: dict[str, Allowed] = {
     "task_name": _TEXT, "seed": _INT, "run_dir": _PATH, "ckpt_path": _OPTIONAL_PATH, "test_after_fit": _BOOL,
     "tf32": _BOOL,
-    "precision": Allowed("str", choices=PRECISIONS), "fast": _BOOL, "device": _TEXT,
+    "precision": Allowed("str", choices=INFERENCE_PRECISIONS), "fast": _BOOL, "device": _TEXT,
     "sample.rgb": _OPTIONAL_PATH, "sample.flow": _OPTIONAL_PATH,
     "stream.name": Allowed("str", choices=tuple(STREAMS)), "stream.modalities": _ANY,
     "weights.rgb": _OPTIONAL_PATH, "weights.flow": _OPTIONAL_PATH,

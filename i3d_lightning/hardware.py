@@ -202,3 +202,51 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise UserInputError(f"device={name!r}: only cpu and cuda devices are supported")
     return device
+
+
+#: The precisions of inference (evaluation, features, FVD, export checks).
+#: ``32``: IEEE fp32 everywhere (the release's numbers; TF32 off on the GPU too). ``tf32``: fp32 tensors,
+#: convolutions and matrix products on a CUDA GPU's TF32 tensor cores (IEEE fp32 on the CPU).
+#: ``bf16``: bf16 autocast, what autocast leaves in fp32 computed in IEEE fp32.
+INFERENCE_PRECISIONS = ("32", "tf32", "bf16")
+
+
+def check_precision_name(precision: str) -> str:
+    """``precision`` if it is one of :data:`INFERENCE_PRECISIONS`, else one line for the user."""
+    if str(precision) not in INFERENCE_PRECISIONS:
+        raise UserInputError(f"precision={precision} is not an inference precision; choose one of "
+                             f"{', '.join(INFERENCE_PRECISIONS)}")
+    return str(precision)
+
+
+def lightning_precision(precision: str) -> str:
+    """Lightning's ``Trainer(precision=...)`` for an inference ``precision``: bf16 autocast, or float32
+    (IEEE or TF32: the float32 mode, :func:`inference_precision`, says which)."""
+    return "bf16-mixed" if check_precision_name(precision) == "bf16" else "32-true"
+
+
+def check_inference_precision(precision: str, device: torch.device) -> None:
+    """Refuse an unknown ``precision`` (one line for the user); warn when bf16 is asked for where it
+    is not known to be faster than fp32 (:func:`bf16_is_fast`: a CPU without
+    AMX emulates or half-uses bf16, and runs it slower than fp32; see docs/gpu.md and docs/features.md), and when
+    tf32 is asked for off a CUDA GPU (it then means IEEE fp32)."""
+    check_precision_name(precision)
+    if str(precision) == "bf16" and not bf16_is_fast(device):
+        log.warning("precision=bf16 on %s: bf16 is not faster than fp32 here (no AMX; emulated without bf16 "
+                    "instructions, far slower) and less exact; precision=32 is the better choice on "
+                    "this machine", describe_device(device))
+    if str(precision) == "tf32" and torch.device(device).type != "cuda":
+        log.warning("precision=tf32 on %s: TF32 is a CUDA GPU mode; here it runs IEEE fp32, as precision=32",
+                    describe_device(device))
+
+
+@contextlib.contextmanager
+def inference_precision(device: torch.device, precision: str) -> Iterator[None]:
+    """Run the enclosed inference in ``precision`` (:data:`INFERENCE_PRECISIONS`) on ``device``: IEEE or TF32
+    float32 convolutions and products (:func:`float32_mode`), plus bf16
+    autocast for ``bf16``. The process's previous settings are restored on exit."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {precision!r}")
+    with float32_mode(float32_mode_on(device, precision == "tf32")), \
+            torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        yield

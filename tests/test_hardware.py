@@ -11,7 +11,7 @@ import torch
 
 from i3d_lightning import hardware
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.models.inference import check_inference_precision
+from i3d_lightning.hardware import check_inference_precision
 from i3d_lightning.training.run import build_training_trainer
 from tests.conftest import compose_config
 from tests.simulated_cpus import CPUINFO

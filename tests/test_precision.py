@@ -11,9 +11,9 @@ import torch
 
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluation.release_sample import evaluate_sample
-from i3d_lightning.hardware import float32_mode, float32_settings
+from i3d_lightning.hardware import check_inference_precision, float32_mode, float32_settings, inference_precision
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.models.inference import check_fast_path, check_inference_precision, inference_precision
+from i3d_lightning.models.inference import check_fast_path
 from tests.conftest import IEEE, float32_settings_at_each_convolution
 
 TF32_ON_CUDA = IEEE | {"cudnn.conv": "tf32", "cudnn.rnn": "tf32", "cuda.matmul": "tf32", "mkldnn.matmul": "tf32",

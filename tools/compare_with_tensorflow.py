@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: the oracle lives with the tests
 from i3d_lightning.data.release_clip import load_input
 from i3d_lightning.evaluation.release_sample import format_release_output
+from i3d_lightning.hardware import inference_precision
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.weights import kinetics_categories
 from i3d_lightning.weights.conversion import read_tf_checkpoint
 from tests.tf_reference import TFReferenceI3D

@@ -11,13 +11,8 @@ import torch
 
 from i3d_lightning.data.release_clip import load_input, release_sample
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.hardware import resolve_device
-from i3d_lightning.models.inference import (
-    check_inference_precision,
-    inference_precision,
-    optimize_for_inference,
-    prepare_input,
-)
+from i3d_lightning.hardware import check_inference_precision, inference_precision, resolve_device
+from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 from i3d_lightning.models.streams import check_modalities
 from i3d_lightning.weights import WeightsSource, kinetics_categories, stream_towers
 

@@ -24,10 +24,9 @@ from i3d_lightning.data.datamodule import VideoDataModule
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
-from i3d_lightning.hardware import float32_mode, float32_mode_on
+from i3d_lightning.hardware import check_inference_precision, float32_mode, float32_mode_on, lightning_precision
 from i3d_lightning.lightning.builders import build_datamodule, build_trainer
 from i3d_lightning.lightning.classifier import I3DClassifier, metric_names
-from i3d_lightning.models.inference import check_inference_precision, lightning_precision
 from i3d_lightning.run_folder import remove_if_only_hydra_files
 from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS
 from i3d_lightning.weights.loading import read_checkpoint

@@ -31,9 +31,9 @@ from torch import nn
 from i3d_lightning.atomic_files import atomic_output
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.extras import install_command
+from i3d_lightning.hardware import inference_precision
 from i3d_lightning.lightning.classifier import I3DClassifier
 from i3d_lightning.models.i3d import MIN_SIZE, InceptionI3d
-from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.models.streams import modalities_of
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE
 from i3d_lightning.weights import WeightsSource, kinetics_categories, stream_towers

@@ -9,14 +9,9 @@ from torch import nn
 
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.resize import resize_bilinear_tf1
+from i3d_lightning.hardware import check_precision_name
 from i3d_lightning.models.i3d import MIN_FRAMES, InceptionI3d
-from i3d_lightning.models.inference import (
-    check_batch_size,
-    check_precision_name,
-    optimize_for_inference,
-    prepare_input,
-    run_in_batches,
-)
+from i3d_lightning.models.inference import check_batch_size, optimize_for_inference, prepare_input, run_in_batches
 from i3d_lightning.preprocessing import check_model_range, to_model_range_
 
 #: The frame size the reference protocol resizes to.

@@ -1,7 +1,8 @@
 """A faster I3D for inference: batch norm folded into the convolutions, the stem convolution and the
 max-pools rewritten into shapes the CPU runs well, channels-last-3d memory layout, bf16 autocast where
-the hardware runs it fast, optionally ``torch.compile``; and the one place where an inference precision
-(``32``: IEEE fp32, ``tf32``, ``bf16``) becomes backend settings: :func:`inference_precision`.
+the hardware runs it fast, optionally ``torch.compile``; and the batched run of a network in an inference
+precision (``32``: IEEE fp32, ``tf32``, ``bf16``; :func:`~i3d_lightning.hardware.inference_precision`
+turns one into backend settings).
 
 Every rewrite computes the same function: folding is exact algebra (``conv(x) * s + b`` with
 ``s = 1 / sqrt(var + eps)``, ``b = beta - mean * s``), the space-to-depth stem only reorders the sums
@@ -12,11 +13,9 @@ the plain model; bf16 moves them further. :func:`check_fast_path` (used by
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
-import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -24,15 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.hardware import bf16_is_fast, describe_device, float32_mode, float32_mode_on
+from i3d_lightning.hardware import INFERENCE_PRECISIONS, inference_precision
 from i3d_lightning.models.i3d import InceptionI3d, MaxPool3dSame, Unit3D, shifted_max_pool, tf_same_padding
-
-log = logging.getLogger(__name__)
-
-#: ``32``: IEEE fp32 everywhere (the release's numbers; TF32 off on the GPU too). ``tf32``: fp32 tensors,
-#: convolutions and matrix products on a CUDA GPU's TF32 tensor cores (IEEE fp32 on the CPU).
-#: ``bf16``: bf16 autocast, what autocast leaves in fp32 computed in IEEE fp32.
-PRECISIONS = ("32", "tf32", "bf16")
 
 
 @torch.no_grad()
@@ -139,47 +131,6 @@ def prepare_input(clip: torch.Tensor, fast: bool) -> torch.Tensor:
     return clip.contiguous(memory_format=torch.channels_last_3d) if fast else clip
 
 
-def check_precision_name(precision: str) -> str:
-    """``precision`` if it is one of :data:`PRECISIONS`, else one line for the user."""
-    if str(precision) not in PRECISIONS:
-        raise UserInputError(f"precision={precision} is not an inference precision; choose one of "
-                             f"{', '.join(PRECISIONS)}")
-    return str(precision)
-
-
-def lightning_precision(precision: str) -> str:
-    """Lightning's ``Trainer(precision=...)`` for an inference ``precision``: bf16 autocast, or float32
-    (IEEE or TF32: the float32 mode, :func:`inference_precision`, says which)."""
-    return "bf16-mixed" if check_precision_name(precision) == "bf16" else "32-true"
-
-
-def check_inference_precision(precision: str, device: torch.device) -> None:
-    """Refuse an unknown ``precision`` (one line for the user); warn when bf16 is asked for where it
-    is not known to be faster than fp32 (:func:`~i3d_lightning.hardware.bf16_is_fast`: a CPU without
-    AMX emulates or half-uses bf16, and runs it slower than fp32; see docs/gpu.md and docs/features.md), and when
-    tf32 is asked for off a CUDA GPU (it then means IEEE fp32)."""
-    check_precision_name(precision)
-    if str(precision) == "bf16" and not bf16_is_fast(device):
-        log.warning("precision=bf16 on %s: bf16 is not faster than fp32 here (no AMX; emulated without bf16 "
-                    "instructions, far slower) and less exact; precision=32 is the better choice on "
-                    "this machine", describe_device(device))
-    if str(precision) == "tf32" and torch.device(device).type != "cuda":
-        log.warning("precision=tf32 on %s: TF32 is a CUDA GPU mode; here it runs IEEE fp32, as precision=32",
-                    describe_device(device))
-
-
-@contextlib.contextmanager
-def inference_precision(device: torch.device, precision: str) -> Iterator[None]:
-    """Run the enclosed inference in ``precision`` (:data:`PRECISIONS`) on ``device``: IEEE or TF32
-    float32 convolutions and products (:func:`~i3d_lightning.hardware.float32_mode`), plus bf16
-    autocast for ``bf16``. The process's previous settings are restored on exit."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    with float32_mode(float32_mode_on(device, precision == "tf32")), \
-            torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        yield
-
-
 def check_batch_size(batch_size: int) -> int:
     """``batch_size`` if it is a usable number of clips per network call, else one line for the user."""
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -191,8 +142,9 @@ def run_in_batches(network: Callable[[torch.Tensor], torch.Tensor], count: int,
                    inputs: Callable[[slice], torch.Tensor], *, batch_size: int, device: torch.device,
                    precision: str) -> torch.Tensor:
     """``network`` over ``count`` clips in calls of at most ``batch_size``, in ``precision``
-    (:func:`inference_precision`): ``inputs(part)`` makes the network input of the clips ``part``, so
-    only one call's float input exists at a time. Returns the outputs concatenated, as float32."""
+    (:func:`~i3d_lightning.hardware.inference_precision`): ``inputs(part)`` makes the network input of
+    the clips ``part``, so only one call's float input exists at a time. Returns the outputs
+    concatenated, as float32."""
     outputs = []
     with torch.inference_mode(), inference_precision(device, precision):
         for start in range(0, count, batch_size):
@@ -219,7 +171,7 @@ class FastPathCheck:
 
 def check_fast_path(model: InceptionI3d, clips: Mapping[str, torch.Tensor], *,
                     device: torch.device | str = "cpu",
-                    precisions: tuple[str, ...] = PRECISIONS) -> list[FastPathCheck]:
+                    precisions: tuple[str, ...] = INFERENCE_PRECISIONS) -> list[FastPathCheck]:
     """Run each ``[B, C, T, H, W]`` clip in [-1, 1] through the plain fp32 ``model`` and through its
     fast path in each of ``precisions``; one :class:`FastPathCheck` per clip and precision."""
     device = torch.device(device)

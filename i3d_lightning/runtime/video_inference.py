@@ -27,8 +27,8 @@ from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
 from i3d_lightning.errors import InterruptedByUserError, Terminated, UserInputError
-from i3d_lightning.hardware import available_cpus
-from i3d_lightning.models.inference import PRECISIONS, check_batch_size, check_inference_precision
+from i3d_lightning.hardware import INFERENCE_PRECISIONS, available_cpus, check_inference_precision
+from i3d_lightning.models.inference import check_batch_size
 from i3d_lightning.runtime.distributed import UnpaddedDistributedSampler, is_distributed
 from i3d_lightning.runtime.skip_report import SkipReport
 from i3d_lightning.runtime.termination import guard_worker_deaths
@@ -58,13 +58,13 @@ def default_batch_size(device_type: str) -> int:
 @dataclass(frozen=True)
 class InferenceOptions:
     """How a predict loop over videos runs (FVD's embedding, feature extraction): the network's
-    ``precision`` (:data:`~i3d_lightning.models.inference.PRECISIONS`), clips per network call
+    ``precision`` (:data:`~i3d_lightning.hardware.INFERENCE_PRECISIONS`), clips per network call
     (``batch_size``; ``None``: :func:`default_batch_size` of the device), the ``fast`` inference path,
     Lightning's ``accelerator`` and ``devices``, and the DataLoader ``workers`` that decode (``None``: one
     per core, at most :data:`DEFAULT_WORKERS`, where there are files to decode; none for an array
     already in memory)."""
 
-    precision: str = setting("32", choices=PRECISIONS)
+    precision: str = setting("32", choices=INFERENCE_PRECISIONS)
     batch_size: int | None = setting(None, minimum=1)
     fast: bool = True
     accelerator: str = "auto"

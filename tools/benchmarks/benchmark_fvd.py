@@ -31,8 +31,7 @@ from i3d_lightning.fvd.distance import frechet_distance, kernel_distance
 from i3d_lightning.fvd.embedding import VideoEmbedder
 from i3d_lightning.fvd.inputs import ClipProtocol, ClipSource
 from i3d_lightning.fvd.run import EmbeddingLoop, embed_side
-from i3d_lightning.hardware import bf16_is_fast, describe_device, resolve_device
-from i3d_lightning.models.inference import PRECISIONS
+from i3d_lightning.hardware import INFERENCE_PRECISIONS, bf16_is_fast, describe_device, resolve_device
 from i3d_lightning.runtime.video_inference import InferenceOptions, default_batch_size
 from i3d_lightning.weights import WeightsSource, i3d
 
@@ -86,7 +85,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="frame height and width of the videos")
     parser.add_argument("--format", choices=("mp4", "png", "npy"), default="mp4",
                         help="MPEG-4 files, folders of PNG frames, or one array per side")
-    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["32", "bf16"])
+    parser.add_argument("--precisions", nargs="+", choices=INFERENCE_PRECISIONS, default=["32", "bf16"])
     parser.add_argument("--batch-size", type=int, help="clips per network call (default: 32 on a GPU, 8 on the CPU)")
     parser.add_argument("--force-bf16", action="store_true", help="time bf16 even where it is emulated")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))

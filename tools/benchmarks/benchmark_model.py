@@ -20,9 +20,17 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from i3d_lightning.hardware import cpu_info, describe_device, float32_mode, float32_mode_on, resolve_device
+from i3d_lightning.hardware import (
+    INFERENCE_PRECISIONS,
+    cpu_info,
+    describe_device,
+    float32_mode,
+    float32_mode_on,
+    inference_precision,
+    resolve_device,
+)
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.models.inference import PRECISIONS, inference_precision, optimize_for_inference, prepare_input
+from i3d_lightning.models.inference import optimize_for_inference, prepare_input
 
 FRAMES, SIZE = 64, 224
 
@@ -107,7 +115,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sizes to time")
-    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS,
+    parser.add_argument("--precisions", nargs="+", choices=INFERENCE_PRECISIONS,
                         help="default: 32 and bf16, and tf32 on a CUDA GPU")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on CPU)")
     parser.add_argument("--no-training", action="store_true", help="skip the training step's timing")

@@ -20,9 +20,9 @@ import torch
 
 from i3d_lightning.cli import run_reporting_errors
 from i3d_lightning.data.release_clip import load_input, release_sample
-from i3d_lightning.hardware import describe_device, resolve_device
+from i3d_lightning.hardware import INFERENCE_PRECISIONS, describe_device, resolve_device
 from i3d_lightning.models.i3d import MIN_FRAMES
-from i3d_lightning.models.inference import PRECISIONS, check_fast_path
+from i3d_lightning.models.inference import check_fast_path
 from i3d_lightning.weights import WeightsSource, i3d
 
 SIZE = 224
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", type=int, default=4, help="how many random clips besides the sample")
     parser.add_argument("--frames", type=int, default=64, help=f"frames of each random clip (>= {MIN_FRAMES})")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+    parser.add_argument("--precisions", nargs="+", choices=INFERENCE_PRECISIONS, default=list(INFERENCE_PRECISIONS),
                         help="fast-path precisions to compare (bf16 is emulated and very slow on CPUs "
                              "without bf16 instructions)")
     args = parser.parse_args(argv)

@@ -22,8 +22,8 @@ import torch
 from i3d_lightning.data.release_clip import load_input
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: the oracle lives with the tests
+from i3d_lightning.hardware import inference_precision
 from i3d_lightning.models import InceptionI3d
-from i3d_lightning.models.inference import inference_precision
 from i3d_lightning.weights.conversion import read_tf_checkpoint
 from tests.tf_reference import TFReferenceI3D
 
