@@ -26,7 +26,7 @@ from i3d_lightning.evaluation import reports
 from i3d_lightning.evaluation.release_sample import evaluate_sample, format_release_output
 from i3d_lightning.hardware import check_inference_precision, float32_mode, float32_mode_on, lightning_precision
 from i3d_lightning.lightning.builders import build_datamodule, build_trainer
-from i3d_lightning.lightning.classifier import I3DClassifier, metric_names
+from i3d_lightning.lightning.classifier import I3DClassifier
 from i3d_lightning.run_folder import remove_if_only_hydra_files
 from i3d_lightning.runtime.skip_report import SKIPPED_VIDEOS
 from i3d_lightning.weights.loading import read_checkpoint
@@ -171,12 +171,11 @@ def evaluate_dataset(cfg: DictConfig) -> Evaluation:
     if cfg.fast:
         model.use_fast_inference_path()
     with float32_mode(float32_mode_on(trainer.strategy.root_device, precision == "tf32")):
-        logged = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # the report below says it all
+        trainer.test(model, datamodule=datamodule, verbose=False)  # the report below says it all
     if not trainer.is_global_zero:
         return Evaluation("")
     results = model.test_results
-    metrics: dict[str, Any] = {head: {key: float(logged[f"test/{head}/{key}"])
-                                      for key in metric_names(datamodule.num_classes)} for head in model.heads}
+    metrics: dict[str, Any] = dict(results["accuracies"])
     sampling = datamodule.eval_sampling
     metrics |= {
         "videos_evaluated": len(results["predictions"]), "videos_skipped": len(results["skipped"]),

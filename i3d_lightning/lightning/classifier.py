@@ -302,9 +302,12 @@ class I3DClassifier(pl.LightningModule):
         self.confusion.reset()
 
     def on_test_epoch_end(self) -> None:
-        # Gathered here, while every process is still in the test loop.
+        # Gathered here, while every process is still in the test loop; the accuracies are the values
+        # Lightning logs as test/<head>/<name> (torchmetrics computes them once, over every process).
         predictions, skipped = self.gather_results()
-        self.test_results = {"predictions": predictions, "skipped": skipped,
+        accuracies = {head: {name: float(value) for name, value in self.test_metrics[head].compute().items()}
+                      for head in self.heads}
+        self.test_results = {"predictions": predictions, "skipped": skipped, "accuracies": accuracies,
                              "confusion": self.confusion.compute().cpu().numpy()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
