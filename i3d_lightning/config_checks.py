@@ -37,7 +37,7 @@ from i3d_lightning.data.clip_dataset import FLOW_SOURCES, ON_ERROR, ClipSampling
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.flow.online import OnlineFlow
 from i3d_lightning.flow.tvl1 import TVL1Parameters
-from i3d_lightning.hardware import INFERENCE_PRECISIONS, TRAINER_PRECISIONS
+from i3d_lightning.hardware import INFERENCE_PRECISIONS, TRAINER_PRECISIONS, resolve_device
 from i3d_lightning.lightning.classifier import AGGREGATIONS
 from i3d_lightning.models.i3d import LEARNED_BLOCKS, MIN_FRAMES, MIN_SIZE
 from i3d_lightning.models.streams import STREAMS
@@ -155,8 +155,9 @@ def _located(target: object) -> object:
 
 def check_config(cfg: DictConfig) -> None:
     """Refuse the first value of ``cfg`` that breaks its rule (see the module), then a checkpoint that is
-    not one, an accelerator this machine lacks, and initial weights of the stream's modalities that are
-    neither a registry name nor a readable weights file."""
+    not one, an accelerator this machine lacks, initial weights of the stream's modalities that are
+    neither a registry name nor a readable weights file, and the sample evaluation's ``device`` where this
+    machine has no such device."""
     for key, rule in rules(cfg).items():
         if rule.kind == "any":  # its owner checks it
             continue
@@ -176,6 +177,9 @@ def check_config(cfg: DictConfig) -> None:
         weights = OmegaConf.select(cfg, f"weights.{modality}", default=None)
         if weights is not None and str(weights) not in I3DWeights.__members__:
             load_weights(str(weights))  # one line when it is missing, truncated or not a weights file
+    device = OmegaConf.select(cfg, "device", default=None)
+    if device is not None and OmegaConf.select(cfg, "dataset", default=None) is None:
+        resolve_device(str(device))  # the sample evaluation's: not a device, or not on this machine
 
 
 _MISSING = object()

@@ -64,6 +64,9 @@ BAD_EVAL = [
     ("dataset=ucf101 dataset.layout=kinetics", "dataset.layout=kinetics: choose one of ucf101, hmdb51"),
     ("dataset=kinetics400 dataset.num_classes=700", "dataset.num_classes=700: choose one of 400, 600"),
     ("dataset=custom sample.rgb=clip.mp4", "sample.rgb is an input of the sample evaluation, which has no dataset"),
+    # The sample evaluation's device, before any weights or clip is read.
+    ("device=gpu0", "device='gpu0' is not a device (auto, cpu, cuda, cuda:N)"),
+    ("device=cuda:99", "device=cuda:99: this machine has"),
 ]
 
 

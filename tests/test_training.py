@@ -296,10 +296,15 @@ def test_eval_writes_reports_with_the_right_numbers(tmp_path, eval_dataset, user
     write_metrics = reports.write_metrics
     monkeypatch.setattr(reports, "write_metrics", lambda *args: (
         printed_before_files.append(capsys.readouterr().out), write_metrics(*args))[1])
+    fast_paths = []  # eval.yaml's fast=true: the towers take the fast path once, when the test loop starts
+    use_fast_path = I3DClassifier.use_fast_inference_path
+    monkeypatch.setattr(I3DClassifier, "use_fast_inference_path",
+                        lambda model: (fast_paths.append(model.trainer.testing), use_fast_path(model))[1])
     with float32_settings_at_each_convolution() as seen, files_written_under(run) as written:
         # precision=32: IEEE fp32 whatever the process had set
         evaluation = evaluate(compose_config("eval", _eval_overrides(eval_dataset, run, weights)))
     assert seen and all(settings == IEEE for settings in seen)
+    assert fast_paths == [True]
     # Every report is written under a temporary name and renamed: none is ever seen half-written.
     assert len(written) == 5 and written_atomically(written), written
     assert {path.name for path in run.iterdir()} == {"metrics.json", "predictions.csv", "per_class_accuracy.csv",
@@ -423,6 +428,11 @@ def test_train_cli_wrong_group_option_lists_choices(tmp_path, capsys, monkeypatc
     assert "Could not find 'schedule/adam'" in stderr
     for choice in ("adamw", "cosine", "finetune", "release_sgd"):
         assert choice in stderr
+
+
+def test_a_model_on_the_fast_inference_path_refuses_to_train():
+    with pytest.raises(ValueError, match="fast_inference=True is for evaluation"):
+        I3DClassifier(num_classes=2, fast_inference=True).setup("fit")
 
 
 def test_freezing_and_learning_rate_groups():

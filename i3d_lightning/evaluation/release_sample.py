@@ -42,20 +42,22 @@ def evaluate_sample(modalities: list[str], weights: Mapping[str, str | os.PathLi
     ``precision`` ("32", "tf32" or "bf16") and ``fast`` choose the inference path
     (:mod:`i3d_lightning.models.inference`). Returns (logits ``[classes]`` float32, class names).
     """
+    # Each step goes one layer down (weights, the network, the device): the device and the precision
+    # were checked with the config (eval.py), so here they cost nothing to check last.
+    towers = stream_towers(check_modalities(modalities), weights, source=source)
+    networks = {modality: optimize_for_inference(tower.eval(), fast=fast) for modality, tower in towers.items()}
     device = resolve_device(str(device))
     check_inference_precision(str(precision), device)
     total: torch.Tensor | None = None
-    towers = stream_towers(check_modalities(modalities), weights, source=source)
-    for modality, model in towers.items():
+    for modality, tower in towers.items():
         path = inputs.get(modality) or release_sample(modality, source)
         clip = load_input(path, modality).to(device)
         try:
-            model.check_input(clip)
+            tower.check_input(clip)
         except ValueError as error:
             raise UserInputError(f"{modality} input {path}: {error}") from None
-        model = optimize_for_inference(model.eval().to(device), fast=fast)
         with torch.inference_mode(), inference_precision(device, str(precision)):
-            logits = model(prepare_input(clip, fast))[0].float().cpu()
+            logits = networks[modality].to(device)(prepare_input(clip, fast))[0].float().cpu()
         if total is not None and total.shape != logits.shape:
             raise UserInputError(f"the streams' weights have different classes ({total.numel()} vs "
                                  f"{logits.numel()}): joint evaluation needs the same label set")

@@ -65,7 +65,8 @@ def evaluate(cfg: DictConfig) -> Evaluation:
 
 def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DClassifier:
     if not cfg.ckpt_path:
-        model = instantiate(cfg.model, num_classes=num_classes, class_names=classes, _convert_="object")
+        model = instantiate(cfg.model, num_classes=num_classes, class_names=classes, fast_inference=cfg.fast,
+                            _convert_="object")
         model.load_initial_weights()
         if model.new_logits:
             # The weights were trained on other classes: their new logits layer is random, and scoring
@@ -77,7 +78,7 @@ def _load_model(cfg: DictConfig, num_classes: int, classes: list[str]) -> I3DCla
                 f"(ckpt_path=<run>/checkpoints/best-....ckpt from train.py)")
         return model
     model = I3DClassifier.from_training_checkpoint(cfg.ckpt_path, aggregate=cfg.model.aggregate,
-                                                  eval_chunk=cfg.model.eval_chunk)
+                                                  eval_chunk=cfg.model.eval_chunk, fast_inference=cfg.fast)
     trained_classes = list(model.hparams.get("class_names") or [])
     if trained_classes and sorted(trained_classes) != sorted(classes):
         # As many classes, but others: every score would be reported against an unrelated label.
@@ -167,9 +168,7 @@ def evaluate_dataset(cfg: DictConfig) -> Evaluation:
     check_inference_precision(precision, trainer.strategy.root_device)
     datamodule = build_datamodule(cfg.data)
     datamodule.setup("test")
-    model = _load_model(cfg, datamodule.num_classes, datamodule.classes)
-    if cfg.fast:
-        model.use_fast_inference_path()
+    model = _load_model(cfg, datamodule.num_classes, datamodule.classes)  # on the fast path if cfg.fast
     with float32_mode(float32_mode_on(trainer.strategy.root_device, precision == "tf32")):
         trainer.test(model, datamodule=datamodule, verbose=False)  # the report below says it all
     if not trainer.is_global_zero:

@@ -70,6 +70,8 @@ class I3DClassifier(pl.LightningModule):
         aggregate: how evaluation views of a video combine: ``mean_logits`` or ``mean_softmax``.
         class_names: names of the classes, for reports.
         eval_chunk: views forwarded at once in evaluation (bounds memory).
+        fast_inference: test on the fast inference path (:meth:`use_fast_inference_path`, applied when
+            the test loop starts, once the weights are in); evaluation only: such a model cannot train.
         seed: the random state (dropout) of each training step is seeded from (seed, step, rank), so a
             run resumed from a checkpoint repeats the uninterrupted run; ``None`` leaves it alone.
     """
@@ -81,7 +83,7 @@ class I3DClassifier(pl.LightningModule):
                  head_lr_scale: float = 1.0, trainable_blocks: int | None = None, freeze_bn_stats: bool = False,
                  bn_momentum: float | None = None,
                  aggregate: str = "mean_logits", class_names: Sequence[str] | None = None, eval_chunk: int = 8,
-                 seed: int | None = 0) -> None:
+                 fast_inference: bool = False, seed: int | None = 0) -> None:
         super().__init__()
         if aggregate not in AGGREGATIONS:
             raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
@@ -146,6 +148,8 @@ class I3DClassifier(pl.LightningModule):
         self.weights_loaded = True
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.get("fast_inference"):
+            raise ValueError("fast_inference=True is for evaluation: the fast path (batch norm folded) cannot train")
         # A resumed or evaluated checkpoint brings its own weights; otherwise start from `weights`.
         if not self.weights_loaded and self.trainer.ckpt_path is None:
             self.load_initial_weights()
@@ -296,6 +300,10 @@ class I3DClassifier(pl.LightningModule):
                 "index": int(batch["index"][row]), "video_id": batch["video_id"][row],
                 "label": int(batch["label"][row]), "top_classes": top_classes[row].tolist(),
                 "top_scores": top_scores[row].tolist()})
+
+    def on_test_start(self) -> None:
+        if self.hparams.get("fast_inference") and not self.channels_last:  # checkpoints before it lack the key
+            self.use_fast_inference_path()
 
     def on_test_epoch_start(self) -> None:
         self.predictions = []
