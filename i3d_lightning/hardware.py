@@ -227,9 +227,9 @@ def lightning_precision(precision: str) -> str:
 
 def check_inference_precision(precision: str, device: torch.device) -> None:
     """Refuse an unknown ``precision`` (one line for the user); warn when bf16 is asked for where it
-    is not known to be faster than fp32 (:func:`bf16_is_fast`: a CPU without
-    AMX emulates or half-uses bf16, and runs it slower than fp32; see docs/gpu.md and docs/features.md), and when
-    tf32 is asked for off a CUDA GPU (it then means IEEE fp32)."""
+    is not known to be faster than fp32 (:func:`bf16_is_fast`: a CPU without AMX emulates or half-uses
+    bf16, and runs it slower than fp32; see docs/gpu.md and docs/features.md), and when tf32 is asked
+    for off a CUDA GPU (it then means IEEE fp32)."""
     check_precision_name(precision)
     if str(precision) == "bf16" and not bf16_is_fast(device):
         log.warning("precision=bf16 on %s: bf16 is not faster than fp32 here (no AMX; emulated without bf16 "
@@ -242,9 +242,9 @@ def check_inference_precision(precision: str, device: torch.device) -> None:
 
 @contextlib.contextmanager
 def inference_precision(device: torch.device, precision: str) -> Iterator[None]:
-    """Run the enclosed inference in ``precision`` (:data:`INFERENCE_PRECISIONS`) on ``device``: IEEE or TF32
-    float32 convolutions and products (:func:`float32_mode`), plus bf16
-    autocast for ``bf16``. The process's previous settings are restored on exit."""
+    """Run the enclosed inference in ``precision`` (:data:`INFERENCE_PRECISIONS`) on ``device``: IEEE or
+    TF32 float32 convolutions and products (:func:`float32_mode`), plus bf16 autocast for ``bf16``. The
+    process's previous settings are restored on exit."""
     if precision not in INFERENCE_PRECISIONS:
         raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {precision!r}")
     with float32_mode(float32_mode_on(device, precision == "tf32")), \

@@ -148,7 +148,7 @@ class I3DClassifier(pl.LightningModule):
         self.weights_loaded = True
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.hparams.get("fast_inference"):
+        if stage == "fit" and self.hparams.fast_inference:
             raise ValueError("fast_inference=True is for evaluation: the fast path (batch norm folded) cannot train")
         # A resumed or evaluated checkpoint brings its own weights; otherwise start from `weights`.
         if not self.weights_loaded and self.trainer.ckpt_path is None:
@@ -302,7 +302,7 @@ class I3DClassifier(pl.LightningModule):
                 "top_scores": top_scores[row].tolist()})
 
     def on_test_start(self) -> None:
-        if self.hparams.get("fast_inference") and not self.channels_last:  # checkpoints before it lack the key
+        if self.hparams.fast_inference and not self.channels_last:  # not twice when tested again
             self.use_fast_inference_path()
 
     def on_test_epoch_start(self) -> None:

@@ -112,11 +112,11 @@ def _symmetric(pads: list[int]) -> bool:
 
 
 def _shifted_is_faster(x: torch.Tensor) -> bool:
-    """Whether :func:`shifted_max_pool` replaces PyTorch's max-pool for ``x``: on a CPU (there ~6x
-    faster than PyTorch's kernel on I3D's pools, in fp32 too: 0.19 s against 1.16 s for the pools of a
-    batch of 4 clips of 16x193x193 on an AMD EPYC, 2 cores), where no gradient flows through the pool
-    (it writes in place: evaluation, and the frozen blocks of a fine-tuning), and not while the
-    model is traced, compiled or exported (its slicing would be baked in at one size)."""
+    """Whether :func:`shifted_max_pool` replaces PyTorch's max-pool for ``x``: on a CPU (there ~7x
+    faster than PyTorch's kernel on I3D's pools, in fp32 too: ``tools/benchmarks/measure_max_pool.py``),
+    where no gradient flows through the pool (it writes in place: evaluation, and the frozen blocks of
+    a fine-tuning), and not while the model is traced, compiled or exported (its slicing would be
+    baked in at one size)."""
     return (x.device.type == "cpu" and not x.requires_grad and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling() and not torch.compiler.is_exporting())
 
@@ -152,8 +152,6 @@ def _axis_max(x: torch.Tensor, axis: int, kernel: int, stride: int, before: int)
         region = out.narrow(axis, first, last - first)
         torch.maximum(region, values, out=region)
     return out
-
-
 
 
 class MaxPool3dSame(nn.Module):

@@ -6,28 +6,20 @@ Times each of I3D's 13 max-pools on its own input (the shapes of a ``batch x fra
 clip; by default the quick start's training clips) both ways, checks that both give the same values,
 then the plain fp32 model's forward pass (no gradient) on one 64x224x224 clip both ways, in clips/s.
 PyTorch's kernel is what the pools run where a gradient flows through them
-(:func:`i3d_lightning.models.i3d.shifted_max_pool` says why).
+(``i3d_lightning.models.i3d._shifted_is_faster`` says where and why; this script switches it).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import torch
+from benchmark_model import timed  # beside this script
 
 from i3d_lightning.hardware import describe_device
 from i3d_lightning.models import i3d
 
-
-def seconds(function: Callable[[], object], repeats: int) -> float:
-    """Seconds per call, after one warm-up call."""
-    function()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    return (time.perf_counter() - start) / repeats
+CPU = torch.device("cpu")
 
 
 def pool_inputs(model: i3d.InceptionI3d, clip: torch.Tensor) -> dict[str, tuple[i3d.MaxPool3dSame, torch.Size]]:
@@ -53,7 +45,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=193)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    print(describe_device(torch.device("cpu")))
+    print(describe_device(CPU))
     model = i3d.InceptionI3d(num_classes=400).eval()
     shifted_is_faster = i3d._shifted_is_faster
     ways = {"pytorch": lambda x: False, "shifted": shifted_is_faster}
@@ -66,7 +58,7 @@ def main() -> None:
         for way, choose in ways.items():
             i3d._shifted_is_faster = choose
             outputs[way] = pool(x)
-            timings[way] = seconds(lambda pool=pool, x=x: pool(x), args.repeats)
+            timings[way] = timed(lambda pool=pool, x=x: pool(x), CPU, args.repeats)
             totals[way] += timings[way]
         assert torch.equal(outputs["pytorch"], outputs["shifted"]), name
         print(f"{name:<28} {tuple(shape)!s:<24} {timings['pytorch']:>9.3f} {timings['shifted']:>9.3f}")
@@ -75,7 +67,7 @@ def main() -> None:
     for way, choose in ways.items():
         i3d._shifted_is_faster = choose
         with torch.inference_mode():
-            rate = 1 / seconds(lambda: model(clip), args.repeats)
+            rate = 1 / timed(lambda: model(clip), CPU, args.repeats)
         print(f"plain fp32 model, 1 x 64x224x224, {way} pools: {rate:.3f} clips/s")
     i3d._shifted_is_faster = shifted_is_faster
 
