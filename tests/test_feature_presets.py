@@ -14,7 +14,7 @@ from i3d_lightning.data.annotations import video_files
 from i3d_lightning.data.clip_dataset import ClipSampling, VideoClipDataset
 from i3d_lightning.features import run
 from i3d_lightning.features.presets import FEATURE_PRESETS
-from i3d_lightning.features.run import ExtractionSettings
+from i3d_lightning.features.settings import ExtractionSettings
 from i3d_lightning.models import InceptionI3d
 from i3d_lightning.preprocessing import ten_crops
 from i3d_lightning.video.sampling import window_starts

@@ -37,9 +37,8 @@ from i3d_lightning.cli import (
 )
 from i3d_lightning.data.annotations import VideoList, video_files
 from i3d_lightning.errors import UserInputError
-from i3d_lightning.features.extraction import CROP_COUNTS
 from i3d_lightning.features.presets import FEATURE_PRESETS, feature_preset
-from i3d_lightning.features.run import ExtractionSettings, extract_features
+from i3d_lightning.features.settings import CROP_COUNTS, ExtractionSettings
 from i3d_lightning.models.i3d import MIN_FRAMES, MIN_SIZE
 from i3d_lightning.models.streams import STREAMS
 from i3d_lightning.preprocessing import RELEASE_CROP_SIZE, RELEASE_FPS, RELEASE_SHORT_SIDE
@@ -134,6 +133,9 @@ def settings_from(args: argparse.Namespace) -> ExtractionSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: Lightning (~4 s to import on 2 cores) is for the run, not for --help or a refused option.
+    from i3d_lightning.features.run import extract_features
+
     settings = settings_from(args)
     if args.dataset:
         videos, flow_root = dataset_videos(args.dataset, args.set)

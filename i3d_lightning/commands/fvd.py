@@ -44,7 +44,6 @@ from i3d_lightning.fvd.bootstrap import BootstrapSummary
 from i3d_lightning.fvd.distance import COVARIANCES, SQUARE_ROOTS
 from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
 from i3d_lightning.fvd.protocols import PAPER_PROTOCOLS, paper_protocol, reported_metric
-from i3d_lightning.fvd.run import compute
 from i3d_lightning.fvd.statistics_file import save_statistics, statistics_path
 from i3d_lightning.weights import WeightsSource
 
@@ -97,6 +96,9 @@ def clip_protocol(args: argparse.Namespace) -> ClipProtocol:
 
 
 def measure(args: argparse.Namespace) -> int:
+    # Imported here: Lightning (~4 s to import on 2 cores) is for the run, not for --help or a refused option.
+    from i3d_lightning.fvd.run import compute
+
     protocol = clip_protocol(args)
     # The outputs are checked before anything is embedded (compute checks the inputs likewise).
     stats = None

@@ -29,6 +29,7 @@ from i3d_lightning.atomic_files import atomic_output, write_csv, write_json
 from i3d_lightning.data.annotations import VideoRecord
 from i3d_lightning.data.segments import VideoSegments
 from i3d_lightning.errors import UserInputError
+from i3d_lightning.features.settings import CROP_COUNTS
 from i3d_lightning.flow.online import OnlineFlow, device_flow_views
 from i3d_lightning.models.i3d import InceptionI3d
 from i3d_lightning.models.inference import optimize_for_inference, prepare_input, run_in_batches
@@ -40,8 +41,6 @@ from i3d_lightning.video.sampling import window_starts
 
 #: The output name of files that hold both modalities' features, rgb's first.
 CONCATENATED = "rgb+flow"
-#: Crops per window: the centre one, or the four corners and the centre and their mirror images.
-CROP_COUNTS = (1, 10)
 #: A one-pass network call holds at most the frames of ``batch_size`` clips of 64 frames (the release's
 #: clip length), in crops of the same video (at least one).
 ONE_PASS_CALL_FRAMES = 64

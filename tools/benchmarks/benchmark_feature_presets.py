@@ -33,7 +33,8 @@ from i3d_lightning.data.release_clip import read_gif
 from i3d_lightning.data.synthetic import write_mp4
 from i3d_lightning.features.extraction import FeatureExtractor
 from i3d_lightning.features.presets import FEATURE_PRESETS
-from i3d_lightning.features.run import ExtractionSettings, extract_features
+from i3d_lightning.features.run import extract_features
+from i3d_lightning.features.settings import ExtractionSettings
 from i3d_lightning.flow.online import OnlineFlow
 from i3d_lightning.hardware import describe_device, resolve_device
 from i3d_lightning.models import InceptionI3d
