@@ -133,9 +133,6 @@ def settings_from(args: argparse.Namespace) -> ExtractionSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here: Lightning (~4 s to import on 2 cores) is for the run, not for --help or a refused option.
-    from i3d_lightning.features.run import extract_features
-
     settings = settings_from(args)
     if args.dataset:
         videos, flow_root = dataset_videos(args.dataset, args.set)
@@ -143,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
         videos, flow_root = video_files(args.source).require_videos(str(args.source)), None
     else:
         raise UserInputError(f"{args.source}: no such folder, video or list (or give --dataset NAME)")
+    # Imported only now: Lightning (~4 s to import on 2 cores) is for the run, not for --help or a refused option.
+    from i3d_lightning.features.run import extract_features
+
     created = not args.out.exists()
     try:
         report = extract_features(videos, writable_folder(args.out, "OUT"), settings,

@@ -96,9 +96,6 @@ def clip_protocol(args: argparse.Namespace) -> ClipProtocol:
 
 
 def measure(args: argparse.Namespace) -> int:
-    # Imported here: Lightning (~4 s to import on 2 cores) is for the run, not for --help or a refused option.
-    from i3d_lightning.fvd.run import compute
-
     protocol = clip_protocol(args)
     # The outputs are checked before anything is embedded (compute checks the inputs likewise).
     stats = None
@@ -108,6 +105,9 @@ def measure(args: argparse.Namespace) -> int:
             print(f"statistics files end in .npz: REAL's statistics will be written to {stats}", file=sys.stderr)
     if args.json:
         writable_file(args.json, "--json")
+    # Imported only now: Lightning (~4 s to import on 2 cores) is for the run, not for --help or a refused option.
+    from i3d_lightning.fvd.run import compute
+
     comparison = compute(args.real, args.fake, protocol, weights=args.weights,
                          source=WeightsSource(mirror=args.mirror, mirror_option="--mirror DIR"),
                          preprocessed=args.preprocessed,
