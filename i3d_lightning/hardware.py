@@ -245,8 +245,7 @@ def inference_precision(device: torch.device, precision: str) -> Iterator[None]:
     """Run the enclosed inference in ``precision`` (:data:`INFERENCE_PRECISIONS`) on ``device``: IEEE or
     TF32 float32 convolutions and products (:func:`float32_mode`), plus bf16 autocast for ``bf16``. The
     process's previous settings are restored on exit."""
-    if precision not in INFERENCE_PRECISIONS:
-        raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {precision!r}")
+    precision = check_precision_name(precision)
     with float32_mode(float32_mode_on(device, precision == "tf32")), \
             torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         yield
