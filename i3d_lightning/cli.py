@@ -177,11 +177,16 @@ def run_reporting_errors(task: Callable[..., object], *args: object) -> int:
     status: the int ``task`` returns, else 0. A mistake in the user's input or config prints one line
     ``error: <message>`` (no traceback) and gives 2; a training run that diverged, or a DataLoader worker
     that died or got stuck on a video, prints what happened and gives 1; Ctrl-C gives 130 and SIGTERM 143,
-    after one line saying what was kept. Library chatter is quieted first."""
+    after one line saying what was kept. Library chatter is quieted first. After success, the process
+group of a run over several processes is closed (:func:`~i3d_lightning.runtime.distributed.close_process_group`)."""
     quiet_library_chatter()
     try:
         with sigterm_as_interrupt():
             result = task(*args)
+            if "torch.distributed" in sys.modules:  # a process group is possible only once torch is imported
+                from i3d_lightning.runtime.distributed import close_process_group
+
+                close_process_group()
     except (UserInputError, OmegaConfBaseException) as error:
         return _refuse(error)
     except InterruptedByUserError as error:

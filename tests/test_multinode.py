@@ -101,3 +101,27 @@ def test_evaluation_on_two_nodes_equals_one_process(tmp_path, two_class_videos):
     for report in ("metrics.json", "predictions.csv"):
         assert (tmp_path / "nodes" / report).read_text() == (tmp_path / "single" / report).read_text()
     assert json.loads((tmp_path / "single" / "metrics.json").read_text())["videos_evaluated"] == 6
+
+
+@pytest.fixture
+def process_group():
+    """A gloo process group of one process (this one), as Lightning starts for several."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield dist
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_a_command_that_succeeds_closes_its_process_group_and_one_that_fails_leaves_it(process_group):
+    # A gloo group alive at interpreter exit made some exits abort (SIGABRT) after a finished
+    # run, which torchrun then reported as failed; on a failure, another process may still be in a collective.
+    from i3d_lightning.cli import run_reporting_errors
+    from i3d_lightning.errors import TrainingDivergedError
+
+    def diverge():
+        raise TrainingDivergedError("loss is nan")
+
+    assert run_reporting_errors(diverge) == 1 and process_group.is_initialized()
+    assert run_reporting_errors(lambda: 3) == 3 and not process_group.is_initialized()
