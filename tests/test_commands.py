@@ -69,6 +69,23 @@ def test_commands_start_without_the_libraries_they_do_not_use(module, libraries)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]
 
 
+@pytest.mark.parametrize(("module", "arguments", "message"), [
+    ("fvd", ["{missing}", "{tmp}"], "{missing}: no such folder, .npy/.npz array or statistics file"),
+    ("fvd", ["{tmp}", "{missing}"], "{missing}: no such folder, .npy/.npz array or statistics file"),
+    ("extract_features", ["{missing}", "{tmp}/out"],
+     "{missing}: no such folder, video or list (or give --dataset NAME)"),
+])
+def test_a_missing_input_is_refused_before_the_run_imports_lightning(tmp_path, module, arguments, message):
+    # A mistyped path is one line and exit 2 at once (~2 s), not after the ~5 s of the predict loop's imports.
+    missing = tmp_path / "no_such_videos"
+    arguments = [argument.format(missing=missing, tmp=tmp_path) for argument in arguments]
+    probe = (f"import sys\nfrom i3d_lightning.commands import {module}\nstatus = {module}.main({arguments!r})\n"
+             "print(status, 'pytorch_lightning' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr[-2000:]
+    assert result.stderr.strip() == f"error: {message.format(missing=missing)}"
+
+
 def _option_help(command: str, capsys) -> dict[str, str]:
     """``--option ...`` -> its help text, from ``<command> --help``."""
     with pytest.raises(SystemExit):

@@ -42,7 +42,7 @@ from i3d_lightning.cli import (
 from i3d_lightning.errors import UserInputError
 from i3d_lightning.fvd.bootstrap import BootstrapSummary
 from i3d_lightning.fvd.distance import COVARIANCES, SQUARE_ROOTS
-from i3d_lightning.fvd.inputs import STARTS, ClipProtocol
+from i3d_lightning.fvd.inputs import STARTS, ClipProtocol, not_an_input
 from i3d_lightning.fvd.protocols import PAPER_PROTOCOLS, paper_protocol, reported_metric
 from i3d_lightning.fvd.statistics_file import save_statistics, statistics_path
 from i3d_lightning.weights import WeightsSource
@@ -97,6 +97,9 @@ def clip_protocol(args: argparse.Namespace) -> ClipProtocol:
 
 def measure(args: argparse.Namespace) -> int:
     protocol = clip_protocol(args)
+    for side in (args.real, args.fake):  # a mistyped path: one line now, not after the run's imports
+        if not side.exists():
+            raise not_an_input(side)
     # The outputs are checked before anything is embedded (compute checks the inputs likewise).
     stats = None
     if args.save_stats:

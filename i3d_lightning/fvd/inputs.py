@@ -83,6 +83,11 @@ class ClipProtocol:
                 if value is not None or key not in ("fake_start", "min_frames", "name")}
 
 
+def not_an_input(path: Path) -> UserInputError:
+    """The refusal of a side that is none of the inputs FVD takes (nothing there, or another kind of file)."""
+    return UserInputError(f"{path}: no such folder, .npy/.npz array or statistics file")
+
+
 class ClipSource(Dataset):
     """The clips of one ``side`` (``real`` or ``fake``; see the module). Items: ``{"index", "video_id",
     "path", "clips"}`` or, for a video that cannot be read, ``{"index", "video_id", "path", "error"}``.
@@ -102,7 +107,7 @@ class ClipSource(Dataset):
             self.entries = _videos_or_frame_folders(self.path)
             self.ids = [str(entry.relative_to(self.path)) for entry in self.entries]
         else:
-            raise UserInputError(f"{self.path}: no such folder, .npy/.npz array or statistics file")
+            raise not_an_input(self.path)
         if not self.ids:
             raise UserInputError(f"{self.path}: no videos (or frame folders of .png/.jpg) found")
         if protocol.min_frames is not None:
