@@ -177,8 +177,8 @@ def run_reporting_errors(task: Callable[..., object], *args: object) -> int:
     status: the int ``task`` returns, else 0. A mistake in the user's input or config prints one line
     ``error: <message>`` (no traceback) and gives 2; a training run that diverged, or a DataLoader worker
     that died or got stuck on a video, prints what happened and gives 1; Ctrl-C gives 130 and SIGTERM 143,
-    after one line saying what was kept. Library chatter is quieted first. After success, the process
-group of a run over several processes is closed (:func:`~i3d_lightning.runtime.distributed.close_process_group`)."""
+    after one line saying what was kept. Library chatter is quieted first. After success, the process group
+    of a run over several processes is closed (:func:`~i3d_lightning.runtime.distributed.close_process_group`)."""
     quiet_library_chatter()
     try:
         with sigterm_as_interrupt():
