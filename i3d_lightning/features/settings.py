@@ -75,4 +75,3 @@ class ExtractionSettings:
                 "short_side": self.short_side, "crop_size": self.crop_size,
                 "weights": {modality: self.weights_of(modality) for modality in self.modalities},
                 "layout": "[T, 2048] per video, rgb first" if self.concatenate else "[T, 1024] per modality"}
-

@@ -71,7 +71,7 @@ def close_process_group() -> None:
 
     Lightning starts a process group for several processes but destroys it at exit only for NCCL. A gloo
     group (CPU runs, multi-node on CPU) left alive at interpreter exit makes some exits abort (SIGABRT,
-    "terminate called without an active exception", pytorch/pytorch#190489; 4-6 of 20 two-process runs,
+    "terminate called without an active exception", pytorch/pytorch#190489; 4-9 of 20 two-process runs,
     tools/benchmarks/measure_gloo_exit.py): a finished run would report failure to torchrun. Called only
     after success: on a failure another process may still be inside a collective, and destroying the
     group could wait for it.

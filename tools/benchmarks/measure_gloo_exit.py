@@ -2,7 +2,7 @@
 
     python tools/benchmarks/measure_gloo_exit.py [--runs 20]
 
-Each run is ``torch.distributed.run --nproc-per-node 2`` of this script as the child: a few all_gathers
+Each run is ``torch.distributed.run --standalone --nproc-per-node 2`` of this script as the child: a few all_gathers
 (as DDP and the evaluation's result gathering do), then exit, either leaving the process group to the
 interpreter's exit (what Lightning does for gloo) or after
 :func:`~i3d_lightning.runtime.distributed.close_process_group` (what the commands do after a run that
@@ -13,7 +13,6 @@ succeeded). Prints, for each, how many runs failed and how many of those printed
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 
@@ -37,19 +36,12 @@ def child(close: bool) -> None:
         close_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def count_failures(runs: int, close: bool) -> tuple[int, int]:
     """(failed runs, runs whose output has the abort's line) out of ``runs``."""
     failed = aborted = 0
     for _ in range(runs):
-        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node",
-                              "2", "--master-addr", "127.0.0.1", "--master-port", str(free_port()), __file__,
-                              "--child", *(["--close"] if close else [])],
+        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                              __file__, "--child", *(["--close"] if close else [])],
                              capture_output=True, text=True, timeout=300)
         failed += run.returncode != 0
         aborted += "terminate called without an active exception" in run.stdout + run.stderr
